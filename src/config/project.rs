@@ -1,0 +1,353 @@
+//! `campaigns.toml`: the sender identity, the form and the campaigns, loaded from the
+//! marketer's directory with every problem located by file, line and column.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::diagnostic::Diagnostic;
+use crate::profile::{Choice, Form, Question, label_for};
+
+/// The file name of the main configuration inside `--dir`.
+pub const CAMPAIGNS_FILE: &str = "campaigns.toml";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CampaignsToml {
+    sender: SenderToml,
+    #[serde(default)]
+    form: Option<FormToml>,
+    #[serde(default, rename = "campaign")]
+    campaigns: Vec<Spanned<CampaignToml>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SenderToml {
+    from: Spanned<String>,
+    postal_address: Spanned<String>,
+    #[serde(default)]
+    reply_to: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormToml {
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    steps: Option<Spanned<Vec<Spanned<Vec<Spanned<String>>>>>>,
+    #[serde(default)]
+    choices: BTreeMap<Spanned<String>, Vec<ChoiceToml>>,
+    #[serde(default)]
+    confirm_subject: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ChoiceToml {
+    Value(String),
+    Labelled { value: String, label: String },
+}
+
+/// One `[[campaign]]` as written. The campaign module interprets and checks it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignToml {
+    pub id: Spanned<String>,
+    pub kind: Spanned<String>,
+    #[serde(default)]
+    pub delay: Option<Spanned<String>>,
+    #[serde(default)]
+    pub schedule: Option<Spanned<String>>,
+    #[serde(default)]
+    pub audience: Option<Spanned<String>>,
+    pub subject: Spanned<String>,
+    pub template: Spanned<String>,
+    #[serde(default, rename = "section")]
+    pub sections: Vec<SectionToml>,
+    #[serde(default)]
+    pub after: Option<Spanned<AfterToml>>,
+    #[serde(default)]
+    pub unless: Option<Spanned<String>>,
+}
+
+/// `[[campaign.section]]`: content chosen for people in a segment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SectionToml {
+    pub segment: Spanned<String>,
+    pub template: Spanned<String>,
+}
+
+/// `after = { event = "click", tag = "training", delay = "3d" }` of a follow-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AfterToml {
+    pub event: Spanned<String>,
+    #[serde(default)]
+    pub tag: Option<Spanned<String>>,
+    #[serde(default)]
+    pub campaign: Option<Spanned<String>>,
+    #[serde(default)]
+    pub delay: Option<Spanned<String>>,
+}
+
+/// Who the mail comes from and the postal address every footer prints.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pub from: lettre::message::Mailbox,
+    pub reply_to: Option<lettre::message::Mailbox>,
+    pub postal_address: String,
+}
+
+impl Sender {
+    /// The display name, or the address when there is none.
+    pub fn name(&self) -> String {
+        self.from
+            .name
+            .clone()
+            .unwrap_or_else(|| self.from.email.to_string())
+    }
+
+    /// The sender's domain: Message-IDs and the EHLO name use it.
+    pub fn domain(&self) -> &str {
+        self.from.email.domain()
+    }
+}
+
+/// The loaded `campaigns.toml`.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub dir: PathBuf,
+    pub sender: Sender,
+    pub form: Form,
+    pub confirm_subject: String,
+    pub campaigns: Vec<CampaignToml>,
+    /// The file's text, kept so that later checks can locate their findings.
+    pub source: String,
+}
+
+impl Project {
+    /// Reads `DIR/campaigns.toml`. Every problem found is returned, located.
+    pub fn load(dir: &Path) -> Result<Project, Vec<Diagnostic>> {
+        let path = dir.join(CAMPAIGNS_FILE);
+        let source = std::fs::read_to_string(&path).map_err(|e| {
+            vec![Diagnostic::file(
+                &path,
+                format!(
+                    "cannot read {CAMPAIGNS_FILE} ({e}); run rapport in the directory that holds it, or pass --dir DIR"
+                ),
+            )]
+        })?;
+        Project::parse(dir, &path, source)
+    }
+
+    /// Parses the text of `campaigns.toml` found at `path`.
+    pub fn parse(dir: &Path, path: &Path, source: String) -> Result<Project, Vec<Diagnostic>> {
+        let raw: CampaignsToml = toml::from_str(&source).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            vec![Diagnostic::at(
+                path,
+                &source,
+                offset,
+                e.message().trim().replace('\n', " "),
+            )]
+        })?;
+        let mut problems = Vec::new();
+        let at = |offset: usize, msg: String| Diagnostic::at(path, &source, offset, msg);
+
+        let sender = parse_sender(&raw.sender, &at, &mut problems);
+        let (form, confirm_subject) = match &raw.form {
+            None => (Some(Form::default()), default_confirm_subject()),
+            Some(f) => (
+                parse_form(f, &at, &mut problems),
+                f.confirm_subject
+                    .clone()
+                    .unwrap_or_else(default_confirm_subject),
+            ),
+        };
+        match (sender, form, problems.is_empty()) {
+            (Some(sender), Some(form), true) => Ok(Project {
+                dir: dir.to_path_buf(),
+                sender,
+                form,
+                confirm_subject,
+                campaigns: raw.campaigns.into_iter().map(Spanned::into_inner).collect(),
+                source,
+            }),
+            _ => Err(problems),
+        }
+    }
+}
+
+fn default_confirm_subject() -> String {
+    "Please confirm your subscription".to_string()
+}
+
+fn parse_sender(
+    s: &SenderToml,
+    at: &impl Fn(usize, String) -> Diagnostic,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<Sender> {
+    let mailbox = |v: &Spanned<String>, key: &str, problems: &mut Vec<Diagnostic>| {
+        v.get_ref().parse::<lettre::message::Mailbox>().map_err(|e| {
+            problems.push(at(
+                v.span().start,
+                format!(
+                    "[sender] {key} = {:?} is not a valid address ({e}); write it as \"Name <hello@example.com>\"",
+                    v.get_ref()
+                ),
+            ))
+        })
+    };
+    let from = mailbox(&s.from, "from", problems).ok();
+    let reply_to = match &s.reply_to {
+        Some(r) => Some(mailbox(r, "reply_to", problems).ok()?),
+        None => None,
+    };
+    let postal = s.postal_address.get_ref().trim();
+    if postal.is_empty() {
+        problems.push(at(
+            s.postal_address.span().start,
+            "[sender] postal_address is empty; every email must print the sender's postal address"
+                .into(),
+        ));
+        return None;
+    }
+    Some(Sender {
+        from: from?,
+        reply_to,
+        postal_address: postal.to_string(),
+    })
+}
+
+fn parse_form(
+    f: &FormToml,
+    at: &impl Fn(usize, String) -> Diagnostic,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<Form> {
+    let known = || {
+        Question::ALL
+            .iter()
+            .map(|q| q.key())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let question = |s: &Spanned<String>, problems: &mut Vec<Diagnostic>| {
+        let q = Question::from_key(s.get_ref());
+        if q.is_none() {
+            problems.push(at(
+                s.span().start,
+                format!("unknown question \"{}\"; known: {}", s.get_ref(), known()),
+            ));
+        }
+        q
+    };
+    let before = problems.len();
+    let default = Form::default();
+    let steps: Vec<Vec<Question>> = match &f.steps {
+        Some(steps) => steps
+            .get_ref()
+            .iter()
+            .map(|step| {
+                step.get_ref()
+                    .iter()
+                    .filter_map(|k| question(k, problems))
+                    .collect()
+            })
+            .collect(),
+        None => default.steps().to_vec(),
+    };
+    let mut choices = Vec::new();
+    for (key, list) in &f.choices {
+        if let Some(q) = question(key, problems) {
+            let list = list
+                .iter()
+                .map(|c| match c {
+                    ChoiceToml::Value(v) => Choice {
+                        value: v.clone(),
+                        label: label_for(v),
+                    },
+                    ChoiceToml::Labelled { value, label } => Choice {
+                        value: value.clone(),
+                        label: label.clone(),
+                    },
+                })
+                .collect();
+            choices.push((q, list));
+        }
+    }
+    // Choice questions the file leaves out keep the built-in lists.
+    for q in [
+        Question::Products,
+        Question::Industry,
+        Question::BusinessNeed,
+    ] {
+        if !choices.iter().any(|(c, _)| *c == q) {
+            choices.push((q, default.choices(q).to_vec()));
+        }
+    }
+    if problems.len() > before {
+        return None;
+    }
+    let offset = f.steps.as_ref().map_or(0, |s| s.span().start);
+    Form::new(f.version.clone(), steps, choices)
+        .map_err(|e| problems.push(at(offset, format!("[form] {e}"))))
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<Project, Vec<Diagnostic>> {
+        Project::parse(Path::new("."), Path::new("campaigns.toml"), src.to_string())
+    }
+
+    const SENDER: &str =
+        "[sender]\nfrom = \"Contoso <hello@contoso.example>\"\npostal_address = \"1 Way\"\n";
+
+    #[test]
+    fn minimal_file_gets_the_default_form() {
+        let p = parse(SENDER).unwrap();
+        assert_eq!(p.sender.name(), "Contoso");
+        assert_eq!(p.sender.domain(), "contoso.example");
+        assert_eq!(p.form.steps().len(), 4);
+    }
+
+    #[test]
+    fn locates_unknown_keys_and_questions() {
+        let e = parse(&format!("{SENDER}colour = 1\n")).unwrap_err();
+        assert_eq!(e[0].line, 4, "{e:?}");
+        assert!(e[0].message.contains("colour"), "{e:?}");
+
+        let e = parse(&format!(
+            "{SENDER}[form]\nsteps = [[\"email\", \"nmae\"]]\n"
+        ))
+        .unwrap_err();
+        assert_eq!((e[0].line, e[0].col), (5, 20), "{e:?}");
+        assert!(e[0].message.contains("unknown question \"nmae\""));
+    }
+
+    #[test]
+    fn reports_bad_sender() {
+        let e = parse("[sender]\nfrom = \"not an address\"\npostal_address = \" \"\n").unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(e[0].line, 2);
+        assert_eq!(e[1].line, 3);
+    }
+
+    #[test]
+    fn configured_choices_with_labels() {
+        let p = parse(&format!(
+            "{SENDER}[form]\nsteps = [[\"email\"], [\"industry\"]]\n[form.choices]\nindustry = [\"retail\", {{ value = \"b2b\", label = \"Business services\" }}]\n"
+        ))
+        .unwrap();
+        let c = p.form.choices(Question::Industry);
+        assert_eq!(c[0].label, "Retail");
+        assert_eq!(c[1].label, "Business services");
+    }
+}

@@ -1,0 +1,163 @@
+//! Operator settings: where the data lives, how mail leaves, and limits. They come from
+//! `RAPPORT_*` environment variables (and the CLI's global flags), never from the
+//! marketer's files, so the same project directory runs on a laptop and in production.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `serve` and the other commands need besides the marketer's files.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// sqlx URL: `sqlite://rapport.db` (default) or `postgres://...`.
+    pub database_url: String,
+    /// Prefix of every link in emails; default `http://` + the bind address.
+    pub public_url: Option<String>,
+    /// Where the default transport writes `.eml` files.
+    pub outbox_dir: PathBuf,
+    /// lettre SMTP URL; when set, mail goes out by SMTP instead of the outbox folder.
+    pub smtp_url: Option<String>,
+    /// Overrides the signing secret stored in the database.
+    pub secret: Option<String>,
+    /// How long a confirmation link stays valid.
+    pub confirm_ttl: Duration,
+    /// Opt-in submissions allowed per client address and minute; `None` turns the limit off.
+    pub subscribe_per_minute: Option<u32>,
+    /// Take the client address from `X-Forwarded-For` (only behind a reverse proxy you run).
+    pub trust_proxy: bool,
+}
+
+/// A setting that could not be read; the message names the variable and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}={value:?}: {problem}")]
+pub struct SettingError {
+    pub var: &'static str,
+    pub value: String,
+    pub problem: String,
+}
+
+impl Settings {
+    /// Defaults for a database URL, with the rest taken from the environment.
+    pub fn from_env(database_url: String) -> Result<Settings, SettingError> {
+        Settings::from_lookup(database_url, |k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `get` (the environment, or a map in tests).
+    pub fn from_lookup(
+        database_url: String,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingError> {
+        let non_empty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let confirm_ttl = match non_empty("RAPPORT_CONFIRM_TTL") {
+            Some(v) => parse_duration(&v).map_err(|problem| SettingError {
+                var: "RAPPORT_CONFIRM_TTL",
+                value: v.clone(),
+                problem,
+            })?,
+            None => Duration::from_secs(7 * 24 * 3600),
+        };
+        let subscribe_per_minute = match non_empty("RAPPORT_SUBSCRIBE_LIMIT") {
+            None => Some(60),
+            Some(v) if matches!(v.trim(), "off" | "0" | "none") => None,
+            Some(v) => Some(
+                v.trim()
+                    .trim_end_matches("/min")
+                    .parse::<u32>()
+                    .map_err(|_| SettingError {
+                        var: "RAPPORT_SUBSCRIBE_LIMIT",
+                        value: v.clone(),
+                        problem:
+                            "expected submissions per minute and client, like 60 or 60/min, or off"
+                                .into(),
+                    })?,
+            ),
+        };
+        let trust_proxy = match non_empty("RAPPORT_TRUST_PROXY") {
+            None => false,
+            Some(v) => parse_bool(&v).ok_or_else(|| SettingError {
+                var: "RAPPORT_TRUST_PROXY",
+                value: v.clone(),
+                problem: "expected true or false".into(),
+            })?,
+        };
+        Ok(Settings {
+            database_url,
+            public_url: non_empty("RAPPORT_PUBLIC_URL")
+                .map(|u| u.trim_end_matches('/').to_string()),
+            outbox_dir: non_empty("RAPPORT_OUTBOX_DIR")
+                .map_or_else(|| PathBuf::from("outbox"), PathBuf::from),
+            smtp_url: non_empty("RAPPORT_SMTP_URL"),
+            secret: non_empty("RAPPORT_SECRET"),
+            confirm_ttl,
+            subscribe_per_minute,
+            trust_proxy,
+        })
+    }
+
+    /// The public URL, or `http://` + the address the server listens on.
+    pub fn public_url_for(&self, bind: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bind}"))
+    }
+}
+
+/// Parses durations as marketers write them: `0s`, `10m`, `3d`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; write a duration like 0s, 10m, 2h or 3d"))
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Settings, SettingError> {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup("sqlite://x.db".into(), |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let s = with(&[]).unwrap();
+        assert_eq!(s.confirm_ttl, Duration::from_secs(604800));
+        assert_eq!(s.subscribe_per_minute, Some(60));
+        assert_eq!(s.outbox_dir, PathBuf::from("outbox"));
+        let s = with(&[
+            ("RAPPORT_CONFIRM_TTL", "2d"),
+            ("RAPPORT_SUBSCRIBE_LIMIT", "off"),
+            ("RAPPORT_PUBLIC_URL", "https://x.example/"),
+        ])
+        .unwrap();
+        assert_eq!(s.confirm_ttl, Duration::from_secs(172800));
+        assert_eq!(s.subscribe_per_minute, None);
+        assert_eq!(s.public_url.as_deref(), Some("https://x.example"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = with(&[("RAPPORT_CONFIRM_TTL", "soon")]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("RAPPORT_CONFIRM_TTL=\"soon\""),
+            "{e}"
+        );
+        assert!(with(&[("RAPPORT_SUBSCRIBE_LIMIT", "lots")]).is_err());
+        assert!(
+            parse_duration("3d").is_ok()
+                && parse_duration("0s").is_ok()
+                && parse_duration("10m").is_ok()
+        );
+    }
+}

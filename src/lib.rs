@@ -1,0 +1,13 @@
+//! rapport: a self-hosted relationship-marketing pipeline. Opt-in with progressive
+//! profiling, a profile store, segments, campaigns, tracking and response-rate reports.
+//!
+//! Each module is one concern; `main.rs` is only the command line.
+
+pub mod config;
+pub mod delivery;
+pub mod profile;
+pub mod render;
+pub mod store;
+pub mod telemetry;
+pub mod track;
+pub mod web;

@@ -1,0 +1,64 @@
+//! Who a subscriber is: the parsed email address, the built-in questions, the answers and
+//! the progressive form that asks for them a few at a time.
+
+mod email;
+mod form;
+mod question;
+
+pub use email::{Email, EmailError};
+pub use form::{
+    CONSENT_FIELD, Choice, FORM_ERROR_KEY, FieldErrors, Form, FormError, HONEYPOT_FIELD, Purpose,
+    STEP_FIELD, Submission, label_for,
+};
+pub use question::{Answers, ENGAGEMENTS, Kind, Question, ROLES, Value};
+
+/// Where a profile is in its life: only `Subscribed` profiles receive campaigns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Subscribed,
+    Unsubscribed,
+    Bounced,
+    Complained,
+}
+
+impl Status {
+    /// The name stored in the database and shown in exports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Subscribed => "subscribed",
+            Status::Unsubscribed => "unsubscribed",
+            Status::Bounced => "bounced",
+            Status::Complained => "complained",
+        }
+    }
+
+    /// Parses a stored status name.
+    pub fn parse(s: &str) -> Option<Status> {
+        [
+            Status::Pending,
+            Status::Subscribed,
+            Status::Unsubscribed,
+            Status::Bounced,
+            Status::Complained,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// A stored profile: identity, status and answers.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub id: i64,
+    pub email: Email,
+    pub status: Status,
+    pub answers: Answers,
+    /// Binds confirmation links to the current subscription request; cleared on unsubscribe
+    /// so that an old confirmation link cannot subscribe someone again.
+    pub confirm_nonce: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}

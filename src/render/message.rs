@@ -1,0 +1,110 @@
+//! Assembles a rendered email into a MIME message: `multipart/alternative` with a text part
+//! (given, or derived from the HTML) and the HTML part, UTF-8, a Message-ID on the sender's
+//! domain, and any extra headers (List-Unsubscribe and friends).
+
+use lettre::Message;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+
+use crate::config::Sender;
+use crate::profile::Email;
+
+/// A message that could not be built; names the part at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("the recipient address {0} is not accepted by the mail library: {1}")]
+    Recipient(String, String),
+    #[error("header {0}: {1}")]
+    Header(String, String),
+    #[error("cannot derive the text part from the HTML: {0}")]
+    Text(String),
+    #[error("cannot build the message: {0}")]
+    Build(#[from] lettre::error::Error),
+}
+
+/// A built message and its Message-ID (without angle brackets), recorded with the send.
+#[derive(Debug, Clone)]
+pub struct Composed {
+    pub message: Message,
+    pub message_id: String,
+}
+
+/// Builds the message for one recipient. `text` is used as the plain part when given;
+/// otherwise the plain part is derived from `html` so that both say the same thing.
+pub fn compose(
+    sender: &Sender,
+    to: &Email,
+    to_name: Option<&str>,
+    subject: &str,
+    html: &str,
+    text: Option<String>,
+    headers: &[(&'static str, String)],
+) -> Result<Composed, MessageError> {
+    let address = to
+        .as_str()
+        .parse()
+        .map_err(|e: lettre::address::AddressError| {
+            MessageError::Recipient(to.to_string(), e.to_string())
+        })?;
+    let recipient = Mailbox::new(
+        to_name.filter(|n| !n.is_empty()).map(str::to_string),
+        address,
+    );
+    let text = match text {
+        Some(t) => t,
+        None => html2text::from_read(html.as_bytes(), 78)
+            .map_err(|e| MessageError::Text(e.to_string()))?,
+    };
+    let message_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), sender.domain());
+    let mut builder = Message::builder()
+        .from(sender.from.clone())
+        .to(recipient)
+        .subject(subject)
+        .message_id(Some(format!("<{message_id}>")));
+    if let Some(r) = &sender.reply_to {
+        builder = builder.reply_to(r.clone());
+    }
+    for (name, value) in headers {
+        let name = HeaderName::new_from_ascii_str(name);
+        builder = builder.raw_header(HeaderValue::new(name, value.clone()));
+    }
+    let message = builder.multipart(MultiPart::alternative_plain_html(text, html.to_string()))?;
+    Ok(Composed {
+        message,
+        message_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_multipart_with_derived_text() {
+        let sender = Sender {
+            from: "Contoso <hello@contoso.example>".parse().unwrap(),
+            reply_to: None,
+            postal_address: "1 Way".into(),
+        };
+        let to = Email::parse("ann@example.com").unwrap();
+        let c = compose(
+            &sender,
+            &to,
+            Some("Ann"),
+            "Héllo",
+            "<p>Hi <a href=\"https://x.example/\">there</a></p>",
+            None,
+            &[("List-Unsubscribe", "<https://x.example/u>".into())],
+        )
+        .unwrap();
+        let raw = String::from_utf8(c.message.formatted()).unwrap();
+        assert!(raw.contains("multipart/alternative"), "{raw}");
+        assert!(raw.contains("text/plain; charset=utf-8"));
+        assert!(raw.contains("text/html; charset=utf-8"));
+        assert!(raw.contains(&format!("Message-ID: <{}>", c.message_id)));
+        assert!(c.message_id.ends_with("@contoso.example"));
+        assert!(raw.contains("List-Unsubscribe: <https://x.example/u>"));
+        assert!(raw.contains("Date: "));
+        assert!(raw.contains("To: Ann <ann@example.com>"));
+    }
+}

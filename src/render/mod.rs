@@ -1,0 +1,218 @@
+//! Rendering: the Handlebars registry built from the marketer's `templates/` over the
+//! built-in defaults, and the assembly of email messages (HTML + derived text part).
+
+mod message;
+
+use std::path::{Path, PathBuf};
+
+use handlebars::Handlebars;
+use serde::Serialize;
+
+use crate::config::Diagnostic;
+
+pub use message::{Composed, MessageError, compose};
+
+/// The templates rapport ships; a file of the same name under `templates/` replaces one.
+/// They are the files of this repository's example setup, compiled in so that a project
+/// directory needs only the templates it changes.
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        "layout",
+        include_str!("../../templates/partials/layout.hbs"),
+    ),
+    ("field", include_str!("../../templates/partials/field.hbs")),
+    (
+        "error-summary",
+        include_str!("../../templates/partials/error-summary.hbs"),
+    ),
+    (
+        "pages/subscribe",
+        include_str!("../../templates/pages/subscribe.hbs"),
+    ),
+    ("pages/step", include_str!("../../templates/pages/step.hbs")),
+    (
+        "pages/message",
+        include_str!("../../templates/pages/message.hbs"),
+    ),
+    (
+        "confirmation",
+        include_str!("../../templates/confirmation.hbs"),
+    ),
+];
+
+/// The folder of templates inside the project directory.
+pub const TEMPLATES_DIR: &str = "templates";
+
+/// A template that failed to render (a missing variable in strict mode, a helper error).
+#[derive(Debug, thiserror::Error)]
+#[error("template {name}: {source}")]
+pub struct RenderError {
+    pub name: String,
+    #[source]
+    pub source: handlebars::RenderError,
+}
+
+/// All templates, ready to render. Strict mode: a variable that does not exist is an error,
+/// not an empty string.
+#[derive(Debug)]
+pub struct Templates {
+    hbs: Handlebars<'static>,
+    /// For one-line text templates such as subjects: strict, no HTML escaping.
+    plain: Handlebars<'static>,
+}
+
+impl Templates {
+    /// Registers the built-in templates, then every `*.hbs` below `DIR/templates`
+    /// (`partials/NAME.hbs` as partial `NAME`, anything else by its path without `.hbs`).
+    pub fn load(dir: &Path) -> Result<Templates, Vec<Diagnostic>> {
+        let mut hbs = Handlebars::new();
+        hbs.set_strict_mode(true);
+        for (name, src) in BUILTIN {
+            hbs.register_template_string(name, *src)
+                .expect("built-in templates parse");
+        }
+        let root = dir.join(TEMPLATES_DIR);
+        let mut problems = Vec::new();
+        let mut files = Vec::new();
+        if root.is_dir() {
+            collect_hbs(&root, &mut files, &mut problems);
+        }
+        files.sort();
+        for path in files {
+            let Some(name) = template_name(&root, &path) else {
+                continue;
+            };
+            let src = match std::fs::read_to_string(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    problems.push(Diagnostic::file(
+                        &path,
+                        format!("cannot read template: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            if let Err(e) = hbs.register_template_string(&name, &src) {
+                let (line, col) = e.pos().unwrap_or((1, 1));
+                problems.push(Diagnostic {
+                    file: path.clone(),
+                    line,
+                    col,
+                    message: format!("template syntax error: {}", e.reason()),
+                });
+            }
+        }
+        let mut plain = Handlebars::new();
+        plain.set_strict_mode(true);
+        plain.register_escape_fn(handlebars::no_escape);
+        if problems.is_empty() {
+            Ok(Templates { hbs, plain })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Whether a template of this name exists.
+    pub fn has(&self, name: &str) -> bool {
+        self.hbs.has_template(name)
+    }
+
+    /// Renders template `name` with `data`.
+    pub fn render<T: Serialize>(&self, name: &str, data: &T) -> Result<String, RenderError> {
+        self.hbs.render(name, data).map_err(|source| RenderError {
+            name: name.to_string(),
+            source,
+        })
+    }
+
+    /// Renders a template given as text (subjects) with `data`, HTML escaping off.
+    pub fn render_text<T: Serialize>(
+        &self,
+        label: &str,
+        template: &str,
+        data: &T,
+    ) -> Result<String, RenderError> {
+        self.plain
+            .render_template(template, data)
+            .map_err(|source| RenderError {
+                name: label.to_string(),
+                source,
+            })
+    }
+}
+
+fn collect_hbs(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<Diagnostic>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(Diagnostic::file(dir, format!("cannot read folder: {e}")));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_hbs(&path, out, problems);
+        } else if path.extension().is_some_and(|e| e == "hbs") {
+            out.push(path);
+        }
+    }
+}
+
+/// `templates/partials/footer.hbs` → `footer`; `templates/sections/training.hbs` →
+/// `sections/training`; `templates/welcome.txt.hbs` → `welcome.txt`.
+fn template_name(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let s = rel.to_str()?.replace('\\', "/");
+    let s = s.strip_suffix(".hbs")?;
+    Some(s.strip_prefix("partials/").unwrap_or(s).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_paths() {
+        let root = Path::new("/p/templates");
+        assert_eq!(
+            template_name(root, Path::new("/p/templates/partials/footer.hbs")).unwrap(),
+            "footer"
+        );
+        assert_eq!(
+            template_name(root, Path::new("/p/templates/sections/training.hbs")).unwrap(),
+            "sections/training"
+        );
+        assert_eq!(
+            template_name(root, Path::new("/p/templates/welcome.txt.hbs")).unwrap(),
+            "welcome.txt"
+        );
+    }
+
+    #[test]
+    fn overrides_and_locates_syntax_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("templates");
+        std::fs::create_dir_all(t.join("pages")).unwrap();
+        std::fs::write(t.join("pages/message.hbs"), "custom {{heading}}").unwrap();
+        let tpl = Templates::load(dir.path()).unwrap();
+        assert_eq!(
+            tpl.render("pages/message", &serde_json::json!({"heading": "hi"}))
+                .unwrap(),
+            "custom hi"
+        );
+        assert!(
+            tpl.render("pages/message", &serde_json::json!({})).is_err(),
+            "strict mode"
+        );
+
+        std::fs::write(t.join("broken.hbs"), "line one\n{{#if x}}never closed").unwrap();
+        let errs = Templates::load(dir.path()).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].file.ends_with("broken.hbs"));
+        assert!(
+            errs[0].line >= 1 && errs[0].message.contains("syntax"),
+            "{errs:?}"
+        );
+    }
+}

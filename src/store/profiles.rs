@@ -1,0 +1,359 @@
+//! Profile, consent and form-view queries.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, now};
+use crate::profile::{Answers, Email, Profile, Status};
+
+const PROFILE_COLUMNS: &str = "id, email, status, name, role, products, employees, industry, \
+     business_need, challenge, pcs, servers, engagement, confirm_nonce, created_at, updated_at";
+
+/// Where an opt-in or opt-out came from, kept with the consent record as proof.
+#[derive(Debug, Clone, Default)]
+pub struct ConsentMeta {
+    /// `form`, `profile-centre`, `import:NAME`, `list-unsubscribe`, ...
+    pub source: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub form_version: Option<String>,
+}
+
+/// What a submission of the opt-in form did, and so which email to send.
+#[derive(Debug, Clone)]
+pub enum OptIn {
+    /// A new pending profile: send the confirmation.
+    New(Profile),
+    /// Still pending from an earlier submission: send the confirmation again.
+    StillPending(Profile),
+    /// Already subscribed: nothing to confirm; remind them of their profile centre.
+    AlreadySubscribed(Profile),
+    /// Unsubscribed, bounced or complained before: subscribed again only after a fresh
+    /// confirmation.
+    Returning(Profile),
+}
+
+impl OptIn {
+    /// The profile, whatever happened.
+    pub fn profile(&self) -> &Profile {
+        match self {
+            OptIn::New(p)
+            | OptIn::StillPending(p)
+            | OptIn::AlreadySubscribed(p)
+            | OptIn::Returning(p) => p,
+        }
+    }
+}
+
+/// What following a confirmation link did.
+#[derive(Debug, Clone)]
+pub struct Confirmation {
+    pub profile: Profile,
+    /// False when the link had been followed before (confirmation is idempotent).
+    pub newly_confirmed: bool,
+}
+
+fn email_key(email: &Email) -> String {
+    email.as_str().to_lowercase()
+}
+
+fn new_nonce() -> String {
+    let bytes: [u8; 9] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn products_json(a: &Answers) -> Option<String> {
+    a.products
+        .as_ref()
+        .map(|p| serde_json::to_string(p).expect("strings serialise"))
+}
+
+fn profile_from_row(row: &AnyRow) -> Result<Profile, StoreError> {
+    let email: String = row.try_get("email")?;
+    let status: String = row.try_get("status")?;
+    let products: Option<String> = row.try_get("products")?;
+    let products = match products {
+        Some(p) => Some(
+            serde_json::from_str::<Vec<String>>(&p)
+                .map_err(|e| StoreError::Corrupt(format!("profiles.products {p:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Profile {
+        id: row.try_get("id")?,
+        email: Email::parse(&email)
+            .map_err(|e| StoreError::Corrupt(format!("profiles.email {email:?}: {e}")))?,
+        status: Status::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("profiles.status {status:?}")))?,
+        answers: Answers {
+            name: row.try_get("name")?,
+            role: row.try_get("role")?,
+            products,
+            employees: row.try_get("employees")?,
+            industry: row.try_get("industry")?,
+            business_need: row.try_get("business_need")?,
+            challenge: row.try_get("challenge")?,
+            pcs: row.try_get("pcs")?,
+            servers: row.try_get("servers")?,
+            engagement: row.try_get("engagement")?,
+        },
+        confirm_nonce: row.try_get("confirm_nonce")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+async fn insert_consent<'c, E>(
+    conn: E,
+    profile_id: i64,
+    action: &str,
+    meta: &ConsentMeta,
+    at: i64,
+) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO consents (profile_id, action, source, ip, user_agent, form_version, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(profile_id)
+    .bind(action)
+    .bind(&meta.source)
+    .bind(meta.ip.as_deref())
+    .bind(meta.user_agent.as_deref())
+    .bind(meta.form_version.as_deref())
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The profile with this id.
+    pub async fn profile(&self, id: i64) -> Result<Option<Profile>, StoreError> {
+        let sql = format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(profile_from_row).transpose()
+    }
+
+    /// The profile of this address (compared without regard to case).
+    pub async fn profile_by_email(&self, email: &Email) -> Result<Option<Profile>, StoreError> {
+        let sql = format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE email_key = $1");
+        let row = sqlx::query(&sql)
+            .bind(email_key(email))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(profile_from_row).transpose()
+    }
+
+    /// Records an opt-in form submission in one transaction: creates the pending profile
+    /// or, for a known address, fills in only the answers it did not have (an earlier
+    /// answer is never erased or overwritten from the public form), and appends a consent
+    /// record. Someone who left is not subscribed again here: that takes a confirmation.
+    pub async fn request_opt_in(
+        &self,
+        email: &Email,
+        answers: &Answers,
+        meta: &ConsentMeta,
+    ) -> Result<OptIn, StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        // The write comes first so that SQLite takes its write lock before any read.
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO profiles (email, email_key, status, name, role, products, employees, \
+             industry, business_need, challenge, pcs, servers, engagement, confirm_nonce, source, \
+             created_at, updated_at) \
+             VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
+             ON CONFLICT (email_key) DO NOTHING RETURNING id",
+        )
+        .bind(email.as_str())
+        .bind(email_key(email))
+        .bind(answers.name.as_deref())
+        .bind(answers.role.as_deref())
+        .bind(products_json(answers))
+        .bind(answers.employees)
+        .bind(answers.industry.as_deref())
+        .bind(answers.business_need.as_deref())
+        .bind(answers.challenge.as_deref())
+        .bind(answers.pcs)
+        .bind(answers.servers)
+        .bind(answers.engagement.as_deref())
+        .bind(new_nonce())
+        .bind(&meta.source)
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+
+        let id = match inserted {
+            Some(id) => id,
+            None => {
+                let id: i64 = sqlx::query_scalar(
+                    "UPDATE profiles SET name = COALESCE(name, $2), role = COALESCE(role, $3), \
+                     products = COALESCE(products, $4), employees = COALESCE(employees, $5), \
+                     industry = COALESCE(industry, $6), business_need = COALESCE(business_need, $7), \
+                     challenge = COALESCE(challenge, $8), pcs = COALESCE(pcs, $9), \
+                     servers = COALESCE(servers, $10), engagement = COALESCE(engagement, $11), \
+                     confirm_nonce = COALESCE(confirm_nonce, $12), \
+                     updated_at = $13 \
+                     WHERE email_key = $1 RETURNING id",
+                )
+                .bind(email_key(email))
+                .bind(answers.name.as_deref())
+                .bind(answers.role.as_deref())
+                .bind(products_json(answers))
+                .bind(answers.employees)
+                .bind(answers.industry.as_deref())
+                .bind(answers.business_need.as_deref())
+                .bind(answers.challenge.as_deref())
+                .bind(answers.pcs)
+                .bind(answers.servers)
+                .bind(answers.engagement.as_deref())
+                .bind(new_nonce())
+                .bind(at)
+                .fetch_one(&mut *tx)
+                .await?;
+                id
+            }
+        };
+        insert_consent(&mut *tx, id, "opt_in_requested", meta, at).await?;
+        let sql = format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE id = $1");
+        let profile = profile_from_row(&sqlx::query(&sql).bind(id).fetch_one(&mut *tx).await?)?;
+        tx.commit().await?;
+        Ok(match (inserted.is_some(), profile.status) {
+            (true, _) => OptIn::New(profile),
+            (false, Status::Pending) => OptIn::StillPending(profile),
+            (false, Status::Subscribed) => OptIn::AlreadySubscribed(profile),
+            (false, _) => OptIn::Returning(profile),
+        })
+    }
+
+    /// Follows a confirmation link: the profile becomes subscribed if the link's nonce is the
+    /// current one. Following it again changes nothing and still succeeds. `None` when the
+    /// link no longer applies (a newer request, or an unsubscribe, replaced it).
+    pub async fn confirm(
+        &self,
+        id: i64,
+        nonce: &str,
+        meta: &ConsentMeta,
+    ) -> Result<Option<Confirmation>, StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let changed: Option<i64> = sqlx::query_scalar(
+            "UPDATE profiles SET status = 'subscribed', confirmed_at = $3, unsubscribed_at = NULL, \
+             updated_at = $3 WHERE id = $1 AND confirm_nonce = $2 AND status <> 'subscribed' RETURNING id",
+        )
+        .bind(id)
+        .bind(nonce)
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if changed.is_some() {
+            insert_consent(&mut *tx, id, "opt_in_confirmed", meta, at).await?;
+        }
+        let sql = format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await?;
+        tx.commit().await?;
+        let Some(profile) = row.as_ref().map(profile_from_row).transpose()? else {
+            return Ok(None);
+        };
+        let current = profile.confirm_nonce.as_deref() == Some(nonce);
+        Ok(
+            (current && profile.status == Status::Subscribed).then_some(Confirmation {
+                profile,
+                newly_confirmed: changed.is_some(),
+            }),
+        )
+    }
+
+    /// Saves answers from the profile centre: every answer given replaces the stored one,
+    /// the others are kept. Records a `profile_update` event naming the fields.
+    pub async fn update_answers(
+        &self,
+        id: i64,
+        answers: &Answers,
+    ) -> Result<Option<Profile>, StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let updated: Option<i64> = sqlx::query_scalar(
+            "UPDATE profiles SET name = COALESCE($2, name), role = COALESCE($3, role), \
+             products = COALESCE($4, products), employees = COALESCE($5, employees), \
+             industry = COALESCE($6, industry), business_need = COALESCE($7, business_need), \
+             challenge = COALESCE($8, challenge), pcs = COALESCE($9, pcs), \
+             servers = COALESCE($10, servers), engagement = COALESCE($11, engagement), \
+             updated_at = $12 WHERE id = $1 RETURNING id",
+        )
+        .bind(id)
+        .bind(answers.name.as_deref())
+        .bind(answers.role.as_deref())
+        .bind(products_json(answers))
+        .bind(answers.employees)
+        .bind(answers.industry.as_deref())
+        .bind(answers.business_need.as_deref())
+        .bind(answers.challenge.as_deref())
+        .bind(answers.pcs)
+        .bind(answers.servers)
+        .bind(answers.engagement.as_deref())
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if updated.is_none() {
+            return Ok(None);
+        }
+        let fields: Vec<&str> = crate::profile::Question::ALL
+            .into_iter()
+            .filter(|q| *q != crate::profile::Question::Email && answers.is_answered(*q))
+            .map(|q| q.key())
+            .collect();
+        if !fields.is_empty() {
+            sqlx::query("INSERT INTO events (profile_id, kind, value, created_at) VALUES ($1, 'profile_update', $2, $3)")
+                .bind(id)
+                .bind(fields.join(","))
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let sql = format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE id = $1");
+        let profile = profile_from_row(&sqlx::query(&sql).bind(id).fetch_one(&mut *tx).await?)?;
+        tx.commit().await?;
+        Ok(Some(profile))
+    }
+
+    /// The consent records of a profile, oldest first: `(action, source, form_version, at)`.
+    pub async fn consents(
+        &self,
+        profile_id: i64,
+    ) -> Result<Vec<(String, String, Option<String>, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT action, source, form_version, created_at FROM consents WHERE profile_id = $1 ORDER BY id",
+        )
+        .bind(profile_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
+    }
+
+    /// Counts one view of the opt-in form for today (UTC).
+    pub async fn count_form_view(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO form_views (day, views) VALUES ($1, 1) \
+             ON CONFLICT (day) DO UPDATE SET views = form_views.views + 1",
+        )
+        .bind(now() / 86_400)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How many profiles the store holds.
+    pub async fn profile_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM profiles")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}

@@ -1,0 +1,202 @@
+//! The web side: axum routes for the public pages (opt-in form, confirmation, profile
+//! centre), health, and the server start-up that ties the store, templates and transport
+//! together.
+
+mod client;
+mod error;
+mod pages;
+mod public;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{Diagnostic, Diagnostics, Project, SettingError, Settings};
+use crate::delivery::{Transport, TransportError};
+use crate::render::Templates;
+use crate::store::{Store, StoreError};
+use crate::track::Signer;
+
+pub use error::AppError;
+
+/// Largest request body accepted (form posts); larger ones get a 413 page.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// The marketer's files as loaded: replaced as a whole on reload.
+#[derive(Debug)]
+pub struct Site {
+    pub project: Project,
+    pub templates: Templates,
+}
+
+impl Site {
+    /// Loads `campaigns.toml` and `templates/` from `dir`, collecting every problem.
+    pub fn load(dir: &Path) -> Result<Site, Diagnostics> {
+        let project = Project::load(dir);
+        let templates = Templates::load(dir);
+        match (project, templates) {
+            (Ok(project), Ok(templates)) => Ok(Site { project, templates }),
+            (p, t) => {
+                let mut all: Vec<Diagnostic> = Vec::new();
+                all.extend(p.err().unwrap_or_default());
+                all.extend(t.err().unwrap_or_default());
+                Err(Diagnostics(all))
+            }
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    site: Arc<RwLock<Arc<Site>>>,
+    pub signer: Signer,
+    pub transport: Transport,
+    /// Prefix of links in emails, without a trailing slash.
+    pub public_url: String,
+    pub settings: Arc<Settings>,
+    limiter: Option<Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>>,
+}
+
+impl AppState {
+    /// The current marketer's files.
+    pub fn site(&self) -> Arc<Site> {
+        self.site.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the marketer's files (after a successful reload).
+    pub fn replace_site(&self, site: Site) {
+        *self.site.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(site);
+    }
+}
+
+/// Why the server could not start; each says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the project files have problems:\n{0}")]
+    Config(#[from] Diagnostics),
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// A server ready to run: bound to its address, database migrated, files loaded.
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    /// Loads everything and binds `bind` (port 0 picks a free port).
+    pub async fn build(
+        settings: Settings,
+        dir: &Path,
+        bind: SocketAddr,
+    ) -> Result<Application, StartError> {
+        let site = Site::load(dir)?;
+        let store = Store::connect(&settings.database_url).await?;
+        store.migrate().await?;
+        let secret = match &settings.secret {
+            Some(s) => s.as_bytes().to_vec(),
+            None => store.signing_secret().await?,
+        };
+        let transport = Transport::from_settings(
+            settings.smtp_url.as_deref(),
+            &settings.outbox_dir,
+            site.project.sender.domain(),
+        )?;
+        let listener = TcpListener::bind(bind)
+            .await
+            .map_err(|e| StartError::Bind(bind, e))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| StartError::Bind(bind, e))?;
+        let limiter = settings
+            .subscribe_per_minute
+            .and_then(NonZeroU32::new)
+            .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))));
+        let state = AppState {
+            store,
+            site: Arc::new(RwLock::new(Arc::new(site))),
+            signer: Signer::new(&secret),
+            transport,
+            public_url: settings.public_url_for(address),
+            settings: Arc::new(settings),
+            limiter,
+        };
+        Ok(Application {
+            listener,
+            address,
+            state,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The shared state (for reloads and background workers).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        if let Some(limiter) = self.state.limiter.clone() {
+            // Forget clients that have not posted for a while so the table stays small.
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                    limiter.retain_recent();
+                }
+            });
+        }
+        let app = router(self.state.clone());
+        tracing::info!(address = %self.address, public_url = %self.state.public_url,
+            mail = %self.state.transport.describe(), "rapport is serving");
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        self.state.store.close().await;
+        Ok(())
+    }
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(public::form))
+        .route("/subscribe", post(public::subscribe))
+        .route("/confirm/{token}", get(public::confirm))
+        .route(
+            "/profile/{token}",
+            get(public::profile).post(public::profile_update),
+        )
+        .route("/healthz", get(public::healthz))
+        .fallback(public::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,473 @@
+//! Public pages: the opt-in form, the confirmation link, the profile centre and health.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::client::{client_ip, user_agent};
+use super::pages::{self, StepPage};
+use super::{AppError, AppState, Site};
+use crate::profile::{FieldErrors, Profile, Purpose as FormPurpose, Question, STEP_FIELD};
+use crate::render::compose;
+use crate::store::{ConsentMeta, OptIn, now};
+use crate::track::Purpose;
+
+type PageResult = Result<Response, AppError>;
+
+/// `GET /`: the first step of the form with the consent checkbox.
+pub async fn form(State(state): State<AppState>) -> PageResult {
+    if let Err(e) = state.store.count_form_view().await {
+        tracing::warn!(error = %e, "could not count a form view");
+    }
+    let site = state.site();
+    subscribe_page(&site, StatusCode::OK, &[], &FieldErrors::new())
+}
+
+fn subscribe_page(
+    site: &Site,
+    status: StatusCode,
+    sent: &[(String, String)],
+    errors: &FieldErrors,
+) -> PageResult {
+    let form = &site.project.form;
+    let first = form.steps().first().cloned().unwrap_or_default();
+    let sender = site.project.sender.name();
+    pages::page(
+        site,
+        status,
+        "pages/subscribe",
+        json!({
+            "title": format!("Subscribe to {sender}"),
+            "heading": format!("Stay in touch with {sender}"),
+            "intro": "Tell us a little about your business and we will send you training, tips and news that fit it. Only the email address is required.",
+            "action": "/subscribe",
+            "fields": pages::fields(form, &first, |q| pages::submitted(sent, q.key()), errors),
+            "errors": pages::error_list(errors),
+            "consent": {
+                "label": format!("Yes, send me the welcome email, the monthly newsletter and occasional follow-ups from {sender}. I can unsubscribe at any time."),
+                "checked": pages::submitted(sent, "consent").iter().any(|v| !v.is_empty()),
+                "error": errors.get("consent"),
+            },
+            "button": "Subscribe",
+        }),
+    )
+}
+
+/// Reads a form body: size-limited, `application/x-www-form-urlencoded`.
+fn form_pairs(
+    site: &Site,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<(String, String)>, PageResult> {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(pages::message(
+                site,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "That was more than this form can take",
+                &["The form sent over 16 KiB. Please shorten your answers and send it again."],
+                Some(("/", "Back to the form")),
+            ));
+        }
+        Err(rejection) => {
+            return Err(pages::message(
+                site,
+                StatusCode::BAD_REQUEST,
+                "The form could not be read",
+                &[&rejection.body_text()],
+                Some(("/", "Back to the form")),
+            ));
+        }
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        return Err(pages::message(
+            site,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "The form could not be read",
+            &["This address takes an HTML form post (application/x-www-form-urlencoded)."],
+            Some(("/", "Back to the form")),
+        ));
+    }
+    Ok(form_urlencoded::parse(&body).into_owned().collect())
+}
+
+/// `POST /subscribe`: checks the submission, stores a pending profile with its consent
+/// record and sends the confirmation email. Problems come back next to their fields.
+pub async fn subscribe(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> PageResult {
+    let site = state.site();
+    let ip = client_ip(peer, &headers, state.settings.trust_proxy);
+    if let Some(limiter) = &state.limiter {
+        if limiter.check_key(&ip).is_err() {
+            let mut resp = pages::message(
+                &site,
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many sign-ups from your connection",
+                &[
+                    "We received a lot of sign-ups from your network in the last minute. Please wait a minute and try again.",
+                ],
+                Some(("/", "Back to the form")),
+            )?;
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+            return Ok(resp);
+        }
+    }
+    let pairs = match form_pairs(&site, &headers, body) {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    let form = &site.project.form;
+    let sub = form.parse(&pairs, FormPurpose::Subscribe);
+    if !sub.errors.is_empty() {
+        return subscribe_page(&site, StatusCode::UNPROCESSABLE_ENTITY, &pairs, &sub.errors);
+    }
+    let Some(email) = sub.email else {
+        return subscribe_page(&site, StatusCode::UNPROCESSABLE_ENTITY, &pairs, &sub.errors);
+    };
+    if sub.honeypot {
+        tracing::info!(%ip, "honeypot filled in; submission ignored");
+        return check_inbox(&site, email.as_str());
+    }
+    let meta = ConsentMeta {
+        source: "form".into(),
+        ip: Some(ip.to_string()),
+        user_agent: user_agent(&headers),
+        form_version: Some(form.version().to_string()),
+    };
+    let outcome = state
+        .store
+        .request_opt_in(&email, &sub.answers, &meta)
+        .await?;
+    let profile = outcome.profile();
+    tracing::info!(
+        profile_id = profile.id,
+        status = profile.status.as_str(),
+        "opt-in requested"
+    );
+    let already = matches!(outcome, OptIn::AlreadySubscribed(_));
+    if let Err(e) = send_confirmation(&state, &site, profile, already).await {
+        tracing::error!(profile_id = profile.id, error = %e, "confirmation email not sent");
+        return pages::message(
+            &site,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "We saved your details but could not send the email",
+            &[
+                "Your answers are stored. Our mail server did not take the confirmation email just now; please send the form again in a few minutes to get a new one.",
+            ],
+            Some(("/", "Back to the form")),
+        );
+    }
+    check_inbox(&site, email.as_str())
+}
+
+fn check_inbox(site: &Site, email: &str) -> PageResult {
+    pages::message(
+        site,
+        StatusCode::OK,
+        "Check your inbox",
+        &[
+            &format!(
+                "We sent an email to {email}. Click the link in it to confirm your subscription."
+            ),
+            "Nothing there in a few minutes? Look in your spam folder, or send the form again.",
+        ],
+        None,
+    )
+}
+
+/// A failure to build or send the confirmation email.
+#[derive(Debug, thiserror::Error)]
+enum ConfirmMailError {
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+    #[error(transparent)]
+    Message(#[from] crate::render::MessageError),
+    #[error(transparent)]
+    Send(#[from] crate::delivery::SendError),
+}
+
+async fn send_confirmation(
+    state: &AppState,
+    site: &Site,
+    profile: &Profile,
+    already: bool,
+) -> Result<(), ConfirmMailError> {
+    let ttl = state.settings.confirm_ttl.as_secs() as i64;
+    let nonce = profile.confirm_nonce.as_deref().unwrap_or("");
+    let confirm = state
+        .signer
+        .sign(Purpose::Confirm, profile.id, Some(now() + ttl), nonce);
+    let centre = state.signer.sign(Purpose::Profile, profile.id, None, "");
+    let sender = &site.project.sender;
+    let mut ctx = json!({
+        "first_name": profile.answers.first_name(),
+        "name": profile.answers.name,
+        "email": profile.email.as_str(),
+        "sender_name": sender.name(),
+        "postal_address": sender.postal_address,
+        "confirm_url": format!("{}/confirm/{confirm}", state.public_url),
+        "profile_url": format!("{}/profile/{centre}", state.public_url),
+        "valid_days": (ttl + 86_399) / 86_400,
+        "already_subscribed": already,
+    });
+    let subject = if already {
+        format!("You are already subscribed to {}", sender.name())
+    } else {
+        site.templates.render_text(
+            "[form] confirm_subject",
+            &site.project.confirm_subject,
+            &ctx,
+        )?
+    };
+    ctx["subject"] = json!(subject);
+    let html = site.templates.render("confirmation", &ctx)?;
+    let text = if site.templates.has("confirmation.txt") {
+        Some(site.templates.render("confirmation.txt", &ctx)?)
+    } else {
+        None
+    };
+    let composed = compose(
+        sender,
+        &profile.email,
+        profile.answers.name.as_deref(),
+        &subject,
+        &html,
+        text,
+        &[],
+    )?;
+    state.transport.send(composed.message).await?;
+    tracing::info!(profile_id = profile.id, message_id = %composed.message_id, "confirmation email sent");
+    Ok(())
+}
+
+/// `GET /confirm/{token}`: subscribes the person (idempotent) and asks the next questions.
+pub async fn confirm(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> PageResult {
+    let site = state.site();
+    let claims = match state.signer.verify(Purpose::Confirm, &token, now()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(reason = %e, "confirmation link refused");
+            return pages::not_found(&site);
+        }
+    };
+    let meta = ConsentMeta {
+        source: "confirmation-link".into(),
+        ip: Some(client_ip(peer, &headers, state.settings.trust_proxy).to_string()),
+        user_agent: user_agent(&headers),
+        form_version: Some(site.project.form.version().to_string()),
+    };
+    let Some(done) = state.store.confirm(claims.id, &claims.nonce, &meta).await? else {
+        tracing::info!(
+            profile_id = claims.id,
+            "confirmation link no longer applies"
+        );
+        return pages::not_found(&site);
+    };
+    if done.newly_confirmed {
+        tracing::info!(profile_id = done.profile.id, "subscription confirmed");
+    }
+    let centre = state
+        .signer
+        .sign(Purpose::Profile, done.profile.id, None, "");
+    let step = site.project.form.next_step(&done.profile.answers);
+    let (heading, intro) = match step {
+        Some(_) => (
+            "You are subscribed. One more step?",
+            "Tell us a little more so that we send only what is useful to your business. Every question is optional.",
+        ),
+        None => (
+            "You are subscribed",
+            "Thank you. Here is what you have told us; you can change it at any time.",
+        ),
+    };
+    StepPage {
+        heading,
+        intro,
+        profile: &done.profile,
+        token: &centre,
+        step,
+        submitted: None,
+        errors: &FieldErrors::new(),
+    }
+    .render(&site, StatusCode::OK)
+}
+
+/// Looks up the profile a profile-centre token names; `None` for any refused token.
+async fn centre_profile(state: &AppState, token: &str) -> Result<Option<Profile>, AppError> {
+    let Ok(claims) = state.signer.verify(Purpose::Profile, token, now()) else {
+        return Ok(None);
+    };
+    Ok(state.store.profile(claims.id).await?)
+}
+
+/// `GET /profile/{token}[?step=N]`: the next unanswered step, or step N to change answers.
+pub async fn profile(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    RawQuery(query): RawQuery,
+) -> PageResult {
+    let site = state.site();
+    let Some(profile) = centre_profile(&state, &token).await? else {
+        return pages::not_found(&site);
+    };
+    let form = &site.project.form;
+    let asked = query
+        .as_deref()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == STEP_FIELD))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .and_then(|n| n.checked_sub(1))
+        .filter(|&i| !pages::centre_questions(form, i).is_empty());
+    let next = next_in_centre(&site, &profile, None);
+    let step = asked.or(next);
+    let (heading, intro) = match step {
+        Some(_) => (
+            "Your profile",
+            "Answer what you like; every question is optional and you can change your answers at any time.",
+        ),
+        None => (
+            "Thank you",
+            "You have answered every question. Here is what you have told us; pick a step above to change it.",
+        ),
+    };
+    StepPage {
+        heading,
+        intro,
+        profile: &profile,
+        token: &token,
+        step,
+        submitted: None,
+        errors: &FieldErrors::new(),
+    }
+    .render(&site, StatusCode::OK)
+}
+
+/// The next step the profile centre asks: the first with an unanswered question after
+/// `after` (so that a skipped step is not asked again at once), else the first overall.
+fn next_in_centre(site: &Site, profile: &Profile, after: Option<usize>) -> Option<usize> {
+    let form = &site.project.form;
+    let open = |i: usize| {
+        pages::centre_questions(form, i)
+            .iter()
+            .any(|q| !profile.answers.is_answered(*q))
+    };
+    let n = form.steps().len();
+    match after {
+        Some(a) => (a + 1..n).find(|&i| open(i)),
+        None => (0..n).find(|&i| open(i)),
+    }
+}
+
+/// `POST /profile/{token}`: saves the answers given and shows the next unanswered step.
+pub async fn profile_update(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> PageResult {
+    let site = state.site();
+    let Some(profile) = centre_profile(&state, &token).await? else {
+        return pages::not_found(&site);
+    };
+    let pairs = match form_pairs(&site, &headers, body) {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    let form = &site.project.form;
+    let mut sub = form.parse(&pairs, FormPurpose::ProfileCentre);
+    let sent_step = sub
+        .step
+        .and_then(|n| n.checked_sub(1))
+        .filter(|&i| i < form.steps().len());
+    if let Some(email) = &sub.email {
+        if !email.as_str().eq_ignore_ascii_case(profile.email.as_str()) {
+            sub.errors.insert(
+                Question::Email.key().into(),
+                "The address cannot be changed here. Subscribe with the new address, then unsubscribe this one.".into(),
+            );
+        }
+    }
+    if !sub.errors.is_empty() {
+        // Show the step that holds the first field at fault, with what was typed.
+        let step = sent_step.or_else(|| {
+            let first = sub.errors.keys().find_map(|k| Question::from_key(k));
+            first.and_then(|q| form.steps().iter().position(|s| s.contains(&q)))
+        });
+        let step = step
+            .filter(|&i| !pages::centre_questions(form, i).is_empty())
+            .or(next_in_centre(&site, &profile, None));
+        return StepPage {
+            heading: "Please check your answers",
+            intro: "Some answers need a change before we can save them.",
+            profile: &profile,
+            token: &token,
+            step,
+            submitted: Some(&pairs),
+            errors: &sub.errors,
+        }
+        .render(&site, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let Some(updated) = state.store.update_answers(profile.id, &sub.answers).await? else {
+        return pages::not_found(&site);
+    };
+    tracing::info!(profile_id = updated.id, "profile updated");
+    let step = next_in_centre(&site, &updated, sent_step);
+    let (heading, intro) = match step {
+        Some(_) => (
+            "Saved. One more step?",
+            "Thank you. A few more questions; every one is optional.",
+        ),
+        None => (
+            "Thank you",
+            "Your answers are saved. Here is what you have told us; pick a step above to change it.",
+        ),
+    };
+    StepPage {
+        heading,
+        intro,
+        profile: &updated,
+        token: &token,
+        step,
+        submitted: None,
+        errors: &FieldErrors::new(),
+    }
+    .render(&site, StatusCode::OK)
+}
+
+/// `GET /healthz`: 200 when the database answers, 503 otherwise.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database not answering");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
+    }
+}
+
+/// Every unknown path.
+pub async fn not_found(State(state): State<AppState>) -> PageResult {
+    pages::not_found(&state.site())
+}
