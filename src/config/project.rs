@@ -38,12 +38,15 @@ struct FormToml {
     #[serde(default)]
     version: Option<String>,
     #[serde(default)]
-    steps: Option<Spanned<Vec<Spanned<Vec<Spanned<String>>>>>>,
+    steps: Option<SpannedSteps>,
     #[serde(default)]
     choices: BTreeMap<Spanned<String>, Vec<ChoiceToml>>,
     #[serde(default)]
     confirm_subject: Option<String>,
 }
+
+/// `steps = [["email", "name"], ...]` with every position kept for messages.
+type SpannedSteps = Spanned<Vec<Spanned<Vec<Spanned<String>>>>>;
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]

@@ -75,6 +75,15 @@ pub fn compose(
     })
 }
 
+/// The plain-text part for an HTML body: wrapped at 78 columns, links listed as numbered
+/// references and never broken across lines (a broken URL is a dead link).
+pub fn html_to_text(html: &str) -> Result<String, MessageError> {
+    html2text::config::plain()
+        .no_link_wrapping()
+        .string_from_read(html.as_bytes(), 78)
+        .map_err(|e| MessageError::Text(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +115,13 @@ mod tests {
         assert!(raw.contains("List-Unsubscribe: <https://x.example/u>"));
         assert!(raw.contains("Date: "));
         assert!(raw.contains("To: Ann <ann@example.com>"));
+    }
+
+    #[test]
+    fn text_part_keeps_long_links_whole() {
+        let url = format!("https://example.com/confirm/{}", "A".repeat(120));
+        let text =
+            html_to_text(&format!("<p>Please <a href=\"{url}\">confirm</a> now.</p>")).unwrap();
+        assert!(text.lines().any(|l| l.contains(&url)), "{text}");
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::config::Diagnostic;
 
-pub use message::{Composed, MessageError, compose};
+pub use message::{Composed, MessageError, compose, html_to_text};
 
 /// The templates rapport ships; a file of the same name under `templates/` replaces one.
 /// They are the files of this repository's example setup, compiled in so that a project

@@ -269,6 +269,27 @@ impl Store {
         )
     }
 
+    /// Takes a profile off the list: status `unsubscribed`, the confirmation nonce cleared
+    /// (old confirmation links stop working) and an `opt_out` consent record. Returns
+    /// false when the profile was already unsubscribed (idempotent) or does not exist.
+    pub async fn unsubscribe(&self, id: i64, meta: &ConsentMeta) -> Result<bool, StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let changed: Option<i64> = sqlx::query_scalar(
+            "UPDATE profiles SET status = 'unsubscribed', confirm_nonce = NULL, unsubscribed_at = $2, \
+             updated_at = $2 WHERE id = $1 AND status <> 'unsubscribed' RETURNING id",
+        )
+        .bind(id)
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if changed.is_some() {
+            insert_consent(&mut *tx, id, "opt_out", meta, at).await?;
+        }
+        tx.commit().await?;
+        Ok(changed.is_some())
+    }
+
     /// Saves answers from the profile centre: every answer given replaces the stored one,
     /// the others are kept. Records a `profile_update` event naming the fields.
     pub async fn update_answers(

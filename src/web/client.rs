@@ -16,7 +16,7 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_proxy: bool) -> Ip
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-            .last();
+            .next_back();
         if let Some(ip) = forwarded {
             return ip;
         }

@@ -82,10 +82,17 @@ pub fn fields(
         .collect()
 }
 
-/// The error summary shown above a form: each message, linked to its field.
+/// The error summary shown above a form: each message, linked to its field, in the order
+/// the fields appear (problems with the form as a whole first, consent last).
 pub fn error_list(errors: &FieldErrors) -> Vec<Value> {
-    errors
-        .iter()
+    let rank = |k: &str| match Question::from_key(k) {
+        _ if k == FORM_ERROR_KEY => 0,
+        Some(q) => 1 + Question::ALL.iter().position(|x| *x == q).unwrap_or(0),
+        None => Question::ALL.len() + 1,
+    };
+    let mut list: Vec<(&String, &String)> = errors.iter().collect();
+    list.sort_by_key(|(k, _)| rank(k));
+    list.into_iter()
         .map(|(k, m)| {
             let field = (k != FORM_ERROR_KEY).then_some(k.as_str());
             json!({ "field": field, "message": m })

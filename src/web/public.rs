@@ -19,6 +19,25 @@ use crate::track::Purpose;
 
 type PageResult = Result<Response, AppError>;
 
+/// The `{token}` of a link. A path segment that is not even text (bad percent-encoding)
+/// becomes an empty token, which fails verification like any other bad token: 404, not 400.
+pub struct Token(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Token {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let token = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|p| p.0)
+            .unwrap_or_default();
+        Ok(Token(token))
+    }
+}
+
 /// `GET /`: the first step of the form with the consent checkbox.
 pub async fn form(State(state): State<AppState>) -> PageResult {
     if let Err(e) = state.store.count_form_view().await {
@@ -35,7 +54,13 @@ fn subscribe_page(
     errors: &FieldErrors,
 ) -> PageResult {
     let form = &site.project.form;
-    let first = form.steps().first().cloned().unwrap_or_default();
+    // The first step, plus any later question the post carried, so that nothing typed is lost.
+    let mut first = form.steps().first().cloned().unwrap_or_default();
+    for q in Question::ALL {
+        if !first.contains(&q) && sent.iter().any(|(k, _)| k == q.key()) {
+            first.push(q);
+        }
+    }
     let sender = site.project.sender.name();
     pages::page(
         site,
@@ -58,30 +83,37 @@ fn subscribe_page(
     )
 }
 
-/// Reads a form body: size-limited, `application/x-www-form-urlencoded`.
+/// Reads a form body: size-limited, `application/x-www-form-urlencoded`. A body that
+/// cannot be read gets a page saying why.
 fn form_pairs(
     site: &Site,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Vec<(String, String)>, PageResult> {
+) -> Result<Vec<(String, String)>, Box<Response>> {
+    let refuse = |status: StatusCode, heading: &str, text: &str| {
+        let page = pages::message(
+            site,
+            status,
+            heading,
+            &[text],
+            Some(("/", "Back to the form")),
+        );
+        Box::new(page.unwrap_or_else(IntoResponse::into_response))
+    };
     let body = match body {
         Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(pages::message(
-                site,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "That was more than this form can take",
-                &["The form sent over 16 KiB. Please shorten your answers and send it again."],
-                Some(("/", "Back to the form")),
+                "The form sent over 16 KiB. Please shorten your answers and send it again.",
             ));
         }
-        Err(rejection) => {
-            return Err(pages::message(
-                site,
+        Err(r) => {
+            return Err(refuse(
                 StatusCode::BAD_REQUEST,
                 "The form could not be read",
-                &[&rejection.body_text()],
-                Some(("/", "Back to the form")),
+                &r.body_text(),
             ));
         }
     };
@@ -93,12 +125,10 @@ fn form_pairs(
         .to_ascii_lowercase()
         .starts_with("application/x-www-form-urlencoded")
     {
-        return Err(pages::message(
-            site,
+        return Err(refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "The form could not be read",
-            &["This address takes an HTML form post (application/x-www-form-urlencoded)."],
-            Some(("/", "Back to the form")),
+            "This address takes an HTML form post (application/x-www-form-urlencoded).",
         ));
     }
     Ok(form_urlencoded::parse(&body).into_owned().collect())
@@ -132,7 +162,7 @@ pub async fn subscribe(
     }
     let pairs = match form_pairs(&site, &headers, body) {
         Ok(p) => p,
-        Err(page) => return page,
+        Err(page) => return Ok(*page),
     };
     let form = &site.project.form;
     let sub = form.parse(&pairs, FormPurpose::Subscribe);
@@ -263,7 +293,7 @@ pub async fn confirm(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(token): Path<String>,
+    Token(token): Token,
 ) -> PageResult {
     let site = state.site();
     let claims = match state.signer.verify(Purpose::Confirm, &token, now()) {
@@ -326,7 +356,7 @@ async fn centre_profile(state: &AppState, token: &str) -> Result<Option<Profile>
 /// `GET /profile/{token}[?step=N]`: the next unanswered step, or step N to change answers.
 pub async fn profile(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    Token(token): Token,
     RawQuery(query): RawQuery,
 ) -> PageResult {
     let site = state.site();
@@ -383,7 +413,7 @@ fn next_in_centre(site: &Site, profile: &Profile, after: Option<usize>) -> Optio
 /// `POST /profile/{token}`: saves the answers given and shows the next unanswered step.
 pub async fn profile_update(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    Token(token): Token,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> PageResult {
@@ -393,7 +423,7 @@ pub async fn profile_update(
     };
     let pairs = match form_pairs(&site, &headers, body) {
         Ok(p) => p,
-        Err(page) => return page,
+        Err(page) => return Ok(*page),
     };
     let form = &site.project.form;
     let mut sub = form.parse(&pairs, FormPurpose::ProfileCentre);

@@ -1,0 +1,324 @@
+//! Test harness: `spawn_app` starts the real server on a random port with a fresh database
+//! (a SQLite file in a temporary folder, or a new PostgreSQL database when
+//! `RAPPORT_TEST_POSTGRES_URL` is set) and an outbox folder of its own.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rapport::config::Settings;
+use rapport::store::Store;
+use rapport::track::Signer;
+use rapport::web::Application;
+
+/// The secret every test server signs with, so tests can forge tokens on purpose.
+pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A running server and what a test needs to look at it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub store: Store,
+    pub outbox: PathBuf,
+    pub signer: Signer,
+    pub db: Db,
+    _tmp: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Says that a PostgreSQL test did not run, and why.
+pub fn skip_postgres(name: &str) {
+    eprintln!(
+        "SKIPPED {name} on PostgreSQL: set RAPPORT_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres) to run it"
+    );
+}
+
+/// A fresh PostgreSQL database, or `None` when `RAPPORT_TEST_POSTGRES_URL` is unset.
+pub async fn fresh_postgres_url() -> Option<String> {
+    let admin = std::env::var("RAPPORT_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())?;
+    use sqlx::Connection;
+    let name = format!("rapport_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach RAPPORT_TEST_POSTGRES_URL {admin}: {e}"));
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create test database");
+    let mut url = url::Url::parse(&admin).expect("RAPPORT_TEST_POSTGRES_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    Some(url.to_string())
+}
+
+/// Starts the server on the example project of this repository.
+pub async fn spawn_app(db: Db) -> Option<TestApp> {
+    spawn_app_with(db, &[]).await
+}
+
+/// Starts the server with extra `RAPPORT_*` settings.
+pub async fn spawn_app_with(db: Db, vars: &[(&str, &str)]) -> Option<TestApp> {
+    spawn_app_in(db, Path::new(env!("CARGO_MANIFEST_DIR")), vars).await
+}
+
+/// Starts the server on the project in `dir` with extra settings.
+pub async fn spawn_app_in(db: Db, dir: &Path, vars: &[(&str, &str)]) -> Option<TestApp> {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let database_url = match db {
+        Db::Sqlite => format!("sqlite://{}", tmp.path().join("rapport.db").display()),
+        Db::Postgres => fresh_postgres_url().await?,
+    };
+    let outbox = tmp.path().join("outbox");
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("RAPPORT_OUTBOX_DIR".into(), outbox.display().to_string()),
+        ("RAPPORT_SECRET".into(), SECRET.into()),
+        ("RAPPORT_SUBSCRIBE_LIMIT".into(), "off".into()),
+    ]);
+    for (k, v) in vars {
+        env.insert(k.to_string(), v.to_string());
+    }
+    let settings =
+        Settings::from_lookup(database_url.clone(), |k| env.get(k).cloned()).expect("settings");
+    let app = Application::build(settings, dir, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("server starts");
+    let address = format!("http://{}", app.address());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    let store = Store::connect(&database_url).await.expect("test store");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    Some(TestApp {
+        address,
+        client,
+        store,
+        outbox,
+        signer: Signer::new(SECRET.as_bytes()),
+        db,
+        _tmp: tmp,
+        shutdown: Some(tx),
+    })
+}
+
+/// A response's status and body.
+pub struct Page {
+    pub status: u16,
+    pub body: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.address)
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        let r = self.client.get(self.url(path)).send().await.expect("GET");
+        page(r).await
+    }
+
+    /// Posts form pairs, URL-encoded like a browser does.
+    pub async fn post_form(&self, path: &str, pairs: &[(&str, &str)]) -> Page {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        let r = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("user-agent", "rapport-tests/1.0")
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        page(r).await
+    }
+
+    /// Opts in `email` with consent and the given extra fields.
+    pub async fn subscribe(&self, email: &str, extra: &[(&str, &str)]) -> Page {
+        let mut pairs = vec![("email", email), ("consent", "yes")];
+        pairs.extend_from_slice(extra);
+        self.post_form("/subscribe", &pairs).await
+    }
+
+    /// Every message in the outbox, oldest first, as (raw text, parsed).
+    pub fn outbox_messages(&self) -> Vec<Mail> {
+        read_messages(&self.outbox)
+    }
+
+    /// Waits until the outbox holds `n` messages and returns them.
+    pub async fn wait_for_messages(&self, n: usize) -> Vec<Mail> {
+        for _ in 0..100 {
+            let m = self.outbox_messages();
+            if m.len() >= n {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "expected {n} messages in the outbox, found {}",
+            self.outbox_messages().len()
+        );
+    }
+
+    /// Subscribes and confirms `email`; returns the profile-centre path.
+    pub async fn subscribed(&self, email: &str, extra: &[(&str, &str)]) -> String {
+        let before = self.outbox_messages().len();
+        assert_eq!(self.subscribe(email, extra).await.status, 200);
+        let mails = self.wait_for_messages(before + 1).await;
+        let mail = mails
+            .iter()
+            .rev()
+            .find(|m| m.to.contains(&email.to_lowercase()))
+            .expect("confirmation mail");
+        let confirm = mail.link("/confirm/").expect("confirm link");
+        let page = self.get(&confirm).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        profile_path(&page.body).expect("profile-centre form on the confirmation page")
+    }
+}
+
+async fn page(r: reqwest::Response) -> Page {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.text().await.unwrap_or_default();
+    Page {
+        status,
+        body,
+        headers,
+    }
+}
+
+/// A received message, decoded.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub raw: String,
+    pub to: String,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Mail {
+    /// Parses one RFC 5322 message.
+    pub fn parse(raw: &[u8]) -> Mail {
+        let parsed = mailparse::parse_mail(raw).expect("a MIME message");
+        let header = |name: &str| {
+            use mailparse::MailHeaderMap;
+            parsed.headers.get_first_value(name).unwrap_or_default()
+        };
+        let mut html = String::new();
+        let mut text = String::new();
+        for part in parsed.subparts.iter() {
+            match part.ctype.mimetype.as_str() {
+                "text/html" => html = part.get_body().unwrap(),
+                "text/plain" => text = part.get_body().unwrap(),
+                _ => {}
+            }
+        }
+        Mail {
+            raw: String::from_utf8_lossy(raw).into_owned(),
+            to: header("To").to_lowercase(),
+            subject: header("Subject"),
+            html,
+            text,
+            headers: parsed
+                .headers
+                .iter()
+                .map(|h| (h.get_key(), h.get_value()))
+                .collect(),
+        }
+    }
+
+    /// The first link in the HTML part whose URL contains `marker`, as a full URL.
+    pub fn link(&self, marker: &str) -> Option<String> {
+        let start = self.html.find(marker)?;
+        let begin = self.html[..start].rfind("href=\"")? + 6;
+        let end = begin + self.html[begin..].find('"')?;
+        Some(self.html[begin..end].replace("&amp;", "&"))
+    }
+}
+
+/// Reads every `.eml` file in `dir`, oldest first.
+pub fn read_messages(dir: &Path) -> Vec<Mail> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .map(|e| {
+            (
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH),
+                e.path(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|(_, p)| Mail::parse(&std::fs::read(p).unwrap()))
+        .collect()
+}
+
+/// The profile-centre form action (`/profile/TOKEN`) on a page.
+pub fn profile_path(body: &str) -> Option<String> {
+    let start = body.find("action=\"/profile/")? + 8;
+    let end = start + body[start..].find('"')?;
+    Some(body[start..end].to_string())
+}
+
+/// Generates a SQLite and a PostgreSQL test for each `async fn NAME(app: TestApp)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let app = $crate::common::spawn_app($crate::common::Db::Sqlite).await.expect("sqlite app");
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    match $crate::common::spawn_app($crate::common::Db::Postgres).await {
+                        Some(app) => super::$name(app).await,
+                        None => $crate::common::skip_postgres(stringify!($name)),
+                    }
+                }
+            )*
+        }
+    };
+}

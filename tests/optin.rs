@@ -1,0 +1,591 @@
+//! The SMB owner's path over HTTP: opt-in form, confirmation, progressive profiling, the
+//! profile centre, and every kind of bad input. Each test runs on SQLite and PostgreSQL.
+
+mod common;
+
+use common::{Page, TestApp, profile_path};
+use rapport::profile::{Email, Status};
+use rapport::store::ConsentMeta;
+use rapport::track::Purpose;
+
+on_both_backends!(
+    form_shows_first_step_with_consent,
+    opt_in_confirm_and_answer_steps,
+    confirmation_is_idempotent,
+    resubmitting_never_duplicates_or_erases,
+    unsubscribed_need_a_fresh_confirmation,
+    each_bad_field_is_shown_back_and_nothing_stored,
+    oversized_and_non_form_bodies_are_refused,
+    bad_tokens_get_404_and_change_nothing,
+    honeypot_stores_nothing,
+    profile_centre_validates_and_keeps_answers,
+    health_and_unknown_paths,
+);
+
+async fn profile_of(app: &TestApp, email: &str) -> Option<rapport::profile::Profile> {
+    app.store
+        .profile_by_email(&Email::parse(email).unwrap())
+        .await
+        .unwrap()
+}
+
+fn field_error(page: &Page, key: &str) -> bool {
+    page.body.contains(&format!("id=\"{key}-error\""))
+}
+
+async fn form_shows_first_step_with_consent(app: TestApp) {
+    let page = app.get("/").await;
+    assert_eq!(page.status, 200);
+    for field in [
+        "name=\"email\"",
+        "name=\"name\"",
+        "name=\"employees\"",
+        "name=\"consent\"",
+        "name=\"website\"",
+    ] {
+        assert!(page.body.contains(field), "missing {field}");
+    }
+    assert!(
+        page.body.contains("<label for=\"email\">"),
+        "fields are labelled"
+    );
+    assert!(
+        page.body.contains("name=\"viewport\""),
+        "readable on a phone"
+    );
+    assert!(!page.body.contains("<script"), "works without JavaScript");
+    assert!(
+        !page.body.contains("name=\"industry\""),
+        "later steps are not asked up front"
+    );
+}
+
+async fn opt_in_confirm_and_answer_steps(app: TestApp) {
+    let page = app
+        .subscribe(
+            "Ann.Lee@Example.COM",
+            &[("name", "Ann Lee"), ("employees", "12")],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Check your inbox"));
+
+    let p = profile_of(&app, "ann.lee@example.com")
+        .await
+        .expect("stored");
+    assert_eq!(p.status, Status::Pending);
+    assert_eq!(p.email.as_str(), "Ann.Lee@example.com");
+    assert_eq!(p.answers.name.as_deref(), Some("Ann Lee"));
+    assert_eq!(p.answers.employees, Some(12));
+
+    let mails = app.wait_for_messages(1).await;
+    let mail = &mails[0];
+    assert!(mail.to.contains("ann.lee@example.com"), "{}", mail.to);
+    assert!(mail.raw.contains("multipart/alternative"));
+    assert!(mail.raw.contains("Message-ID: <"));
+    assert!(
+        mail.raw
+            .contains("From: \"Contoso for Small Business\" <hello@contoso.example>"),
+        "{}",
+        mail.raw
+    );
+    assert!(
+        mail.text.contains("/confirm/"),
+        "text part carries the link: {}",
+        mail.text
+    );
+    assert!(
+        mail.html.contains("1 Example Way, Springfield"),
+        "postal address in the footer"
+    );
+    let confirm = mail.link("/confirm/").expect("confirm link");
+    assert!(
+        confirm.starts_with(&app.address),
+        "links use the public URL: {confirm}"
+    );
+
+    let page = app.get(&confirm).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("One more step"), "{}", page.body);
+    assert!(
+        page.body.contains("name=\"role\"") && page.body.contains("name=\"engagement\""),
+        "step 2 asked next"
+    );
+    assert_eq!(
+        profile_of(&app, "ann.lee@example.com")
+            .await
+            .unwrap()
+            .status,
+        Status::Subscribed
+    );
+
+    let consents = app.store.consents(p.id).await.unwrap();
+    let actions: Vec<&str> = consents.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(actions, ["opt_in_requested", "opt_in_confirmed"]);
+    assert_eq!(consents[0].1, "form");
+    assert!(
+        consents[0].2.as_deref().is_some_and(|v| !v.is_empty()),
+        "form version recorded"
+    );
+
+    // Step 2, then step 3; the next unanswered step follows each time.
+    let centre = profile_path(&page.body).unwrap();
+    let page = app
+        .post_form(
+            &centre,
+            &[("step", "2"), ("role", "owner"), ("engagement", "learner")],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("name=\"industry\""),
+        "step 3 next: {}",
+        page.body
+    );
+    let page = app
+        .post_form(
+            &centre,
+            &[
+                ("step", "3"),
+                ("industry", "retail"),
+                ("business_need", "grow_sales"),
+                ("products", "office"),
+                ("products", "cloud"),
+            ],
+        )
+        .await;
+    assert!(page.body.contains("name=\"challenge\""), "step 4 next");
+    let page = app
+        .post_form(
+            &centre,
+            &[
+                ("step", "4"),
+                ("challenge", "Finding time\r\nto train"),
+                ("pcs", "8"),
+                ("servers", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Thank you") && page.body.contains("Finding time"),
+        "{}",
+        page.body
+    );
+
+    let p = profile_of(&app, "ann.lee@example.com").await.unwrap();
+    assert_eq!(p.answers.role.as_deref(), Some("owner"));
+    assert_eq!(
+        p.answers.products,
+        Some(vec!["office".to_string(), "cloud".to_string()])
+    );
+    assert_eq!(
+        p.answers.challenge.as_deref(),
+        Some("Finding time\nto train")
+    );
+    assert_eq!(p.answers.servers, Some(0));
+
+    // Earlier answers can be changed; the page is filled with what is stored.
+    let page = app.get(&format!("{centre}?step=1")).await;
+    assert!(page.body.contains("value=\"Ann Lee\""), "{}", page.body);
+    app.post_form(&centre, &[("step", "1"), ("employees", "14")])
+        .await;
+    let p = profile_of(&app, "ann.lee@example.com").await.unwrap();
+    assert_eq!(p.answers.employees, Some(14));
+    assert_eq!(p.answers.name.as_deref(), Some("Ann Lee"));
+}
+
+async fn confirmation_is_idempotent(app: TestApp) {
+    app.subscribe("bo@example.com", &[]).await;
+    let link = app.wait_for_messages(1).await[0].link("/confirm/").unwrap();
+    assert_eq!(app.get(&link).await.status, 200);
+    assert_eq!(app.get(&link).await.status, 200);
+    let p = profile_of(&app, "bo@example.com").await.unwrap();
+    assert_eq!(p.status, Status::Subscribed);
+    assert_eq!(
+        app.store.consents(p.id).await.unwrap().len(),
+        2,
+        "one confirmation recorded"
+    );
+    // Skipping a step moves on rather than asking the same step again.
+    let page = app.get(&link).await;
+    let centre = profile_path(&page.body).unwrap();
+    let page = app.post_form(&centre, &[("step", "1")]).await;
+    assert!(
+        page.body.contains("name=\"role\""),
+        "after skipping step 1, step 2: {}",
+        page.body
+    );
+}
+
+async fn resubmitting_never_duplicates_or_erases(app: TestApp) {
+    app.subscribe(
+        "cy@example.com",
+        &[("name", "Cy Twombly"), ("employees", "40")],
+    )
+    .await;
+    let page = app
+        .subscribe(
+            "CY@EXAMPLE.com",
+            &[("name", "Somebody Else"), ("industry", "retail")],
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    assert_eq!(app.store.profile_count().await.unwrap(), 1);
+    let p = profile_of(&app, "cy@example.com").await.unwrap();
+    assert_eq!(
+        p.answers.name.as_deref(),
+        Some("Cy Twombly"),
+        "an earlier answer is never overwritten from the public form"
+    );
+    assert_eq!(p.answers.employees, Some(40));
+    assert_eq!(
+        p.answers.industry.as_deref(),
+        Some("retail"),
+        "a new answer fills a gap"
+    );
+    // Both confirmation emails work: the second did not invalidate the first.
+    let mails = app.wait_for_messages(2).await;
+    let first = mails[0].link("/confirm/").unwrap();
+    assert_eq!(app.get(&first).await.status, 200);
+    // A subscriber who sends the form again is not asked to confirm again.
+    app.subscribe("cy@example.com", &[]).await;
+    let mails = app.wait_for_messages(3).await;
+    assert!(
+        mails[2].subject.contains("already subscribed"),
+        "{}",
+        mails[2].subject
+    );
+    assert!(mails[2].link("/profile/").is_some());
+    assert_eq!(
+        profile_of(&app, "cy@example.com").await.unwrap().status,
+        Status::Subscribed
+    );
+}
+
+async fn unsubscribed_need_a_fresh_confirmation(app: TestApp) {
+    app.subscribed("di@example.com", &[]).await;
+    let old_link = app.outbox_messages()[0].link("/confirm/").unwrap();
+    let p = profile_of(&app, "di@example.com").await.unwrap();
+    let meta = ConsentMeta {
+        source: "test".into(),
+        ..Default::default()
+    };
+    assert!(app.store.unsubscribe(p.id, &meta).await.unwrap());
+    assert!(
+        !app.store.unsubscribe(p.id, &meta).await.unwrap(),
+        "idempotent"
+    );
+
+    app.subscribe("di@example.com", &[]).await;
+    assert_eq!(
+        profile_of(&app, "di@example.com").await.unwrap().status,
+        Status::Unsubscribed,
+        "not re-subscribed by the form alone"
+    );
+    assert_eq!(
+        app.get(&old_link).await.status,
+        404,
+        "an old confirmation link does not re-subscribe"
+    );
+    assert_eq!(
+        profile_of(&app, "di@example.com").await.unwrap().status,
+        Status::Unsubscribed
+    );
+
+    let mails = app.wait_for_messages(2).await;
+    let fresh = mails[1].link("/confirm/").unwrap();
+    assert_ne!(fresh, old_link);
+    assert_eq!(app.get(&fresh).await.status, 200);
+    assert_eq!(
+        profile_of(&app, "di@example.com").await.unwrap().status,
+        Status::Subscribed
+    );
+}
+
+async fn each_bad_field_is_shown_back_and_nothing_stored(app: TestApp) {
+    let long_challenge = "x".repeat(501);
+    let long_name = "n".repeat(101);
+    // (posted pairs, field whose message must show, text the page must show)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![("email", "not-an-address"), ("consent", "yes")],
+            "email",
+            "not-an-address",
+        ),
+        (
+            vec![("email", ""), ("consent", "yes")],
+            "email",
+            "Please enter your email",
+        ),
+        (
+            vec![("email", "ok@example.com")],
+            "consent",
+            "ok@example.com",
+        ),
+        (
+            vec![
+                ("email", "ok@example.com"),
+                ("consent", "yes"),
+                ("name", "Ann\u{7}Lee"),
+            ],
+            "name",
+            "ok@example.com",
+        ),
+        (
+            vec![
+                ("email", "ok@example.com"),
+                ("consent", "yes"),
+                ("name", "Ann\r\nBcc: evil@example.com"),
+            ],
+            "name",
+            "line breaks",
+        ),
+        (
+            vec![
+                ("email", "ok@example.com"),
+                ("consent", "yes"),
+                ("name", &long_name),
+            ],
+            "name",
+            "100 characters",
+        ),
+        (
+            vec![
+                ("email", "ok@example.com"),
+                ("consent", "yes"),
+                ("employees", "a dozen"),
+            ],
+            "employees",
+            "a dozen",
+        ),
+        (
+            vec![
+                ("email", "ok@example.com"),
+                ("consent", "yes"),
+                ("employees", "0"),
+            ],
+            "employees",
+            "from 1 to 100000",
+        ),
+        (
+            vec![
+                ("email", "ok@example.com"),
+                ("consent", "yes"),
+                ("employees", "100001"),
+            ],
+            "employees",
+            "from 1 to 100000",
+        ),
+        (
+            vec![
+                ("email", "ok@example.com"),
+                ("consent", "yes"),
+                ("industry", "retial"),
+            ],
+            "industry",
+            "retial",
+        ),
+        (
+            vec![
+                ("email", "ok@example.com"),
+                ("consent", "yes"),
+                ("challenge", &long_challenge),
+            ],
+            "challenge",
+            "500 characters",
+        ),
+        (
+            vec![
+                ("email", "ok@example.com"),
+                ("consent", "yes"),
+                ("colour", "blue"),
+            ],
+            "_form",
+            "colour",
+        ),
+    ];
+    for (pairs, field, shown) in cases {
+        let page = app.post_form("/subscribe", &pairs).await;
+        assert_eq!(page.status, 422, "{pairs:?}: {}", page.body);
+        if field != "_form" {
+            assert!(
+                field_error(&page, field),
+                "{pairs:?}: no message next to {field}"
+            );
+        }
+        assert!(
+            page.body.contains(shown),
+            "{pairs:?}: page does not show {shown:?}"
+        );
+        assert!(
+            page.body.contains("role=\"alert\""),
+            "error summary announced"
+        );
+    }
+    assert_eq!(
+        app.store.profile_count().await.unwrap(),
+        0,
+        "nothing stored on error"
+    );
+    assert!(app.outbox_messages().is_empty(), "no email on error");
+}
+
+async fn oversized_and_non_form_bodies_are_refused(app: TestApp) {
+    let big = "x".repeat(17 * 1024);
+    let page = app
+        .post_form(
+            "/subscribe",
+            &[
+                ("email", "big@example.com"),
+                ("consent", "yes"),
+                ("challenge", &big),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 413);
+    assert!(page.body.contains("16 KiB"));
+    let r = app
+        .client
+        .post(app.url("/subscribe"))
+        .header("content-type", "application/json")
+        .body(r#"{"email":"json@example.com","consent":true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    assert_eq!(app.store.profile_count().await.unwrap(), 0);
+}
+
+async fn bad_tokens_get_404_and_change_nothing(app: TestApp) {
+    app.subscribe("ed@example.com", &[]).await;
+    let link = app.wait_for_messages(1).await[0].link("/confirm/").unwrap();
+    let token = link.rsplit('/').next().unwrap().to_string();
+    let p = profile_of(&app, "ed@example.com").await.unwrap();
+
+    let mut tampered = token.clone().into_bytes();
+    let i = tampered.len() / 2;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let profile_token = app.signer.sign(Purpose::Profile, p.id, None, "");
+    let expired = app.signer.sign(
+        Purpose::Confirm,
+        p.id,
+        Some(1),
+        p.confirm_nonce.as_deref().unwrap(),
+    );
+    let foreign = rapport::track::Signer::new(b"some other installation's secret").sign(
+        Purpose::Confirm,
+        p.id,
+        None,
+        p.confirm_nonce.as_deref().unwrap(),
+    );
+    let long = "A".repeat(5000);
+    for path in [
+        format!("/confirm/{tampered}"),
+        format!("/confirm/{profile_token}"),
+        format!("/confirm/{expired}"),
+        format!("/confirm/{foreign}"),
+        format!("/confirm/{long}"),
+        "/confirm/%00%ff".to_string(),
+        format!("/profile/{token}"),
+        format!("/profile/{tampered}"),
+    ] {
+        let page = app.get(&path).await;
+        assert_eq!(page.status, 404, "{path}");
+        assert!(
+            page.body.contains("This link is not valid"),
+            "{path}: a page, not a bare error"
+        );
+    }
+    let r = app
+        .post_form(&format!("/profile/{token}"), &[("name", "Mallory")])
+        .await;
+    assert_eq!(r.status, 404);
+    let after = profile_of(&app, "ed@example.com").await.unwrap();
+    assert_eq!(after.status, Status::Pending);
+    assert_eq!(after.answers, p.answers);
+}
+
+async fn honeypot_stores_nothing(app: TestApp) {
+    let page = app
+        .subscribe("bot@example.com", &[("website", "http://spam.example")])
+        .await;
+    assert_eq!(page.status, 200, "bots are told it worked");
+    assert_eq!(app.store.profile_count().await.unwrap(), 0);
+    assert!(app.outbox_messages().is_empty());
+}
+
+async fn profile_centre_validates_and_keeps_answers(app: TestApp) {
+    let centre = app
+        .subscribed("fay@example.com", &[("employees", "5")])
+        .await;
+    let page = app
+        .post_form(
+            &centre,
+            &[("step", "1"), ("employees", "-3"), ("name", "Fay")],
+        )
+        .await;
+    assert_eq!(page.status, 422);
+    assert!(field_error(&page, "employees"));
+    assert!(
+        page.body.contains("value=\"-3\""),
+        "what was typed is shown back"
+    );
+    assert!(page.body.contains("value=\"Fay\""));
+    let p = profile_of(&app, "fay@example.com").await.unwrap();
+    assert_eq!(p.answers.employees, Some(5), "nothing saved on error");
+    assert_eq!(p.answers.name, None);
+
+    let page = app
+        .post_form(&centre, &[("email", "other@example.com"), ("name", "Fay")])
+        .await;
+    assert_eq!(
+        page.status, 422,
+        "the address is not changed from the profile centre"
+    );
+    let page = app.post_form(&centre, &[("engagement", "lurker")]).await;
+    assert_eq!(page.status, 422);
+    assert!(page.body.contains("lurker"));
+    let page = app.post_form(&centre, &[("colour", "red")]).await;
+    assert_eq!(page.status, 422);
+}
+
+async fn health_and_unknown_paths(app: TestApp) {
+    let page = app.get("/healthz").await;
+    assert_eq!(page.status, 200);
+    let page = app.get("/no/such/page").await;
+    assert_eq!(page.status, 404);
+    assert!(page.body.contains("<html"));
+    let page = app.get("/profile/").await;
+    assert_eq!(page.status, 404);
+}
+
+#[tokio::test]
+async fn subscribe_is_rate_limited_per_client() {
+    let app = common::spawn_app_with(common::Db::Sqlite, &[("RAPPORT_SUBSCRIBE_LIMIT", "3")])
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let page = app.subscribe(&format!("r{i}@example.com"), &[]).await;
+        assert_eq!(page.status, 200);
+    }
+    let page = app.subscribe("r9@example.com", &[]).await;
+    assert_eq!(page.status, 429);
+    assert_eq!(page.headers.get("retry-after").unwrap(), "60");
+    assert!(page.body.contains("wait a minute"));
+    assert!(profile_of(&app, "r9@example.com").await.is_none());
+}
+
+#[tokio::test]
+async fn secret_is_generated_once_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let store = rapport::store::Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let a = store.signing_secret().await.unwrap();
+    let b = store.signing_secret().await.unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.len(), 32);
+}
