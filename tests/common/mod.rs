@@ -12,6 +12,8 @@ use rapport::store::Store;
 use rapport::track::Signer;
 use rapport::web::Application;
 
+pub mod smtp;
+
 /// The secret every test server signs with, so tests can forge tokens on purpose.
 pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
 
@@ -312,6 +314,7 @@ macro_rules! on_both_backends {
         mod postgres {
             $(
                 #[tokio::test]
+                #[cfg_attr(not(rapport_pg), ignore = "PostgreSQL half skipped: set RAPPORT_TEST_POSTGRES_URL to run it")]
                 async fn $name() {
                     match $crate::common::spawn_app($crate::common::Db::Postgres).await {
                         Some(app) => super::$name(app).await,

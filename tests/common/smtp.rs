@@ -1,0 +1,113 @@
+//! A real SMTP server for tests: Postfix's `smtp-sink` on a free loopback port, writing each
+//! received message (with its envelope as `X-*` headers) to a file in a temporary folder.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::Mail;
+
+/// A running `smtp-sink`; stopped when dropped.
+pub struct SmtpSink {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SINK: &str = "/usr/sbin/smtp-sink";
+
+impl SmtpSink {
+    /// Starts a sink, or `None` (with a note) where Postfix is not installed. Under CI the
+    /// sink must be there: `.ci/run` installs it.
+    pub fn start(extra_args: &[&str]) -> Option<SmtpSink> {
+        if !Path::new(SINK).exists() {
+            assert!(
+                std::env::var("CI").is_err(),
+                "{SINK} missing under CI: .ci/run installs postfix"
+            );
+            eprintln!("SKIPPED: {SINK} not installed (apt-get install postfix)");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut perms = std::fs::metadata(dir.path()).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o777);
+        std::fs::set_permissions(dir.path(), perms).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = Command::new(SINK);
+        // As root, smtp-sink must drop privileges to write its files.
+        if unsafe_is_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        cmd.args(extra_args)
+            .arg("-d")
+            .arg(format!("{}/%M.", dir.path().display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("100")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("start smtp-sink");
+        let sink = SmtpSink { port, dir, child };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(sink);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("smtp-sink did not start listening on port {port}");
+    }
+
+    /// `smtp://127.0.0.1:PORT` for `RAPPORT_SMTP_URL`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far.
+    pub fn messages(&self) -> Vec<Mail> {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .filter(|b| !b.is_empty())
+            .map(|b| Mail::parse(&b))
+            .collect()
+    }
+
+    /// Waits until `n` messages have arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<Mail> {
+        for _ in 0..200 {
+            let m = self.messages();
+            if m.len() >= n {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "expected {n} messages at smtp-sink, got {}",
+            self.messages().len()
+        );
+    }
+}
+
+fn unsafe_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}

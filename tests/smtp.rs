@@ -1,0 +1,64 @@
+//! Mail through a real SMTP server (Postfix's smtp-sink): the confirmation email arrives
+//! with the right envelope, EHLO name and MIME structure.
+
+mod common;
+
+use common::smtp::SmtpSink;
+
+#[tokio::test]
+async fn confirmation_goes_out_by_smtp() {
+    let Some(sink) = SmtpSink::start(&[]) else {
+        return;
+    };
+    let app = common::spawn_app_with(common::Db::Sqlite, &[("RAPPORT_SMTP_URL", &sink.url())])
+        .await
+        .unwrap();
+    let page = app.subscribe("gus@example.com", &[("name", "Gus")]).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let mails = sink.wait_for(1).await;
+    let mail = &mails[0];
+    let header = |k: &str| {
+        mail.headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(header("X-Rcpt-Args"), "<gus@example.com>");
+    assert_eq!(header("X-Mail-Args"), "<hello@contoso.example>");
+    assert_eq!(
+        header("X-Helo-Args"),
+        "contoso.example",
+        "EHLO names the sender's domain, not this host"
+    );
+    assert!(mail.subject.contains("confirm"), "{}", mail.subject);
+    assert!(mail.link("/confirm/").is_some());
+    assert!(
+        app.outbox_messages().is_empty(),
+        "SMTP replaces the outbox folder"
+    );
+}
+
+#[tokio::test]
+async fn smtp_refusal_is_reported_and_the_profile_kept() {
+    // Every RCPT TO is refused with a permanent 5xx.
+    let Some(sink) = SmtpSink::start(&["-r", "rcpt"]) else {
+        return;
+    };
+    let app = common::spawn_app_with(common::Db::Sqlite, &[("RAPPORT_SMTP_URL", &sink.url())])
+        .await
+        .unwrap();
+    let page = app.subscribe("hal@example.com", &[("name", "Hal")]).await;
+    assert_eq!(page.status, 503);
+    assert!(page.body.contains("saved your details"), "{}", page.body);
+    let p = app
+        .store
+        .profile_by_email(&rapport::profile::Email::parse("hal@example.com").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        p.unwrap().answers.name.as_deref(),
+        Some("Hal"),
+        "nothing the person sent is lost"
+    );
+}
