@@ -3,10 +3,13 @@
 //!
 //! Each module is one concern; `main.rs` is only the command line.
 
+pub mod campaign;
 pub mod config;
 pub mod delivery;
 pub mod profile;
 pub mod render;
+pub mod segment;
+pub mod site;
 pub mod store;
 pub mod telemetry;
 pub mod track;

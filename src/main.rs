@@ -46,8 +46,29 @@ enum Command {
         #[arg(long, env = "RAPPORT_BIND", default_value = "127.0.0.1:8080")]
         bind: SocketAddr,
     },
+    /// Validate campaigns.toml, segments/ and templates/, and render every campaign for a
+    /// sample person of every segment. Exit 1 with `file:line:col: message` lines.
+    Check,
+    /// Show exactly what one stored person would receive from a campaign now.
+    Preview {
+        /// Campaign id from campaigns.toml.
+        campaign: String,
+        /// The person's address.
+        #[arg(long)]
+        email: String,
+        /// What to print: the whole message, its HTML part or its text part.
+        #[arg(long, value_enum, default_value = "eml")]
+        format: PreviewFormat,
+    },
     /// Apply database migrations and exit.
     Migrate,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PreviewFormat {
+    Eml,
+    Html,
+    Text,
 }
 
 #[tokio::main]
@@ -94,6 +115,14 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 .await
                 .context("server stopped with an error")?;
         }
+        Command::Check => return Ok(check(&cli.dir)),
+        Command::Preview {
+            campaign,
+            email,
+            format,
+        } => {
+            preview(&cli.dir, &settings, &campaign, &email, format).await?;
+        }
         Command::Migrate => {
             let store = Store::connect(&settings.database_url).await?;
             store.migrate().await?;
@@ -104,6 +133,106 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `rapport check`: every problem on its own line, exit 1 when there is any.
+fn check(dir: &std::path::Path) -> std::process::ExitCode {
+    let site = match Site::load(dir) {
+        Ok(site) => site,
+        Err(problems) => {
+            for p in &problems.0 {
+                println!("{p}");
+            }
+            eprintln!("{} problem(s) found", problems.0.len());
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let (problems, warnings) = rapport::site::check(&site);
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    for p in &problems {
+        println!("{p}");
+    }
+    if problems.is_empty() {
+        eprintln!(
+            "ok: {} campaign(s), {} segment(s) checked; every campaign rendered for every sample person",
+            site.campaigns.len(),
+            site.segments.iter().count()
+        );
+        std::process::ExitCode::SUCCESS
+    } else {
+        eprintln!("{} problem(s) found", problems.len());
+        std::process::ExitCode::FAILURE
+    }
+}
+
+/// `rapport preview`: renders one campaign for one stored person, as it would be sent now.
+async fn preview(
+    dir: &std::path::Path,
+    settings: &Settings,
+    campaign_id: &str,
+    email: &str,
+    format: PreviewFormat,
+) -> anyhow::Result<()> {
+    use rapport::profile::Email;
+    let site = Site::load(dir).map_err(|d| {
+        anyhow::anyhow!("the project files have problems (run rapport check):\n{d}")
+    })?;
+    let campaign = site.campaign(campaign_id).with_context(|| {
+        let known: Vec<&str> = site.campaigns.iter().map(|c| c.id.as_str()).collect();
+        format!(
+            "unknown campaign \"{campaign_id}\"; known: {}",
+            known.join(", ")
+        )
+    })?;
+    let address = Email::parse(email).map_err(|e| anyhow::anyhow!("--email {email:?}: {e}"))?;
+    let store = Store::connect(&settings.database_url).await?;
+    store.migrate().await?;
+    let profile = store.profile_by_email(&address).await?.with_context(|| {
+        format!(
+            "no profile with the address {address} in {}",
+            rapport::store::redact(&settings.database_url)
+        )
+    })?;
+    let secret = match &settings.secret {
+        Some(s) => s.as_bytes().to_vec(),
+        None => store.signing_secret().await?,
+    };
+    let signer = rapport::track::Signer::new(&secret);
+    let public_url = settings.public_url_for("127.0.0.1:8080".parse().expect("valid address"));
+    let now = rapport::store::now();
+    let facts = rapport::segment::EventFacts::load(&store, profile.id, now).await?;
+    let mailto = site.project.sender.from.email.to_string();
+    let links =
+        rapport::track::personal_links(&signer, &public_url, &mailto, profile.id, &campaign.id);
+    let person = site.personalise(campaign, &profile, &facts, links, now);
+    let mut seam = rapport::render::KeepLinks::default();
+    let composed = site.campaign_message(campaign, &person, &mut seam)?;
+    let out = match format {
+        PreviewFormat::Eml => String::from_utf8_lossy(&composed.message.formatted()).into_owned(),
+        PreviewFormat::Html | PreviewFormat::Text => {
+            let r = site.templates.render_campaign(
+                campaign,
+                &site.project.sender,
+                &person,
+                &mut rapport::render::KeepLinks::default(),
+            )?;
+            if matches!(format, PreviewFormat::Html) {
+                r.html
+            } else {
+                r.text
+            }
+        }
+    };
+    print!("{out}");
+    if profile.status != rapport::profile::Status::Subscribed {
+        eprintln!(
+            "note: {address} is {}; rapport sends campaigns to subscribed profiles only",
+            profile.status.as_str()
+        );
+    }
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

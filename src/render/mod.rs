@@ -1,6 +1,8 @@
 //! Rendering: the Handlebars registry built from the marketer's `templates/` over the
 //! built-in defaults, and the assembly of email messages (HTML + derived text part).
 
+mod campaign;
+mod helpers;
 mod message;
 
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::Diagnostic;
 
+pub use campaign::{KeepLinks, LinkSeam, Personal, PersonalLinks, Rendered, context};
 pub use message::{Composed, MessageError, compose, html_to_text};
 
 /// The templates rapport ships; a file of the same name under `templates/` replaces one.
@@ -57,8 +60,10 @@ pub struct RenderError {
 #[derive(Debug)]
 pub struct Templates {
     hbs: Handlebars<'static>,
-    /// For one-line text templates such as subjects: strict, no HTML escaping.
+    /// For subjects and text parts: strict, no HTML escaping.
     plain: Handlebars<'static>,
+    /// Template name → the file it was read from.
+    files: std::collections::HashMap<String, PathBuf>,
 }
 
 impl Templates {
@@ -67,6 +72,11 @@ impl Templates {
     pub fn load(dir: &Path) -> Result<Templates, Vec<Diagnostic>> {
         let mut hbs = Handlebars::new();
         hbs.set_strict_mode(true);
+        helpers::register(&mut hbs);
+        let mut plain = Handlebars::new();
+        plain.set_strict_mode(true);
+        plain.register_escape_fn(handlebars::no_escape);
+        helpers::register(&mut plain);
         for (name, src) in BUILTIN {
             hbs.register_template_string(name, *src)
                 .expect("built-in templates parse");
@@ -74,6 +84,7 @@ impl Templates {
         let root = dir.join(TEMPLATES_DIR);
         let mut problems = Vec::new();
         let mut files = Vec::new();
+        let mut by_name = std::collections::HashMap::new();
         if root.is_dir() {
             collect_hbs(&root, &mut files, &mut problems);
         }
@@ -82,6 +93,7 @@ impl Templates {
             let Some(name) = template_name(&root, &path) else {
                 continue;
             };
+            by_name.insert(name.clone(), path.clone());
             let src = match std::fs::read_to_string(&path) {
                 Ok(s) => s,
                 Err(e) => {
@@ -92,6 +104,10 @@ impl Templates {
                     continue;
                 }
             };
+            // Text parts (`NAME.txt.hbs`) render without HTML escaping.
+            if name.ends_with(".txt") {
+                let _ = plain.register_template_string(&name, &src);
+            }
             if let Err(e) = hbs.register_template_string(&name, &src) {
                 let (line, col) = e.pos().unwrap_or((1, 1));
                 problems.push(Diagnostic {
@@ -102,11 +118,12 @@ impl Templates {
                 });
             }
         }
-        let mut plain = Handlebars::new();
-        plain.set_strict_mode(true);
-        plain.register_escape_fn(handlebars::no_escape);
         if problems.is_empty() {
-            Ok(Templates { hbs, plain })
+            Ok(Templates {
+                hbs,
+                plain,
+                files: by_name,
+            })
         } else {
             Err(problems)
         }
@@ -123,6 +140,19 @@ impl Templates {
             name: name.to_string(),
             source,
         })
+    }
+
+    /// Renders a text template (`NAME.txt`) without HTML escaping.
+    pub fn render_plain<T: Serialize>(&self, name: &str, data: &T) -> Result<String, RenderError> {
+        self.plain.render(name, data).map_err(|source| RenderError {
+            name: name.to_string(),
+            source,
+        })
+    }
+
+    /// The file a template came from, for messages (`None` for built-in templates).
+    pub fn file_of(&self, name: &str) -> Option<&PathBuf> {
+        self.files.get(name)
     }
 
     /// Renders a template given as text (subjects) with `data`, HTML escaping off.

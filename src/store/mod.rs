@@ -2,6 +2,7 @@
 //! migrations for each, and every query rapport makes. SQL is written once for both
 //! backends (`$N` placeholders, `ON CONFLICT`, `RETURNING`) wherever the dialects agree.
 
+mod events;
 mod profiles;
 
 use std::str::FromStr;
@@ -10,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use events::{EventFilter, EventKind, EventSummary};
 pub use profiles::{Confirmation, ConsentMeta, OptIn};
 
 /// Which database a store talks to.

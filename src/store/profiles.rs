@@ -6,8 +6,13 @@ use sqlx::any::AnyRow;
 use super::{Store, StoreError, now};
 use crate::profile::{Answers, Email, Profile, Status};
 
-const PROFILE_COLUMNS: &str = "id, email, status, name, role, products, employees, industry, \
-     business_need, challenge, pcs, servers, engagement, confirm_nonce, created_at, updated_at";
+/// The columns `profile_from_row` reads, for `concat!` into queries.
+macro_rules! profile_columns {
+    () => {
+        "id, email, status, name, role, products, employees, industry, business_need, challenge, \
+         pcs, servers, engagement, confirm_nonce, created_at, updated_at"
+    };
+}
 
 /// Where an opt-in or opt-out came from, kept with the consent record as proof.
 #[derive(Debug, Clone, Default)]
@@ -132,18 +137,23 @@ where
 impl Store {
     /// The profile with this id.
     pub async fn profile(&self, id: i64) -> Result<Option<Profile>, StoreError> {
-        let sql = format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let sql = concat!(
+            "SELECT ",
+            profile_columns!(),
+            " FROM profiles WHERE id = $1"
+        );
+        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(profile_from_row).transpose()
     }
 
     /// The profile of this address (compared without regard to case).
     pub async fn profile_by_email(&self, email: &Email) -> Result<Option<Profile>, StoreError> {
-        let sql = format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE email_key = $1");
-        let row = sqlx::query(&sql)
+        let sql = concat!(
+            "SELECT ",
+            profile_columns!(),
+            " FROM profiles WHERE email_key = $1"
+        );
+        let row = sqlx::query(sql)
             .bind(email_key(email))
             .fetch_optional(&self.pool)
             .await?;
@@ -220,8 +230,12 @@ impl Store {
             }
         };
         insert_consent(&mut *tx, id, "opt_in_requested", meta, at).await?;
-        let sql = format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE id = $1");
-        let profile = profile_from_row(&sqlx::query(&sql).bind(id).fetch_one(&mut *tx).await?)?;
+        let sql = concat!(
+            "SELECT ",
+            profile_columns!(),
+            " FROM profiles WHERE id = $1"
+        );
+        let profile = profile_from_row(&sqlx::query(sql).bind(id).fetch_one(&mut *tx).await?)?;
         tx.commit().await?;
         Ok(match (inserted.is_some(), profile.status) {
             (true, _) => OptIn::New(profile),
@@ -254,8 +268,12 @@ impl Store {
         if changed.is_some() {
             insert_consent(&mut *tx, id, "opt_in_confirmed", meta, at).await?;
         }
-        let sql = format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await?;
+        let sql = concat!(
+            "SELECT ",
+            profile_columns!(),
+            " FROM profiles WHERE id = $1"
+        );
+        let row = sqlx::query(sql).bind(id).fetch_optional(&mut *tx).await?;
         tx.commit().await?;
         let Some(profile) = row.as_ref().map(profile_from_row).transpose()? else {
             return Ok(None);
@@ -337,8 +355,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let sql = format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE id = $1");
-        let profile = profile_from_row(&sqlx::query(&sql).bind(id).fetch_one(&mut *tx).await?)?;
+        let sql = concat!(
+            "SELECT ",
+            profile_columns!(),
+            " FROM profiles WHERE id = $1"
+        );
+        let profile = profile_from_row(&sqlx::query(sql).bind(id).fetch_one(&mut *tx).await?)?;
         tx.commit().await?;
         Ok(Some(profile))
     }
@@ -369,6 +391,22 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Every subscribed profile, in id order, streamed: an audience of any size is read
+    /// without holding it in memory.
+    pub fn subscribed_profiles(
+        &self,
+    ) -> impl futures_util::Stream<Item = Result<Profile, StoreError>> + '_ {
+        use futures_util::StreamExt;
+        const SQL: &str = concat!(
+            "SELECT ",
+            profile_columns!(),
+            " FROM profiles WHERE status = 'subscribed' ORDER BY id"
+        );
+        sqlx::query(SQL)
+            .fetch(&self.pool)
+            .map(|row| profile_from_row(&row?))
     }
 
     /// How many profiles the store holds.

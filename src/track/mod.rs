@@ -3,3 +3,27 @@
 mod token;
 
 pub use token::{Claims, MAX_TOKEN_LEN, Purpose, Signer, TokenError};
+
+use crate::render::PersonalLinks;
+
+/// The links every campaign message carries for one recipient: profile centre,
+/// unsubscribe (page and `List-Unsubscribe` mailto) and the "was this useful?" votes.
+/// Feedback tokens name the campaign in their nonce so a vote counts for the right one.
+pub fn personal_links(
+    signer: &Signer,
+    public_url: &str,
+    mailto: &str,
+    profile_id: i64,
+    campaign: &str,
+) -> PersonalLinks {
+    let profile = signer.sign(Purpose::Profile, profile_id, None, "");
+    let unsubscribe = signer.sign(Purpose::Unsubscribe, profile_id, None, "");
+    let feedback = signer.sign(Purpose::Feedback, profile_id, None, campaign);
+    PersonalLinks {
+        profile_url: format!("{public_url}/profile/{profile}"),
+        unsubscribe_url: format!("{public_url}/unsubscribe/{unsubscribe}"),
+        feedback_yes_url: format!("{public_url}/feedback/{feedback}?v=yes"),
+        feedback_no_url: format!("{public_url}/feedback/{feedback}?v=no"),
+        unsubscribe_mailto: format!("mailto:{mailto}?subject=unsubscribe%20{unsubscribe}"),
+    }
+}

@@ -19,40 +19,17 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-use crate::config::{Diagnostic, Diagnostics, Project, SettingError, Settings};
+use crate::config::{Diagnostics, SettingError, Settings};
 use crate::delivery::{Transport, TransportError};
-use crate::render::Templates;
 use crate::store::{Store, StoreError};
 use crate::track::Signer;
+
+pub use crate::site::Site;
 
 pub use error::AppError;
 
 /// Largest request body accepted (form posts); larger ones get a 413 page.
 pub const MAX_BODY: usize = 16 * 1024;
-
-/// The marketer's files as loaded: replaced as a whole on reload.
-#[derive(Debug)]
-pub struct Site {
-    pub project: Project,
-    pub templates: Templates,
-}
-
-impl Site {
-    /// Loads `campaigns.toml` and `templates/` from `dir`, collecting every problem.
-    pub fn load(dir: &Path) -> Result<Site, Diagnostics> {
-        let project = Project::load(dir);
-        let templates = Templates::load(dir);
-        match (project, templates) {
-            (Ok(project), Ok(templates)) => Ok(Site { project, templates }),
-            (p, t) => {
-                let mut all: Vec<Diagnostic> = Vec::new();
-                all.extend(p.err().unwrap_or_default());
-                all.extend(t.err().unwrap_or_default());
-                Err(Diagnostics(all))
-            }
-        }
-    }
-}
 
 /// What every handler can reach.
 #[derive(Clone)]

@@ -1,0 +1,363 @@
+//! Campaigns: the welcome, the recurring newsletter and follow-ups of `campaigns.toml`,
+//! checked against the segments and templates they name, and their content selection.
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::config::{CampaignToml, Diagnostic, Project, parse_duration};
+use crate::profile::Profile;
+use crate::render::Templates;
+use crate::segment::{EVERYONE, Facts, Segments};
+
+/// The three kinds of campaign the programme needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Sent once to each person after confirmation (+ delay).
+    Welcome,
+    /// Recurring on a schedule (and by `rapport run`).
+    Newsletter,
+    /// Sent once to each person after an event (+ delay), unless a segment says not to.
+    FollowUp,
+}
+
+impl Kind {
+    /// The name used in `campaigns.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Welcome => "welcome",
+            Kind::Newsletter => "newsletter",
+            Kind::FollowUp => "follow_up",
+        }
+    }
+}
+
+/// What starts a follow-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// A click, optionally only on links with this `data-tag`.
+    Click { tag: Option<String> },
+    /// An open, optionally of one campaign.
+    Open { campaign: Option<String> },
+    /// The person answered or changed questions in the profile centre.
+    ProfileUpdate,
+}
+
+/// A cron schedule, parsed with the parser the scheduler uses.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub cron: croner::Cron,
+    pub source: String,
+}
+
+/// Content chosen for people in a segment (`[[campaign.section]]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Section {
+    pub segment: String,
+    pub template: String,
+}
+
+/// A checked campaign.
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub id: String,
+    pub kind: Kind,
+    pub delay: Duration,
+    pub schedule: Option<Schedule>,
+    /// The segment that receives it (always within subscribed profiles).
+    pub audience: String,
+    pub subject: String,
+    pub template: String,
+    pub sections: Vec<Section>,
+    pub trigger: Option<Trigger>,
+    /// A segment checked right before sending: members do not get it.
+    pub unless: Option<String>,
+}
+
+impl Campaign {
+    /// The sections for one person: every section whose segment they are in, in order.
+    pub fn sections_for(
+        &self,
+        segments: &Segments,
+        profile: &Profile,
+        facts: &dyn Facts,
+    ) -> Vec<Section> {
+        self.sections
+            .iter()
+            .filter(|s| {
+                segments
+                    .get(&s.segment)
+                    .is_some_and(|seg| seg.matches(profile, facts))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// Parses a cron expression with seconds (`0 0 9 1 * *`); five fields are read as minutes.
+pub fn parse_cron(source: &str) -> Result<croner::Cron, String> {
+    use croner::parser::{CronParser, Seconds};
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .build()
+        .parse(source)
+        .map_err(|e| {
+            format!(
+                "{e}; write six fields with seconds, like \"0 0 9 1 * *\" (09:00 UTC on the 1st)"
+            )
+        })
+}
+
+/// The campaign ids of the file, for rules that name campaigns.
+pub fn ids(project: &Project) -> Vec<String> {
+    project
+        .campaigns
+        .iter()
+        .map(|c| c.id.get_ref().clone())
+        .collect()
+}
+
+/// Checks every `[[campaign]]` against the segments and templates. All problems are
+/// returned, located in `campaigns.toml`.
+pub fn build(
+    project: &Project,
+    segments: &Segments,
+    templates: &Templates,
+) -> Result<Vec<Campaign>, Vec<Diagnostic>> {
+    let path = project.dir.join(crate::config::CAMPAIGNS_FILE);
+    let mut problems = Vec::new();
+    let mut at = |s: &dyn SpanLike, msg: String| {
+        problems.push(Diagnostic::at(&path, &project.source, s.start(), msg))
+    };
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for c in &project.campaigns {
+        if let Some(campaign) = build_one(c, segments, templates, &mut at, &mut seen) {
+            out.push(campaign);
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Anything with a start offset in the file.
+trait SpanLike {
+    fn start(&self) -> usize;
+}
+
+impl<T> SpanLike for Spanned<T> {
+    fn start(&self) -> usize {
+        self.span().start
+    }
+}
+
+fn build_one(
+    c: &CampaignToml,
+    segments: &Segments,
+    templates: &Templates,
+    at: &mut dyn FnMut(&dyn SpanLike, String),
+    seen: &mut std::collections::HashSet<String>,
+) -> Option<Campaign> {
+    let id = c.id.get_ref().trim().to_string();
+    let mut ok = true;
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    {
+        at(
+            &c.id,
+            format!(
+                "campaign id {:?} may use letters, digits, - and _ only",
+                c.id.get_ref()
+            ),
+        );
+        ok = false;
+    } else if !seen.insert(id.clone()) {
+        at(
+            &c.id,
+            format!("campaign id \"{id}\" is used twice; ids must be unique"),
+        );
+        ok = false;
+    }
+    let kind = match c.kind.get_ref().as_str() {
+        "welcome" => Kind::Welcome,
+        "newsletter" => Kind::Newsletter,
+        "follow_up" | "follow-up" => Kind::FollowUp,
+        other => {
+            at(
+                &c.kind,
+                format!("unknown campaign kind \"{other}\"; known: welcome, newsletter, follow_up"),
+            );
+            return None;
+        }
+    };
+    let segment_ref =
+        |s: &Spanned<String>, what: &str, at: &mut dyn FnMut(&dyn SpanLike, String)| {
+            if segments.get(s.get_ref()).is_none() {
+                at(
+                    s,
+                    format!(
+                        "unknown segment \"{}\" in {what}; known: {}",
+                        s.get_ref(),
+                        segments.names().join(", ")
+                    ),
+                );
+                false
+            } else {
+                true
+            }
+        };
+    let template_ref =
+        |s: &Spanned<String>, what: &str, at: &mut dyn FnMut(&dyn SpanLike, String)| {
+            if !templates.has(s.get_ref()) {
+                at(
+                    s,
+                    format!(
+                        "unknown template \"{}\" in {what}; create templates/{}.hbs",
+                        s.get_ref(),
+                        s.get_ref()
+                    ),
+                );
+                false
+            } else {
+                true
+            }
+        };
+    ok &= template_ref(&c.template, "template", at);
+    let audience = match &c.audience {
+        Some(a) => {
+            ok &= segment_ref(a, "audience", at);
+            a.get_ref().clone()
+        }
+        None => EVERYONE.to_string(),
+    };
+    let unless = match &c.unless {
+        Some(u) => {
+            ok &= segment_ref(u, "unless", at);
+            Some(u.get_ref().clone())
+        }
+        None => None,
+    };
+    let mut sections = Vec::new();
+    for s in &c.sections {
+        ok &= segment_ref(&s.segment, "section", at);
+        ok &= template_ref(&s.template, "section", at);
+        sections.push(Section {
+            segment: s.segment.get_ref().clone(),
+            template: s.template.get_ref().clone(),
+        });
+    }
+    if let Err(e) = handlebars::Template::compile(c.subject.get_ref()) {
+        at(
+            &c.subject,
+            format!("subject is not a valid template: {}", e.reason()),
+        );
+        ok = false;
+    }
+    let duration = |d: &Option<Spanned<String>>, at: &mut dyn FnMut(&dyn SpanLike, String)| match d
+    {
+        Some(d) => match parse_duration(d.get_ref()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                at(d, format!("delay {:?}: {e}", d.get_ref()));
+                None
+            }
+        },
+        None => Some(Duration::ZERO),
+    };
+    let delay = match (kind, &c.after) {
+        (Kind::FollowUp, Some(after)) => duration(&after.get_ref().delay, at).or_else(|| {
+            ok = false;
+            None
+        }),
+        _ => duration(&c.delay, at).or_else(|| {
+            ok = false;
+            None
+        }),
+    };
+    let schedule = match (&c.schedule, kind) {
+        (Some(s), Kind::Newsletter) => match parse_cron(s.get_ref()) {
+            Ok(cron) => Some(Schedule {
+                cron,
+                source: s.get_ref().clone(),
+            }),
+            Err(e) => {
+                at(s, format!("schedule {:?}: {e}", s.get_ref()));
+                ok = false;
+                None
+            }
+        },
+        (Some(s), _) => {
+            at(
+                s,
+                format!(
+                    "schedule is for newsletters; a {} campaign is sent by its trigger",
+                    kind.as_str()
+                ),
+            );
+            ok = false;
+            None
+        }
+        (None, _) => None,
+    };
+    if kind != Kind::FollowUp {
+        if let Some(after) = &c.after {
+            at(after, "after = { ... } is for follow_up campaigns".into());
+            ok = false;
+        }
+    }
+    if kind == Kind::FollowUp && c.delay.is_some() {
+        at(
+            c.delay.as_ref()?,
+            "a follow-up's delay goes inside after = { ..., delay = \"3d\" }".into(),
+        );
+        ok = false;
+    }
+    let trigger = match (kind, &c.after) {
+        (Kind::FollowUp, None) => {
+            at(&c.kind, "a follow_up campaign needs after = { event = \"click\", tag = \"...\", delay = \"3d\" }".into());
+            ok = false;
+            None
+        }
+        (Kind::FollowUp, Some(after)) => {
+            let a = after.get_ref();
+            match a.event.get_ref().as_str() {
+                "click" => Some(Trigger::Click {
+                    tag: a.tag.as_ref().map(|t| t.get_ref().clone()),
+                }),
+                "open" => Some(Trigger::Open {
+                    campaign: a.campaign.as_ref().map(|t| t.get_ref().clone()),
+                }),
+                "profile_update" => Some(Trigger::ProfileUpdate),
+                other => {
+                    at(
+                        &a.event,
+                        format!("unknown event \"{other}\"; known: click, open, profile_update"),
+                    );
+                    ok = false;
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    if !ok {
+        return None;
+    }
+    Some(Campaign {
+        id,
+        kind,
+        delay: delay?,
+        schedule,
+        audience,
+        subject: c.subject.get_ref().clone(),
+        template: c.template.get_ref().clone(),
+        sections,
+        trigger,
+        unless,
+    })
+}

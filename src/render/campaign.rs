@@ -1,0 +1,194 @@
+//! Personalised campaign messages: the template for one person with their answers,
+//! segments and sections, wrapped in the email layout and footer, links passed through the
+//! tracking seam, CSS inlined, and a text part that says the same thing.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::{RenderError, Templates, html_to_text};
+use crate::campaign::{Campaign, Section};
+use crate::config::Sender;
+use crate::profile::Profile;
+
+/// The seam every link of a campaign message goes through. The tracking side turns a link
+/// into a tracked redirect; previews and checks keep it as it is.
+pub trait LinkSeam {
+    /// The URL to put in the message for `url` (with its `data-tag`, if any).
+    fn track(&mut self, url: &str, tag: Option<&str>) -> String;
+}
+
+/// A seam that leaves links as they are and lists them.
+#[derive(Debug, Default)]
+pub struct KeepLinks {
+    pub links: Vec<(String, Option<String>)>,
+}
+
+impl LinkSeam for KeepLinks {
+    fn track(&mut self, url: &str, tag: Option<&str>) -> String {
+        self.links.push((url.to_string(), tag.map(str::to_string)));
+        url.to_string()
+    }
+}
+
+/// The links every message carries for its recipient.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PersonalLinks {
+    pub profile_url: String,
+    pub unsubscribe_url: String,
+    pub feedback_yes_url: String,
+    pub feedback_no_url: String,
+    /// `List-Unsubscribe` mailto target.
+    pub unsubscribe_mailto: String,
+}
+
+/// Everything one render needs to know about the recipient.
+#[derive(Debug, Clone)]
+pub struct Personal<'a> {
+    pub profile: &'a Profile,
+    /// Segment name → whether the person is in it (for `in_segment`).
+    pub segments: BTreeMap<String, bool>,
+    /// The sections chosen for them, in order.
+    pub sections: Vec<Section>,
+    /// Month name of the send ("November").
+    pub month: String,
+    pub year: i32,
+    pub links: PersonalLinks,
+}
+
+/// A rendered campaign message.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+}
+
+/// The variables templates see; `templates/` documentation lists the same names.
+pub fn context(campaign: &Campaign, sender: &Sender, p: &Personal<'_>) -> Value {
+    let a = &p.profile.answers;
+    json!({
+        "profile": {
+            "email": p.profile.email.as_str(),
+            "status": p.profile.status,
+            "name": a.name, "role": a.role, "products": a.products, "employees": a.employees,
+            "industry": a.industry, "business_need": a.business_need, "challenge": a.challenge,
+            "pcs": a.pcs, "servers": a.servers, "engagement": a.engagement,
+        },
+        "email": p.profile.email.as_str(),
+        "name": a.name,
+        "first_name": a.first_name(),
+        "month": p.month,
+        "year": p.year,
+        "campaign": { "id": campaign.id },
+        "sections": p.sections,
+        "segments": p.segments,
+        "sender": { "name": sender.name(), "postal_address": sender.postal_address },
+        "profile_url": p.links.profile_url,
+        "unsubscribe_url": p.links.unsubscribe_url,
+        "feedback_yes_url": p.links.feedback_yes_url,
+        "feedback_no_url": p.links.feedback_no_url,
+    })
+}
+
+impl Templates {
+    /// Renders `campaign` for one person. Links in the HTML go through `seam`, except those
+    /// marked `data-untracked` (the footer's own links); `data-tag` is passed on and removed.
+    pub fn render_campaign(
+        &self,
+        campaign: &Campaign,
+        sender: &Sender,
+        person: &Personal<'_>,
+        seam: &mut dyn LinkSeam,
+    ) -> Result<Rendered, RenderError> {
+        let mut ctx = context(campaign, sender, person);
+        let subject = self.render_text(
+            &format!("subject of {}", campaign.id),
+            &campaign.subject,
+            &ctx,
+        )?;
+        ctx["subject"] = json!(subject);
+        let body = self.render(&campaign.template, &ctx)?;
+        ctx["body"] = json!(body);
+        let html = self.render("email-layout", &ctx)?;
+        let mut replaced = Vec::new();
+        let html = rewrite_links(&html, seam, &mut replaced)
+            .map_err(|e| RenderError::other(&campaign.template, e))?;
+        let html = inline_css(&html).map_err(|e| RenderError::other("email-layout", e))?;
+        let text_name = format!("{}.txt", campaign.template);
+        let text = if self.has(&text_name) {
+            let mut text = self.render_plain(&text_name, &ctx)?;
+            for (from, to) in &replaced {
+                text = text.replace(from.as_str(), to);
+            }
+            let footer = self.render("footer", &ctx)?;
+            text.push_str("\n\n");
+            text.push_str(
+                &html_to_text(&footer).map_err(|e| RenderError::other("footer", e.to_string()))?,
+            );
+            text
+        } else {
+            html_to_text(&html)
+                .map_err(|e| RenderError::other(&campaign.template, e.to_string()))?
+        };
+        Ok(Rendered {
+            subject,
+            html,
+            text,
+        })
+    }
+}
+
+/// Passes every `http(s)` link of `html` through `seam`; records (original, new) pairs.
+fn rewrite_links(
+    html: &str,
+    seam: &mut dyn LinkSeam,
+    replaced: &mut Vec<(String, String)>,
+) -> Result<String, String> {
+    use lol_html::{RewriteStrSettings, element, rewrite_str};
+    let settings =
+        RewriteStrSettings::new().append_element_content_handler(element!("a[href]", |el| {
+            if el.has_attribute("data-untracked") {
+                el.remove_attribute("data-untracked");
+                return Ok(());
+            }
+            let tag = el
+                .get_attribute("data-tag")
+                .map(|t| html_escape::decode_html_entities(&t).into_owned());
+            el.remove_attribute("data-tag");
+            let Some(raw) = el.get_attribute("href") else {
+                return Ok(());
+            };
+            let url = html_escape::decode_html_entities(raw.trim()).into_owned();
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                return Ok(());
+            }
+            let new = seam.track(&url, tag.as_deref().filter(|t| !t.is_empty()));
+            el.set_attribute("href", &html_escape::encode_double_quoted_attribute(&new))?;
+            replaced.push((url, new));
+            Ok(())
+        }));
+    rewrite_str(html, settings).map_err(|e| format!("cannot rewrite links: {e}"))
+}
+
+/// Moves `<style>` rules onto the elements (mail clients drop `<style>`); `@media` rules
+/// stay in a `<style>` block. Nothing is fetched from the network.
+fn inline_css(html: &str) -> Result<String, String> {
+    css_inline::CSSInliner::options()
+        .load_remote_stylesheets(false)
+        .keep_at_rules(true)
+        .build()
+        .inline(html)
+        .map_err(|e| format!("cannot inline CSS: {e}"))
+}
+
+impl RenderError {
+    /// A failure after Handlebars (link rewriting, CSS, text part).
+    pub fn other(name: &str, message: impl Into<String>) -> RenderError {
+        RenderError {
+            name: name.to_string(),
+            source: handlebars::RenderErrorReason::Other(message.into()).into(),
+        }
+    }
+}

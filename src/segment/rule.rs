@@ -1,0 +1,471 @@
+//! The rule language of `segments/*.toml`: `all` / `any` / `not` over field tests and
+//! behaviour tests, parsed with every node's position so that mistakes are located.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::profile::{Answers, Email, Form, Kind, Question};
+
+/// A scalar in a rule: text, whole number or boolean.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Int(i64),
+    Bool(bool),
+    Text(String),
+}
+
+/// One rule node as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleToml {
+    all: Option<Vec<Spanned<RuleToml>>>,
+    any: Option<Vec<Spanned<RuleToml>>>,
+    not: Option<Box<Spanned<RuleToml>>>,
+    field: Option<Spanned<String>>,
+    eq: Option<Spanned<Scalar>>,
+    ne: Option<Spanned<Scalar>>,
+    #[serde(rename = "in")]
+    in_: Option<Spanned<Vec<Scalar>>>,
+    lt: Option<Spanned<i64>>,
+    lte: Option<Spanned<i64>>,
+    gt: Option<Spanned<i64>>,
+    gte: Option<Spanned<i64>>,
+    contains: Option<Spanned<String>>,
+    present: Option<Spanned<bool>>,
+    clicked_tag: Option<Spanned<String>>,
+    opened: Option<Spanned<String>>,
+    received: Option<Spanned<String>>,
+    clicked: Option<Spanned<String>>,
+    within_days: Option<Spanned<i64>>,
+}
+
+/// What people did with a campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Activity {
+    Received,
+    Opened,
+    Clicked,
+}
+
+/// A test of one profile field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldTest {
+    Eq(Scalar),
+    Ne(Scalar),
+    In(Vec<Scalar>),
+    Lt(i64),
+    Lte(i64),
+    Gt(i64),
+    Gte(i64),
+    /// Text: contains the substring (any case). Products: owns that product.
+    Contains(String),
+    Present(bool),
+}
+
+/// A behaviour fact a rule asks about: evaluated against events.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Behaviour {
+    ClickedTag {
+        tag: String,
+        within_days: Option<u32>,
+    },
+    Campaign {
+        activity: Activity,
+        campaign: String,
+        within_days: Option<u32>,
+    },
+}
+
+/// A parsed, checked rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    All(Vec<Rule>),
+    Any(Vec<Rule>),
+    Not(Box<Rule>),
+    Field { field: Question, test: FieldTest },
+    Behaviour(Behaviour),
+}
+
+/// Answers to behaviour questions for one profile.
+pub trait Facts {
+    /// Whether the profile did what `b` describes.
+    fn has(&self, b: &Behaviour) -> bool;
+}
+
+/// No behaviour at all: a profile that has received nothing yet.
+pub struct NoFacts;
+
+impl Facts for NoFacts {
+    fn has(&self, _: &Behaviour) -> bool {
+        false
+    }
+}
+
+/// A rule problem at a byte offset of the segment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub offset: usize,
+    pub message: String,
+}
+
+fn err(offset: usize, message: impl Into<String>) -> RuleError {
+    RuleError {
+        offset,
+        message: message.into(),
+    }
+}
+
+const KEYS: &str = "all, any, not, field (with eq, ne, in, lt, lte, gt, gte, contains or present), clicked_tag, opened, received, clicked";
+
+impl Rule {
+    /// Checks a rule as written against the form (field names, choice values, types).
+    /// `campaigns` are the known campaign ids for `opened` / `received` / `clicked`.
+    pub fn parse(
+        node: &Spanned<RuleToml>,
+        form: &Form,
+        campaigns: &[String],
+        out: &mut Vec<RuleError>,
+    ) -> Option<Rule> {
+        let at = node.span().start;
+        let r = node.get_ref();
+        let mut kinds = Vec::new();
+        if r.all.is_some() {
+            kinds.push("all")
+        }
+        if r.any.is_some() {
+            kinds.push("any")
+        }
+        if r.not.is_some() {
+            kinds.push("not")
+        }
+        if r.field.is_some() {
+            kinds.push("field")
+        }
+        if r.clicked_tag.is_some() {
+            kinds.push("clicked_tag")
+        }
+        if r.opened.is_some() {
+            kinds.push("opened")
+        }
+        if r.received.is_some() {
+            kinds.push("received")
+        }
+        if r.clicked.is_some() {
+            kinds.push("clicked")
+        }
+        match kinds.as_slice() {
+            [] => {
+                out.push(err(at, format!("empty rule; use one of: {KEYS}")));
+                return None;
+            }
+            [_] => {}
+            many => {
+                out.push(err(at, format!("a rule node has one test, this one has {}; wrap them in all = [...] or any = [...]", many.join(" and "))));
+                return None;
+            }
+        }
+        let ops = [
+            r.eq.as_ref().map(|s| ("eq", s.span().start)),
+            r.ne.as_ref().map(|s| ("ne", s.span().start)),
+            r.in_.as_ref().map(|s| ("in", s.span().start)),
+            r.lt.as_ref().map(|s| ("lt", s.span().start)),
+            r.lte.as_ref().map(|s| ("lte", s.span().start)),
+            r.gt.as_ref().map(|s| ("gt", s.span().start)),
+            r.gte.as_ref().map(|s| ("gte", s.span().start)),
+            r.contains.as_ref().map(|s| ("contains", s.span().start)),
+            r.present.as_ref().map(|s| ("present", s.span().start)),
+        ];
+        let ops: Vec<(&str, usize)> = ops.into_iter().flatten().collect();
+        if kinds[0] != "field" {
+            if let Some((op, off)) = ops.first() {
+                out.push(err(
+                    *off,
+                    format!("\"{op}\" tests a field; add field = \"...\" in its own rule node"),
+                ));
+                return None;
+            }
+        }
+        if !matches!(kinds[0], "clicked_tag" | "opened" | "received" | "clicked") {
+            if let Some(w) = &r.within_days {
+                out.push(err(
+                    w.span().start,
+                    "within_days goes with clicked_tag, opened, received or clicked",
+                ));
+                return None;
+            }
+        }
+        let children = |list: &Vec<Spanned<RuleToml>>, out: &mut Vec<RuleError>| {
+            let parsed: Vec<Option<Rule>> = list
+                .iter()
+                .map(|c| Rule::parse(c, form, campaigns, out))
+                .collect();
+            parsed.into_iter().collect::<Option<Vec<Rule>>>()
+        };
+        match kinds[0] {
+            "all" => children(r.all.as_ref()?, out).map(Rule::All),
+            "any" => children(r.any.as_ref()?, out).map(Rule::Any),
+            "not" => {
+                Rule::parse(r.not.as_ref()?, form, campaigns, out).map(|c| Rule::Not(Box::new(c)))
+            }
+            "field" => parse_field(r, &ops, form, out),
+            _ => {
+                let within = match &r.within_days {
+                    Some(w) if *w.get_ref() < 1 || *w.get_ref() > 3650 => {
+                        out.push(err(
+                            w.span().start,
+                            "within_days must be a whole number of days from 1 to 3650",
+                        ));
+                        return None;
+                    }
+                    Some(w) => Some(*w.get_ref() as u32),
+                    None => None,
+                };
+                if let Some(tag) = &r.clicked_tag {
+                    if tag.get_ref().trim().is_empty() {
+                        out.push(err(
+                            tag.span().start,
+                            "clicked_tag needs a tag name, as in data-tag=\"training\"",
+                        ));
+                        return None;
+                    }
+                    return Some(Rule::Behaviour(Behaviour::ClickedTag {
+                        tag: tag.get_ref().clone(),
+                        within_days: within,
+                    }));
+                }
+                let (activity, c) = match (&r.opened, &r.received, &r.clicked) {
+                    (Some(c), _, _) => (Activity::Opened, c),
+                    (_, Some(c), _) => (Activity::Received, c),
+                    (_, _, Some(c)) => (Activity::Clicked, c),
+                    _ => return None,
+                };
+                if !campaigns.iter().any(|k| k == c.get_ref()) {
+                    out.push(err(
+                        c.span().start,
+                        format!(
+                            "unknown campaign \"{}\"; known: {}",
+                            c.get_ref(),
+                            campaigns.join(", ")
+                        ),
+                    ));
+                    return None;
+                }
+                Some(Rule::Behaviour(Behaviour::Campaign {
+                    activity,
+                    campaign: c.get_ref().clone(),
+                    within_days: within,
+                }))
+            }
+        }
+    }
+
+    /// Whether a profile with these answers and facts matches.
+    pub fn matches(&self, email: &Email, answers: &Answers, facts: &dyn Facts) -> bool {
+        match self {
+            Rule::All(rules) => rules.iter().all(|r| r.matches(email, answers, facts)),
+            Rule::Any(rules) => rules.iter().any(|r| r.matches(email, answers, facts)),
+            Rule::Not(r) => !r.matches(email, answers, facts),
+            Rule::Field { field, test } => field_matches(*field, test, email, answers),
+            Rule::Behaviour(b) => facts.has(b),
+        }
+    }
+
+    /// Every behaviour fact the rule asks about (to load them once for a whole audience).
+    pub fn behaviours(&self, out: &mut Vec<Behaviour>) {
+        match self {
+            Rule::All(rs) | Rule::Any(rs) => rs.iter().for_each(|r| r.behaviours(out)),
+            Rule::Not(r) => r.behaviours(out),
+            Rule::Field { .. } => {}
+            Rule::Behaviour(b) => {
+                if !out.contains(b) {
+                    out.push(b.clone())
+                }
+            }
+        }
+    }
+}
+
+fn parse_field(
+    r: &RuleToml,
+    ops: &[(&str, usize)],
+    form: &Form,
+    out: &mut Vec<RuleError>,
+) -> Option<Rule> {
+    let f = r.field.as_ref()?;
+    let Some(q) = Question::from_key(f.get_ref()) else {
+        let known: Vec<_> = Question::ALL.iter().map(|q| q.key()).collect();
+        out.push(err(
+            f.span().start,
+            format!(
+                "unknown field \"{}\"; known: {}",
+                f.get_ref(),
+                known.join(", ")
+            ),
+        ));
+        return None;
+    };
+    let (op, off) = match ops {
+        [] => {
+            out.push(err(f.span().start, format!("field \"{}\" has no test; add one of eq, ne, in, lt, lte, gt, gte, contains, present", q.key())));
+            return None;
+        }
+        [one] => *one,
+        [_, (second, off), ..] => {
+            out.push(err(*off, format!("one test per field rule; \"{second}\" is a second one (use all = [...] to combine)")));
+            return None;
+        }
+    };
+    let kind = q.kind();
+    let numeric = matches!(kind, Kind::Number { .. });
+    let is_choice = matches!(kind, Kind::Choice | Kind::MultiChoice);
+    // A value must have the field's type, and a choice must be a configured choice: a typo
+    // would otherwise make a segment silently empty.
+    let check_value = |v: &Scalar, off: usize, out: &mut Vec<RuleError>| -> bool {
+        match (v, numeric) {
+            (Scalar::Int(_), true) => true,
+            (Scalar::Text(s), false) => {
+                if is_choice
+                    && !form
+                        .choices(q)
+                        .iter()
+                        .any(|c| c.value.eq_ignore_ascii_case(s))
+                {
+                    let known: Vec<_> = form.choices(q).iter().map(|c| c.value.as_str()).collect();
+                    out.push(err(off, format!("\"{s}\" is not a choice of {}, so this rule could never match; choices: {}", q.key(), known.join(", "))));
+                    return false;
+                }
+                true
+            }
+            (_, true) => {
+                out.push(err(
+                    off,
+                    format!("{} is a number; compare it with a whole number", q.key()),
+                ));
+                false
+            }
+            (_, false) => {
+                out.push(err(
+                    off,
+                    format!("{} is text; compare it with a \"quoted\" value", q.key()),
+                ));
+                false
+            }
+        }
+    };
+    let test = match op {
+        "eq" | "ne" => {
+            let v = if op == "eq" {
+                r.eq.as_ref()?
+            } else {
+                r.ne.as_ref()?
+            };
+            if kind == Kind::MultiChoice {
+                out.push(err(
+                    off,
+                    format!(
+                        "{} holds several values; use contains = \"...\" or in = [...]",
+                        q.key()
+                    ),
+                ));
+                return None;
+            }
+            if !check_value(v.get_ref(), off, out) {
+                return None;
+            }
+            if op == "eq" {
+                FieldTest::Eq(v.get_ref().clone())
+            } else {
+                FieldTest::Ne(v.get_ref().clone())
+            }
+        }
+        "in" => {
+            let vs = r.in_.as_ref()?;
+            if vs.get_ref().is_empty() {
+                out.push(err(off, "in = [] can never match; list at least one value"));
+                return None;
+            }
+            if !vs.get_ref().iter().all(|v| check_value(v, off, out)) {
+                return None;
+            }
+            FieldTest::In(vs.get_ref().clone())
+        }
+        "lt" | "lte" | "gt" | "gte" => {
+            if !numeric {
+                out.push(err(off, format!("\"{op}\" compares numbers, and {} is not a number (numbers: employees, pcs, servers)", q.key())));
+                return None;
+            }
+            match op {
+                "lt" => FieldTest::Lt(*r.lt.as_ref()?.get_ref()),
+                "lte" => FieldTest::Lte(*r.lte.as_ref()?.get_ref()),
+                "gt" => FieldTest::Gt(*r.gt.as_ref()?.get_ref()),
+                _ => FieldTest::Gte(*r.gte.as_ref()?.get_ref()),
+            }
+        }
+        "contains" => {
+            let s = r.contains.as_ref()?.get_ref();
+            if numeric {
+                out.push(err(
+                    off,
+                    format!("\"contains\" tests text, and {} is a number", q.key()),
+                ));
+                return None;
+            }
+            if !check_value(&Scalar::Text(s.clone()), off, out) {
+                return None;
+            }
+            FieldTest::Contains(s.clone())
+        }
+        _ => FieldTest::Present(*r.present.as_ref()?.get_ref()),
+    };
+    Some(Rule::Field { field: q, test })
+}
+
+fn field_matches(q: Question, test: &FieldTest, email: &Email, a: &Answers) -> bool {
+    let text = |q: Question| -> Option<&str> {
+        match q {
+            Question::Email => Some(email.as_str()),
+            Question::Name => a.name.as_deref(),
+            Question::Role => a.role.as_deref(),
+            Question::Industry => a.industry.as_deref(),
+            Question::BusinessNeed => a.business_need.as_deref(),
+            Question::Challenge => a.challenge.as_deref(),
+            Question::Engagement => a.engagement.as_deref(),
+            _ => None,
+        }
+    };
+    let number = match q {
+        Question::Employees => a.employees,
+        Question::Pcs => a.pcs,
+        Question::Servers => a.servers,
+        _ => None,
+    };
+    let scalar_eq = |v: &Scalar| match (v, number, text(q)) {
+        (Scalar::Int(n), Some(x), _) => x == *n,
+        (Scalar::Text(s), _, Some(t)) => t.eq_ignore_ascii_case(s),
+        _ => false,
+    };
+    if q == Question::Products {
+        let owned = a.products.as_deref().unwrap_or_default();
+        let has = |s: &str| owned.iter().any(|p| p.eq_ignore_ascii_case(s));
+        return match test {
+            FieldTest::Contains(s) => has(s),
+            FieldTest::In(vs) => vs.iter().any(|v| matches!(v, Scalar::Text(s) if has(s))),
+            FieldTest::Present(p) => a.is_answered(q) == *p,
+            _ => false,
+        };
+    }
+    match test {
+        FieldTest::Eq(v) => scalar_eq(v),
+        FieldTest::Ne(v) => !scalar_eq(v),
+        FieldTest::In(vs) => vs.iter().any(scalar_eq),
+        FieldTest::Lt(n) => number.is_some_and(|x| x < *n),
+        FieldTest::Lte(n) => number.is_some_and(|x| x <= *n),
+        FieldTest::Gt(n) => number.is_some_and(|x| x > *n),
+        FieldTest::Gte(n) => number.is_some_and(|x| x >= *n),
+        FieldTest::Contains(s) => {
+            text(q).is_some_and(|t| t.to_lowercase().contains(&s.to_lowercase()))
+        }
+        FieldTest::Present(p) => a.is_answered(q) == *p,
+    }
+}

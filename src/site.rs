@@ -1,0 +1,137 @@
+//! The marketer's files as one checked set: `campaigns.toml`, `segments/`, `templates/`
+//! and the campaigns that tie them together. `serve` runs one, `check` validates one, and
+//! SIGHUP replaces one as a whole.
+
+use std::path::Path;
+
+use crate::campaign::{self, Campaign};
+use crate::config::{Diagnostic, Diagnostics, Project};
+use crate::render::Templates;
+use crate::segment::Segments;
+
+mod check;
+
+pub use check::{check, sample_profiles};
+
+/// Everything loaded from a project directory.
+#[derive(Debug)]
+pub struct Site {
+    pub project: Project,
+    pub segments: Segments,
+    pub templates: Templates,
+    pub campaigns: Vec<Campaign>,
+}
+
+impl Site {
+    /// Loads and cross-checks every file under `dir`; all problems are returned together.
+    pub fn load(dir: &Path) -> Result<Site, Diagnostics> {
+        let project = Project::load(dir);
+        let templates = Templates::load(dir);
+        let mut all: Vec<Diagnostic> = Vec::new();
+        let (project, templates) = match (project, templates) {
+            (Ok(p), Ok(t)) => (p, t),
+            (p, t) => {
+                // Segments can still be read against the default form to report their problems.
+                let form = p.as_ref().map(|p| p.form.clone()).unwrap_or_default();
+                let ids = p.as_ref().map(campaign::ids).unwrap_or_default();
+                all.extend(p.err().unwrap_or_default());
+                all.extend(t.err().unwrap_or_default());
+                if let Err(e) = Segments::load(dir, &form, &ids) {
+                    all.extend(e);
+                }
+                return Err(Diagnostics(all));
+            }
+        };
+        let segments = match Segments::load(dir, &project.form, &campaign::ids(&project)) {
+            Ok(s) => s,
+            Err(e) => {
+                all.extend(e);
+                return Err(Diagnostics(all));
+            }
+        };
+        let campaigns = campaign::build(&project, &segments, &templates).map_err(Diagnostics)?;
+        Ok(Site {
+            project,
+            segments,
+            templates,
+            campaigns,
+        })
+    }
+
+    /// The campaign with this id.
+    pub fn campaign(&self, id: &str) -> Option<&Campaign> {
+        self.campaigns.iter().find(|c| c.id == id)
+    }
+}
+
+impl Site {
+    /// What one render of `campaign` needs about `profile`: segment memberships, chosen
+    /// sections, the month of the send (`at`, unix seconds) and the recipient's links.
+    pub fn personalise<'a>(
+        &self,
+        campaign: &Campaign,
+        profile: &'a crate::profile::Profile,
+        facts: &dyn crate::segment::Facts,
+        links: crate::render::PersonalLinks,
+        at: i64,
+    ) -> crate::render::Personal<'a> {
+        let when = time::OffsetDateTime::from_unix_timestamp(at)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        crate::render::Personal {
+            profile,
+            segments: self
+                .segments
+                .iter()
+                .map(|s| (s.name.clone(), s.matches(profile, facts)))
+                .collect(),
+            sections: campaign.sections_for(&self.segments, profile, facts),
+            month: when.month().to_string(),
+            year: when.year(),
+            links,
+        }
+    }
+
+    /// The full message of `campaign` for one person, with `List-Unsubscribe` headers.
+    pub fn campaign_message(
+        &self,
+        campaign: &Campaign,
+        person: &crate::render::Personal<'_>,
+        seam: &mut dyn crate::render::LinkSeam,
+    ) -> Result<crate::render::Composed, CampaignMessageError> {
+        let r = self
+            .templates
+            .render_campaign(campaign, &self.project.sender, person, seam)?;
+        let headers = [
+            (
+                "List-Unsubscribe",
+                format!(
+                    "<{}>, <{}>",
+                    person.links.unsubscribe_url, person.links.unsubscribe_mailto
+                ),
+            ),
+            (
+                "List-Unsubscribe-Post",
+                "List-Unsubscribe=One-Click".to_string(),
+            ),
+        ];
+        let p = person.profile;
+        Ok(crate::render::compose(
+            &self.project.sender,
+            &p.email,
+            p.answers.name.as_deref(),
+            &r.subject,
+            &r.html,
+            Some(r.text),
+            &headers,
+        )?)
+    }
+}
+
+/// A campaign message that could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignMessageError {
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+    #[error(transparent)]
+    Message(#[from] crate::render::MessageError),
+}

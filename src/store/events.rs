@@ -1,0 +1,127 @@
+//! Event queries: what people did, summarised for segment rules.
+
+use std::collections::HashSet;
+
+use futures_util::TryStreamExt;
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// The kinds of event rapport records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A campaign message was accepted by the mail server.
+    Sent,
+    Open,
+    Click,
+    Unsubscribe,
+    Feedback,
+    ProfileUpdate,
+}
+
+impl EventKind {
+    /// The name stored in `events.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Sent => "sent",
+            EventKind::Open => "open",
+            EventKind::Click => "click",
+            EventKind::Unsubscribe => "unsubscribe",
+            EventKind::Feedback => "feedback",
+            EventKind::ProfileUpdate => "profile_update",
+        }
+    }
+
+    /// Parses a stored kind.
+    pub fn parse(s: &str) -> Option<EventKind> {
+        use EventKind::*;
+        [Sent, Open, Click, Unsubscribe, Feedback, ProfileUpdate]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// The last time a profile did something, per (kind, campaign, tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSummary {
+    pub kind: EventKind,
+    pub campaign: Option<String>,
+    pub tag: Option<String>,
+    pub last_at: i64,
+}
+
+/// Which profiles did something: events of `kind`, optionally of one campaign or tag,
+/// since a time. Automated hits (link scanners) never count.
+#[derive(Debug, Clone)]
+pub struct EventFilter<'a> {
+    pub kind: EventKind,
+    pub campaign: Option<&'a str>,
+    pub tag: Option<&'a str>,
+    pub since: i64,
+}
+
+impl Store {
+    /// The behaviour of one profile, for segment rules.
+    pub async fn event_summary(&self, profile_id: i64) -> Result<Vec<EventSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, campaign, tag, MAX(created_at) AS last_at FROM events \
+             WHERE profile_id = $1 AND automated = 0 GROUP BY kind, campaign, tag",
+        )
+        .bind(profile_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let kind: String = r.try_get("kind")?;
+            let Some(kind) = EventKind::parse(&kind) else {
+                continue;
+            };
+            out.push(EventSummary {
+                kind,
+                campaign: r.try_get("campaign")?,
+                tag: r.try_get("tag")?,
+                last_at: r.try_get("last_at")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The ids of the profiles with at least one matching event.
+    pub async fn profiles_with(&self, f: &EventFilter<'_>) -> Result<HashSet<i64>, StoreError> {
+        let mut rows = sqlx::query_scalar::<_, i64>(
+            "SELECT DISTINCT profile_id FROM events WHERE kind = $1 AND automated = 0 \
+             AND ($2 IS NULL OR campaign = $2) AND ($3 IS NULL OR tag = $3) AND created_at >= $4 \
+             AND profile_id IS NOT NULL",
+        )
+        .bind(f.kind.as_str())
+        .bind(f.campaign)
+        .bind(f.tag)
+        .bind(f.since)
+        .fetch(&self.pool);
+        let mut out = HashSet::new();
+        while let Some(id) = rows.try_next().await? {
+            out.insert(id);
+        }
+        Ok(out)
+    }
+
+    /// Records one event (tests and the demo use it; sending and tracking record their own).
+    pub async fn record_event(
+        &self,
+        profile_id: i64,
+        kind: EventKind,
+        campaign: Option<&str>,
+        tag: Option<&str>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO events (profile_id, kind, campaign, tag, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(profile_id)
+            .bind(kind.as_str())
+            .bind(campaign)
+            .bind(tag)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
