@@ -195,22 +195,24 @@ fn build_one(
             return None;
         }
     };
-    let segment_ref =
-        |s: &Spanned<String>, what: &str, at: &mut dyn FnMut(&dyn SpanLike, String)| {
-            if segments.get(s.get_ref()).is_none() {
-                at(
-                    s,
-                    format!(
-                        "unknown segment \"{}\" in {what}; known: {}",
-                        s.get_ref(),
-                        segments.names().join(", ")
-                    ),
-                );
-                false
-            } else {
-                true
-            }
-        };
+    let segment_ref = |s: &Spanned<String>,
+                       what: &str,
+                       at: &mut dyn FnMut(&dyn SpanLike, String)| {
+        if segments.get(s.get_ref()).is_none() {
+            at(
+                s,
+                format!(
+                    "unknown segment \"{}\"; known: {} (in {what}; add segments/{}.toml or fix the name)",
+                    s.get_ref(),
+                    segments.names().join(", "),
+                    s.get_ref()
+                ),
+            );
+            false
+        } else {
+            true
+        }
+    };
     let template_ref =
         |s: &Spanned<String>, what: &str, at: &mut dyn FnMut(&dyn SpanLike, String)| {
             if !templates.has(s.get_ref()) {

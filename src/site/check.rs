@@ -146,6 +146,11 @@ pub fn sample_profiles(site: &Site) -> (Vec<Sample>, Vec<String>) {
     (samples, unmatched)
 }
 
+/// The variables a campaign template can use, for messages.
+const VARIABLES: &str = "first_name, name, email, month, year, profile.<question key>, \
+     sections, segments, campaign.id, sender.name, sender.postal_address, profile_url, \
+     unsubscribe_url, feedback_yes_url, feedback_no_url";
+
 /// Links for a sample render.
 fn sample_links() -> PersonalLinks {
     let base = "https://rapport.invalid";
@@ -201,7 +206,12 @@ pub fn check(site: &Site) -> (Vec<Diagnostic>, Vec<String>) {
                 e.source.line_no,
                 e.source.column_no,
             );
-            let reason = e.source.reason().to_string();
+            let reason = match e.source.reason() {
+                handlebars::RenderErrorReason::MissingVariable(Some(var)) => {
+                    format!("unknown variable \"{var}\"; templates see: {VARIABLES}")
+                }
+                other => other.to_string(),
+            };
             let message = format!(
                 "campaign \"{}\", rendering for {}: {reason}",
                 campaign.id, sample.label

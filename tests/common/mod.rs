@@ -32,6 +32,7 @@ pub struct TestApp {
     pub outbox: PathBuf,
     pub signer: Signer,
     pub db: Db,
+    pub database_url: String,
     _tmp: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -106,6 +107,7 @@ pub async fn spawn_app_in(db: Db, dir: &Path, vars: &[(&str, &str)]) -> Option<T
         let _ = rx.await;
     }));
     let store = Store::connect(&database_url).await.expect("test store");
+    let database_url = database_url.clone();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
@@ -118,6 +120,7 @@ pub async fn spawn_app_in(db: Db, dir: &Path, vars: &[(&str, &str)]) -> Option<T
         outbox,
         signer: Signer::new(SECRET.as_bytes()),
         db,
+        database_url,
         _tmp: tmp,
         shutdown: Some(tx),
     })

@@ -1,0 +1,364 @@
+//! `rapport check` over project directories: the example is clean, and each kind of mistake
+//! gives exit 1 and a `file:line:col: message` line at the right place. Each case is the
+//! example project with one file changed, built in its own temporary directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rapport");
+
+/// A copy of this repository's example project.
+fn example_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_tree(&root.join("segments"), &dir.path().join("segments"));
+    copy_tree(&root.join("templates"), &dir.path().join("templates"));
+    std::fs::copy(
+        root.join("campaigns.toml"),
+        dir.path().join("campaigns.toml"),
+    )
+    .unwrap();
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_tree(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn check(dir: &Path) -> Outcome {
+    let out = Command::new(BIN)
+        .arg("--dir")
+        .arg(dir)
+        .arg("check")
+        .output()
+        .unwrap();
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Replaces `from` by `to` in `file` (which must contain it).
+fn edit(dir: &Path, file: &str, from: &str, to: &str) {
+    let p = dir.join(file);
+    let s = std::fs::read_to_string(&p).unwrap();
+    assert!(s.contains(from), "{file} does not contain {from:?}");
+    std::fs::write(&p, s.replacen(from, to, 1)).unwrap();
+}
+
+fn write(dir: &Path, file: &str, content: &str) {
+    let p: PathBuf = dir.join(file);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+/// Asserts exit 1 and a line `FILE:LINE:COL: ...TEXT...`.
+fn assert_problem(o: &Outcome, file: &str, line: usize, col: Option<usize>, text: &str) {
+    assert_eq!(o.code, 1, "stdout: {}\nstderr: {}", o.stdout, o.stderr);
+    let found = o.stdout.lines().any(|l| {
+        let Some((loc, msg)) = l.split_once(": ") else {
+            return false;
+        };
+        let mut parts = loc.rsplitn(3, ':');
+        let c: usize = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+        let ln: usize = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+        let f = parts.next().unwrap_or("");
+        f.ends_with(file) && ln == line && col.is_none_or(|col| col == c) && msg.contains(text)
+    });
+    assert!(
+        found,
+        "no line {file}:{line}:{col:?}: ...{text}... in:\n{}",
+        o.stdout
+    );
+}
+
+/// The line number (1-based) of the first line of `file` containing `needle`.
+fn line_of(dir: &Path, file: &str, needle: &str) -> usize {
+    let s = std::fs::read_to_string(dir.join(file)).unwrap();
+    s.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in file")
+        + 1
+}
+
+#[test]
+fn the_example_project_is_clean() {
+    let dir = example_copy();
+    let o = check(dir.path());
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.is_empty());
+    assert!(o.stderr.contains("ok:"));
+}
+
+#[test]
+fn broken_toml_syntax() {
+    let dir = example_copy();
+    edit(dir.path(), "campaigns.toml", "[sender]", "[sender");
+    assert_problem(
+        &check(dir.path()),
+        "campaigns.toml",
+        line_of(dir.path(), "campaigns.toml", "[sender"),
+        None,
+        "",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let dir = example_copy();
+    edit(dir.path(), "campaigns.toml", "delay = \"0s\"", "delay = 5");
+    let line = line_of(dir.path(), "campaigns.toml", "delay = 5");
+    assert_problem(
+        &check(dir.path()),
+        "campaigns.toml",
+        line,
+        Some(9),
+        "string",
+    );
+}
+
+#[test]
+fn unknown_key() {
+    let dir = example_copy();
+    edit(
+        dir.path(),
+        "campaigns.toml",
+        "kind = \"welcome\"",
+        "kind = \"welcome\"\ncolour = \"red\"",
+    );
+    let line = line_of(dir.path(), "campaigns.toml", "colour");
+    assert_problem(
+        &check(dir.path()),
+        "campaigns.toml",
+        line,
+        Some(1),
+        "colour",
+    );
+}
+
+#[test]
+fn unknown_segment_names_the_known_ones() {
+    let dir = example_copy();
+    edit(
+        dir.path(),
+        "campaigns.toml",
+        "segment = \"connectors\"",
+        "segment = \"learnerz\"",
+    );
+    let line = line_of(dir.path(), "campaigns.toml", "learnerz");
+    let o = check(dir.path());
+    assert_problem(
+        &o,
+        "campaigns.toml",
+        line,
+        Some(13),
+        "unknown segment \"learnerz\"; known: collaborators, connectors, small-learners",
+    );
+}
+
+#[test]
+fn unknown_template() {
+    let dir = example_copy();
+    edit(
+        dir.path(),
+        "campaigns.toml",
+        "template = \"welcome\"",
+        "template = \"welcom\"",
+    );
+    let line = line_of(dir.path(), "campaigns.toml", "\"welcom\"");
+    assert_problem(
+        &check(dir.path()),
+        "campaigns.toml",
+        line,
+        Some(12),
+        "unknown template \"welcom\"",
+    );
+}
+
+#[test]
+fn bad_cron_and_bad_delay_are_both_reported() {
+    let dir = example_copy();
+    edit(
+        dir.path(),
+        "campaigns.toml",
+        "schedule = \"0 0 9 1 * *\"",
+        "schedule = \"0 0 25 1 * *\"",
+    );
+    edit(
+        dir.path(),
+        "campaigns.toml",
+        "delay = \"3d\"",
+        "delay = \"3 fortnights\"",
+    );
+    let o = check(dir.path());
+    assert_problem(
+        &o,
+        "campaigns.toml",
+        line_of(dir.path(), "campaigns.toml", "0 0 25 1"),
+        Some(12),
+        "schedule",
+    );
+    assert_problem(
+        &o,
+        "campaigns.toml",
+        line_of(dir.path(), "campaigns.toml", "fortnights"),
+        None,
+        "delay",
+    );
+    assert_eq!(
+        o.stdout.lines().count(),
+        2,
+        "all problems, not just the first:\n{}",
+        o.stdout
+    );
+}
+
+#[test]
+fn unknown_field_and_operator_in_segments() {
+    let dir = example_copy();
+    write(
+        dir.path(),
+        "segments/big.toml",
+        "description = \"x\"\n[rule]\nfield = \"employes\"\ngt = 50\n",
+    );
+    write(
+        dir.path(),
+        "segments/odd.toml",
+        "[rule]\nfield = \"employees\"\nbetween = 50\n",
+    );
+    let o = check(dir.path());
+    assert_problem(
+        &o,
+        "segments/big.toml",
+        3,
+        Some(9),
+        "unknown field \"employes\"",
+    );
+    assert_problem(&o, "segments/odd.toml", 3, Some(1), "between");
+}
+
+#[test]
+fn a_choice_typo_is_an_error_not_an_empty_segment() {
+    let dir = example_copy();
+    write(
+        dir.path(),
+        "segments/shops.toml",
+        "[rule]\nfield = \"industry\"\neq = \"retial\"\n",
+    );
+    assert_problem(
+        &check(dir.path()),
+        "segments/shops.toml",
+        3,
+        Some(6),
+        "\"retial\" is not a choice of industry",
+    );
+}
+
+#[test]
+fn handlebars_syntax_error() {
+    let dir = example_copy();
+    write(
+        dir.path(),
+        "templates/welcome.hbs",
+        "<p>Hello</p>\n<p>{{#if first_name}}never closed</p>\n",
+    );
+    assert_problem(
+        &check(dir.path()),
+        "templates/welcome.hbs",
+        3,
+        None,
+        "syntax",
+    );
+}
+
+#[test]
+fn missing_partial() {
+    let dir = example_copy();
+    write(
+        dir.path(),
+        "templates/welcome.hbs",
+        "<p>Hello</p>\n{{> signature}}\n",
+    );
+    assert_problem(
+        &check(dir.path()),
+        "templates/welcome.hbs",
+        2,
+        None,
+        "signature",
+    );
+}
+
+#[test]
+fn variable_that_does_not_exist() {
+    let dir = example_copy();
+    write(
+        dir.path(),
+        "templates/sections/training.hbs",
+        "<h2>Learn</h2>\n<p>Hi {{frist_name}}</p>\n",
+    );
+    let o = check(dir.path());
+    assert_problem(
+        &o,
+        "templates/sections/training.hbs",
+        2,
+        Some(7),
+        "frist_name",
+    );
+    assert!(
+        o.stdout
+            .contains("rendering for a sample person in segment"),
+        "says which sample person hit it: {}",
+        o.stdout
+    );
+    assert!(
+        o.stdout
+            .contains("unknown variable \"frist_name\"; templates see: first_name"),
+        "{}",
+        o.stdout
+    );
+}
+
+#[test]
+fn unknown_segment_in_template_helper() {
+    let dir = example_copy();
+    write(
+        dir.path(),
+        "templates/welcome.hbs",
+        "<p>Hello</p>\n{{#if (in_segment \"learnerz\")}}<p>x</p>{{/if}}\n",
+    );
+    assert_problem(
+        &check(dir.path()),
+        "templates/welcome.hbs",
+        2,
+        None,
+        "unknown segment \"learnerz\"",
+    );
+}
+
+#[test]
+fn missing_campaigns_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = check(dir.path());
+    assert_problem(
+        &o,
+        "campaigns.toml",
+        1,
+        Some(1),
+        "cannot read campaigns.toml",
+    );
+}
