@@ -137,7 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 
 /// `rapport check`: every problem on its own line, exit 1 when there is any.
 fn check(dir: &std::path::Path) -> std::process::ExitCode {
-    let site = match Site::load(dir) {
+    let site = match Site::load_for_check(dir) {
         Ok(site) => site,
         Err(problems) => {
             for p in &problems.0 {

@@ -23,10 +23,21 @@ pub struct Site {
 }
 
 impl Site {
-    /// Loads and cross-checks every file under `dir`; all problems are returned together.
+    /// Loads and cross-checks every file under `dir`, ready to send; all problems are
+    /// returned together.
     pub fn load(dir: &Path) -> Result<Site, Diagnostics> {
+        Site::load_with(dir, true)
+    }
+
+    /// Loads for `check`: templates exactly as written (no CSS inlining), so that the
+    /// positions of render errors are positions in the files.
+    pub fn load_for_check(dir: &Path) -> Result<Site, Diagnostics> {
+        Site::load_with(dir, false)
+    }
+
+    fn load_with(dir: &Path, inline_css: bool) -> Result<Site, Diagnostics> {
         let project = Project::load(dir);
-        let templates = Templates::load(dir);
+        let templates = Templates::load(dir, inline_css);
         let mut all: Vec<Diagnostic> = Vec::new();
         let (project, templates) = match (project, templates) {
             (Ok(p), Ok(t)) => (p, t),
@@ -50,6 +61,11 @@ impl Site {
             }
         };
         let campaigns = campaign::build(&project, &segments, &templates).map_err(Diagnostics)?;
+        let mut templates = templates;
+        for c in &campaigns {
+            // Syntax was checked with the campaign; this cannot fail for a built campaign.
+            let _ = templates.register_subject(&c.id, &c.subject);
+        }
         Ok(Site {
             project,
             segments,

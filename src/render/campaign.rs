@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use handlebars::Context;
+
 use super::{RenderError, Templates, html_to_text};
 use crate::campaign::{Campaign, Section};
 use crate::config::Sender;
@@ -101,35 +103,49 @@ impl Templates {
         person: &Personal<'_>,
         seam: &mut dyn LinkSeam,
     ) -> Result<Rendered, RenderError> {
-        let mut ctx = context(campaign, sender, person);
-        let subject = self.render_text(
-            &format!("subject of {}", campaign.id),
-            &campaign.subject,
-            &ctx,
-        )?;
-        ctx["subject"] = json!(subject);
-        let body = self.render(&campaign.template, &ctx)?;
-        ctx["body"] = json!(body);
-        let html = self.render("email-layout", &ctx)?;
+        // One Context for every template of the message: Handlebars would otherwise
+        // serialise the whole context again for each render.
+        let mut ctx = handlebars::Context::from(context(campaign, sender, person));
+        let compiled = format!("subject:{}", campaign.id);
+        let subject = if self.plain.has_template(&compiled) {
+            self.plain
+                .render_with_context(&compiled, &ctx)
+                .map_err(|e| RenderError {
+                    name: compiled.clone(),
+                    source: e,
+                })?
+        } else {
+            self.render_text(
+                &format!("subject of {}", campaign.id),
+                &campaign.subject,
+                ctx.data(),
+            )?
+        };
+        ctx.data_mut()["subject"] = Value::String(subject.clone());
+        let body = self.render_ctx(&campaign.template, &ctx)?;
+        ctx.data_mut()["body"] = Value::String(body);
+        let html = self.render_ctx("email-layout", &ctx)?;
         let mut replaced = Vec::new();
         let html = rewrite_links(&html, seam, &mut replaced)
             .map_err(|e| RenderError::other(&campaign.template, e))?;
-        let html = inline_css(&html).map_err(|e| RenderError::other("email-layout", e))?;
+        let html = if self.inline_at_send {
+            super::inline::inline_document(&html)
+                .map_err(|e| RenderError::other("email-layout", e))?
+        } else {
+            html
+        };
         let text_name = format!("{}.txt", campaign.template);
         let text = if self.has(&text_name) {
-            let mut text = self.render_plain(&text_name, &ctx)?;
+            let mut text = self.render_plain(&text_name, ctx.data())?;
             for (from, to) in &replaced {
                 text = text.replace(from.as_str(), to);
             }
-            let footer = self.render("footer", &ctx)?;
+            let footer = self.render_ctx("footer", &ctx)?;
             text.push_str("\n\n");
-            text.push_str(
-                &html_to_text(&footer).map_err(|e| RenderError::other("footer", e.to_string()))?,
-            );
+            text.push_str(&html_to_text(&footer));
             text
         } else {
             html_to_text(&html)
-                .map_err(|e| RenderError::other(&campaign.template, e.to_string()))?
         };
         Ok(Rendered {
             subject,
@@ -172,15 +188,15 @@ fn rewrite_links(
     rewrite_str(html, settings).map_err(|e| format!("cannot rewrite links: {e}"))
 }
 
-/// Moves `<style>` rules onto the elements (mail clients drop `<style>`); `@media` rules
-/// stay in a `<style>` block. Nothing is fetched from the network.
-fn inline_css(html: &str) -> Result<String, String> {
-    css_inline::CSSInliner::options()
-        .load_remote_stylesheets(false)
-        .keep_at_rules(true)
-        .build()
-        .inline(html)
-        .map_err(|e| format!("cannot inline CSS: {e}"))
+impl Templates {
+    fn render_ctx(&self, name: &str, ctx: &Context) -> Result<String, RenderError> {
+        self.hbs
+            .render_with_context(name, ctx)
+            .map_err(|source| RenderError {
+                name: name.to_string(),
+                source,
+            })
+    }
 }
 
 impl RenderError {

@@ -3,6 +3,7 @@
 
 mod campaign;
 mod helpers;
+mod inline;
 mod message;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,14 @@ const BUILTIN: &[(&str, &str)] = &[
         "confirmation",
         include_str!("../../templates/confirmation.hbs"),
     ),
+    (
+        "email-layout",
+        include_str!("../../templates/partials/email-layout.hbs"),
+    ),
+    (
+        "footer",
+        include_str!("../../templates/partials/footer.hbs"),
+    ),
 ];
 
 /// The folder of templates inside the project directory.
@@ -64,12 +73,25 @@ pub struct Templates {
     plain: Handlebars<'static>,
     /// Template name → the file it was read from.
     files: std::collections::HashMap<String, PathBuf>,
+    /// Some email template could not be CSS-inlined at load time (see `inline`), so every
+    /// campaign render inlines the whole document instead.
+    inline_at_send: bool,
+}
+
+/// Templates that are pages or page parts, not email: never CSS-inlined.
+fn is_email_template(name: &str) -> bool {
+    !name.starts_with("pages/")
+        && !name.ends_with(".txt")
+        && !matches!(name, "layout" | "field" | "error-summary" | "confirmation")
 }
 
 impl Templates {
     /// Registers the built-in templates, then every `*.hbs` below `DIR/templates`
     /// (`partials/NAME.hbs` as partial `NAME`, anything else by its path without `.hbs`).
-    pub fn load(dir: &Path) -> Result<Templates, Vec<Diagnostic>> {
+    ///
+    /// With `inline_css`, email templates get the layout's CSS inlined once here (see
+    /// `inline`); `check` loads without it so that positions in messages match the files.
+    pub fn load(dir: &Path, inline_css: bool) -> Result<Templates, Vec<Diagnostic>> {
         let mut hbs = Handlebars::new();
         hbs.set_strict_mode(true);
         helpers::register(&mut hbs);
@@ -81,6 +103,10 @@ impl Templates {
             hbs.register_template_string(name, *src)
                 .expect("built-in templates parse");
         }
+        let mut sources: std::collections::BTreeMap<String, String> = BUILTIN
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect();
         let root = dir.join(TEMPLATES_DIR);
         let mut problems = Vec::new();
         let mut files = Vec::new();
@@ -117,12 +143,38 @@ impl Templates {
                     message: format!("template syntax error: {}", e.reason()),
                 });
             }
+            sources.insert(name, src);
+        }
+        // CSS inlining once per template, where it is lossless (see `inline`).
+        let mut inline_at_send = false;
+        if problems.is_empty() && inline_css {
+            let css = inline::style_blocks(&sources["email-layout"]);
+            for (name, src) in sources.iter().filter(|(n, _)| is_email_template(n)) {
+                let inlined = if name == "email-layout" {
+                    inline::body_range(src).and_then(|(a, b)| {
+                        let body = inline::pre_inline(&src[a..b], &css)?;
+                        Some(format!("{}{body}{}", &src[..a], &src[b..]))
+                    })
+                } else {
+                    inline::pre_inline(src, &css)
+                };
+                match inlined {
+                    Some(html) => hbs
+                        .register_template_string(name, html)
+                        .expect("inlining keeps the syntax"),
+                    None => {
+                        tracing::debug!(template = %name, "CSS will be inlined at send time");
+                        inline_at_send = true;
+                    }
+                }
+            }
         }
         if problems.is_empty() {
             Ok(Templates {
                 hbs,
                 plain,
                 files: by_name,
+                inline_at_send,
             })
         } else {
             Err(problems)
@@ -140,6 +192,19 @@ impl Templates {
             name: name.to_string(),
             source,
         })
+    }
+
+    /// Compiles campaign subjects once (`subject:ID`) so that each send only renders them.
+    pub fn register_subject(&mut self, campaign_id: &str, subject: &str) -> Result<(), String> {
+        self.plain
+            .register_template_string(&format!("subject:{campaign_id}"), subject)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether CSS is inlined at send time because some email template could not be inlined
+    /// losslessly at load time (slower; see `inline`).
+    pub fn inlines_at_send(&self) -> bool {
+        self.inline_at_send
     }
 
     /// Renders a text template (`NAME.txt`) without HTML escaping.
@@ -203,6 +268,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn example_templates_are_inlined_at_load() {
+        let t = Templates::load(Path::new(env!("CARGO_MANIFEST_DIR")), true).unwrap();
+        assert!(
+            !t.inlines_at_send(),
+            "every example email template inlines losslessly"
+        );
+        let out = t
+            .render("sections/training", &serde_json::json!({}))
+            .unwrap();
+        assert!(out.contains("<h2 style="), "{out}");
+    }
+
+    #[test]
     fn names_follow_paths() {
         let root = Path::new("/p/templates");
         assert_eq!(
@@ -225,7 +303,7 @@ mod tests {
         let t = dir.path().join("templates");
         std::fs::create_dir_all(t.join("pages")).unwrap();
         std::fs::write(t.join("pages/message.hbs"), "custom {{heading}}").unwrap();
-        let tpl = Templates::load(dir.path()).unwrap();
+        let tpl = Templates::load(dir.path(), true).unwrap();
         assert_eq!(
             tpl.render("pages/message", &serde_json::json!({"heading": "hi"}))
                 .unwrap(),
@@ -237,7 +315,7 @@ mod tests {
         );
 
         std::fs::write(t.join("broken.hbs"), "line one\n{{#if x}}never closed").unwrap();
-        let errs = Templates::load(dir.path()).unwrap_err();
+        let errs = Templates::load(dir.path(), true).unwrap_err();
         assert_eq!(errs.len(), 1);
         assert!(errs[0].file.ends_with("broken.hbs"));
         assert!(

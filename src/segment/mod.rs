@@ -13,7 +13,7 @@ use toml::Spanned;
 use crate::config::Diagnostic;
 use crate::profile::{Email, Form, Profile};
 
-pub use facts::{AudienceFacts, EventFacts};
+pub use facts::EventFacts;
 pub use rule::{Activity, Behaviour, Facts, FieldTest, NoFacts, Rule, RuleError, RuleToml, Scalar};
 
 /// The folder of segment files inside the project directory.

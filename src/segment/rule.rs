@@ -321,35 +321,39 @@ fn parse_field(
     let is_choice = matches!(kind, Kind::Choice | Kind::MultiChoice);
     // A value must have the field's type, and a choice must be a configured choice: a typo
     // would otherwise make a segment silently empty.
-    let check_value = |v: &Scalar, off: usize, out: &mut Vec<RuleError>| -> bool {
+    // The value in the form's own spelling (choices are matched without regard to case).
+    let canon = |v: &Scalar, off: usize, out: &mut Vec<RuleError>| -> Option<Scalar> {
         match (v, numeric) {
-            (Scalar::Int(_), true) => true,
-            (Scalar::Text(s), false) => {
-                if is_choice
-                    && !form
-                        .choices(q)
-                        .iter()
-                        .any(|c| c.value.eq_ignore_ascii_case(s))
+            (Scalar::Int(_), true) => Some(v.clone()),
+            (Scalar::Text(s), false) if is_choice => {
+                match form
+                    .choices(q)
+                    .iter()
+                    .find(|c| c.value.eq_ignore_ascii_case(s))
                 {
-                    let known: Vec<_> = form.choices(q).iter().map(|c| c.value.as_str()).collect();
-                    out.push(err(off, format!("\"{s}\" is not a choice of {}, so this rule could never match; choices: {}", q.key(), known.join(", "))));
-                    return false;
+                    Some(c) => Some(Scalar::Text(c.value.clone())),
+                    None => {
+                        let known: Vec<_> =
+                            form.choices(q).iter().map(|c| c.value.as_str()).collect();
+                        out.push(err(off, format!("\"{s}\" is not a choice of {}, so this rule could never match; choices: {}", q.key(), known.join(", "))));
+                        None
+                    }
                 }
-                true
             }
+            (Scalar::Text(_), false) => Some(v.clone()),
             (_, true) => {
                 out.push(err(
                     off,
                     format!("{} is a number; compare it with a whole number", q.key()),
                 ));
-                false
+                None
             }
             (_, false) => {
                 out.push(err(
                     off,
                     format!("{} is text; compare it with a \"quoted\" value", q.key()),
                 ));
-                false
+                None
             }
         }
     };
@@ -370,13 +374,11 @@ fn parse_field(
                 ));
                 return None;
             }
-            if !check_value(v.get_ref(), off, out) {
-                return None;
-            }
+            let v = canon(v.get_ref(), off, out)?;
             if op == "eq" {
-                FieldTest::Eq(v.get_ref().clone())
+                FieldTest::Eq(v)
             } else {
-                FieldTest::Ne(v.get_ref().clone())
+                FieldTest::Ne(v)
             }
         }
         "in" => {
@@ -385,10 +387,8 @@ fn parse_field(
                 out.push(err(off, "in = [] can never match; list at least one value"));
                 return None;
             }
-            if !vs.get_ref().iter().all(|v| check_value(v, off, out)) {
-                return None;
-            }
-            FieldTest::In(vs.get_ref().clone())
+            let vs: Option<Vec<Scalar>> = vs.get_ref().iter().map(|v| canon(v, off, out)).collect();
+            FieldTest::In(vs?)
         }
         "lt" | "lte" | "gt" | "gte" => {
             if !numeric {
@@ -411,10 +411,10 @@ fn parse_field(
                 ));
                 return None;
             }
-            if !check_value(&Scalar::Text(s.clone()), off, out) {
-                return None;
+            match canon(&Scalar::Text(s.clone()), off, out)? {
+                Scalar::Text(s) => FieldTest::Contains(s),
+                _ => return None,
             }
-            FieldTest::Contains(s.clone())
         }
         _ => FieldTest::Present(*r.present.as_ref()?.get_ref()),
     };
@@ -464,7 +464,7 @@ fn field_matches(q: Question, test: &FieldTest, email: &Email, a: &Answers) -> b
         FieldTest::Gt(n) => number.is_some_and(|x| x > *n),
         FieldTest::Gte(n) => number.is_some_and(|x| x >= *n),
         FieldTest::Contains(s) => {
-            text(q).is_some_and(|t| t.to_lowercase().contains(&s.to_lowercase()))
+            text(q).is_some_and(|t| t.to_ascii_lowercase().contains(&s.to_ascii_lowercase()))
         }
         FieldTest::Present(p) => a.is_answered(q) == *p,
     }

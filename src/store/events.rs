@@ -1,8 +1,5 @@
 //! Event queries: what people did, summarised for segment rules.
 
-use std::collections::HashSet;
-
-use futures_util::TryStreamExt;
 use sqlx::Row;
 
 use super::{Store, StoreError};
@@ -50,16 +47,6 @@ pub struct EventSummary {
     pub last_at: i64,
 }
 
-/// Which profiles did something: events of `kind`, optionally of one campaign or tag,
-/// since a time. Automated hits (link scanners) never count.
-#[derive(Debug, Clone)]
-pub struct EventFilter<'a> {
-    pub kind: EventKind,
-    pub campaign: Option<&'a str>,
-    pub tag: Option<&'a str>,
-    pub since: i64,
-}
-
 impl Store {
     /// The behaviour of one profile, for segment rules.
     pub async fn event_summary(&self, profile_id: i64) -> Result<Vec<EventSummary>, StoreError> {
@@ -82,25 +69,6 @@ impl Store {
                 tag: r.try_get("tag")?,
                 last_at: r.try_get("last_at")?,
             });
-        }
-        Ok(out)
-    }
-
-    /// The ids of the profiles with at least one matching event.
-    pub async fn profiles_with(&self, f: &EventFilter<'_>) -> Result<HashSet<i64>, StoreError> {
-        let mut rows = sqlx::query_scalar::<_, i64>(
-            "SELECT DISTINCT profile_id FROM events WHERE kind = $1 AND automated = 0 \
-             AND ($2 IS NULL OR campaign = $2) AND ($3 IS NULL OR tag = $3) AND created_at >= $4 \
-             AND profile_id IS NOT NULL",
-        )
-        .bind(f.kind.as_str())
-        .bind(f.campaign)
-        .bind(f.tag)
-        .bind(f.since)
-        .fetch(&self.pool);
-        let mut out = HashSet::new();
-        while let Some(id) = rows.try_next().await? {
-            out.insert(id);
         }
         Ok(out)
     }

@@ -2,6 +2,7 @@
 //! migrations for each, and every query rapport makes. SQL is written once for both
 //! backends (`$N` placeholders, `ON CONFLICT`, `RETURNING`) wherever the dialects agree.
 
+mod audience;
 mod events;
 mod profiles;
 
@@ -11,7 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-pub use events::{EventFilter, EventKind, EventSummary};
+pub use audience::AudienceQuery;
+pub use events::{EventKind, EventSummary};
 pub use profiles::{Confirmation, ConsentMeta, OptIn};
 
 /// Which database a store talks to.

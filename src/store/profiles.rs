@@ -409,6 +409,65 @@ impl Store {
             .map(|row| profile_from_row(&row?))
     }
 
+    /// Inserts many new profiles with one status in one transaction, 500 rows per
+    /// statement; addresses already stored are skipped. For demo data and benchmarks:
+    /// no consent records are written, so never use it for real opt-ins.
+    pub async fn insert_profiles(
+        &self,
+        rows: &[(Email, Answers)],
+        status: Status,
+        source: &str,
+    ) -> Result<u64, StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for chunk in rows.chunks(500) {
+            let mut sql = String::from(
+                "INSERT INTO profiles (email, email_key, status, name, role, products, employees, \
+                 industry, business_need, challenge, pcs, servers, engagement, source, created_at, \
+                 updated_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 16;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push('(');
+                sql.push_str(
+                    &(1..=16)
+                        .map(|k| format!("${}", b + k))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+                sql.push(')');
+            }
+            sql.push_str(" ON CONFLICT (email_key) DO NOTHING");
+            let mut q = sqlx::query(&sql);
+            for (email, a) in chunk {
+                q = q
+                    .bind(email.as_str())
+                    .bind(email_key(email))
+                    .bind(status.as_str())
+                    .bind(a.name.as_deref())
+                    .bind(a.role.as_deref())
+                    .bind(products_json(a))
+                    .bind(a.employees)
+                    .bind(a.industry.as_deref())
+                    .bind(a.business_need.as_deref())
+                    .bind(a.challenge.as_deref())
+                    .bind(a.pcs)
+                    .bind(a.servers)
+                    .bind(a.engagement.as_deref())
+                    .bind(source)
+                    .bind(at)
+                    .bind(at);
+            }
+            inserted += q.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
     /// How many profiles the store holds.
     pub async fn profile_count(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM profiles")
