@@ -60,6 +60,12 @@ enum Command {
         #[arg(long, value_enum, default_value = "eml")]
         format: PreviewFormat,
     },
+    /// Start a new run of a campaign now (a manual send; each call is a new run) and wait
+    /// until it is queued; a running `serve` sends it.
+    Run {
+        /// Campaign id from campaigns.toml.
+        campaign: String,
+    },
     /// Apply database migrations and exit.
     Migrate,
 }
@@ -122,6 +128,29 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             format,
         } => {
             preview(&cli.dir, &settings, &campaign, &email, format).await?;
+        }
+        Command::Run { campaign } => {
+            let site = Site::load(&cli.dir).map_err(|d| {
+                anyhow::anyhow!("the project files have problems (run rapport check):\n{d}")
+            })?;
+            let campaign = site.campaign(&campaign).with_context(|| {
+                let known: Vec<&str> = site.campaigns.iter().map(|c| c.id.as_str()).collect();
+                format!(
+                    "unknown campaign \"{campaign}\"; known: {}",
+                    known.join(", ")
+                )
+            })?;
+            let store = Store::connect(&settings.database_url).await?;
+            store.migrate().await?;
+            eprintln!(
+                "queuing a new run of {} for audience \"{}\"...",
+                campaign.id, campaign.audience
+            );
+            let queued = rapport::schedule::manual_run(&store, &site, campaign).await?;
+            println!(
+                "queued run {} of {}: {} recipient(s)",
+                queued.run_id, queued.campaign, queued.recipients
+            );
         }
         Command::Migrate => {
             let store = Store::connect(&settings.database_url).await?;

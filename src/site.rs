@@ -151,3 +151,27 @@ pub enum CampaignMessageError {
     #[error(transparent)]
     Message(#[from] crate::render::MessageError),
 }
+
+/// The running set of files, shared by the web side, the scheduler and the delivery
+/// worker; a reload replaces it as a whole and work in progress keeps the set it started with.
+#[derive(Debug, Clone)]
+pub struct SiteHandle(std::sync::Arc<std::sync::RwLock<std::sync::Arc<Site>>>);
+
+impl SiteHandle {
+    /// Shares `site`.
+    pub fn new(site: Site) -> SiteHandle {
+        SiteHandle(std::sync::Arc::new(std::sync::RwLock::new(
+            std::sync::Arc::new(site),
+        )))
+    }
+
+    /// The current set.
+    pub fn get(&self) -> std::sync::Arc<Site> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the set (after a successful reload).
+    pub fn replace(&self, site: Site) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(site);
+    }
+}

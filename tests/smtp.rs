@@ -41,7 +41,7 @@ async fn confirmation_goes_out_by_smtp() {
 
 #[tokio::test]
 async fn smtp_refusal_is_reported_and_the_profile_kept() {
-    // Every RCPT TO is refused with a permanent 5xx.
+    // Every RCPT TO is refused (smtp-sink's -r answers 450).
     let Some(sink) = SmtpSink::start(&["-r", "rcpt"]) else {
         return;
     };

@@ -25,6 +25,19 @@ pub struct Settings {
     pub subscribe_per_minute: Option<u32>,
     /// Take the client address from `X-Forwarded-For` (only behind a reverse proxy you run).
     pub trust_proxy: bool,
+    /// SMTP connections kept open, and so messages in flight at once.
+    pub smtp_pool: usize,
+    /// Messages per second at most; `None` sends as fast as the server takes them.
+    pub send_rate: Option<u32>,
+    /// How late a scheduled run may still start (after downtime) before it is skipped.
+    pub schedule_grace: Duration,
+    /// Attempts before a transiently failing delivery is given up.
+    pub max_attempts: i64,
+    /// Whether this process sends (false: web and scheduler only, e.g. a web-only instance).
+    pub worker: bool,
+    /// How long a claimed delivery stays with its worker without a renewal; after a crash,
+    /// its deliveries are picked up again this long after the last renewal.
+    pub delivery_lease: Duration,
 }
 
 /// A setting that could not be read; the message names the variable and the fix.
@@ -80,7 +93,62 @@ impl Settings {
                 problem: "expected true or false".into(),
             })?,
         };
+        let number = |var: &'static str, default: u64, min: u64| -> Result<u64, SettingError> {
+            match non_empty(var) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n >= min)
+                    .ok_or_else(|| SettingError {
+                        var,
+                        value: v.clone(),
+                        problem: format!("expected a whole number of at least {min}"),
+                    }),
+            }
+        };
+        let smtp_pool = number("RAPPORT_SMTP_POOL", 8, 1)? as usize;
+        let send_rate = match non_empty("RAPPORT_SEND_RATE") {
+            Some(v) if matches!(v.trim(), "off" | "0" | "none") => None,
+            Some(_) => Some(number("RAPPORT_SEND_RATE", 0, 1)? as u32),
+            None => None,
+        };
+        let max_attempts = number("RAPPORT_MAX_ATTEMPTS", 8, 1)? as i64;
+        let schedule_grace = match non_empty("RAPPORT_SCHEDULE_GRACE") {
+            Some(v) => parse_duration(&v).map_err(|problem| SettingError {
+                var: "RAPPORT_SCHEDULE_GRACE",
+                value: v.clone(),
+                problem,
+            })?,
+            None => Duration::from_secs(24 * 3600),
+        };
+        let worker = match non_empty("RAPPORT_WORKER") {
+            None => true,
+            Some(v) => parse_bool(&v).ok_or_else(|| SettingError {
+                var: "RAPPORT_WORKER",
+                value: v.clone(),
+                problem: "expected on or off".into(),
+            })?,
+        };
+        let delivery_lease = match non_empty("RAPPORT_DELIVERY_LEASE") {
+            Some(v) => parse_duration(&v)
+                .ok()
+                .filter(|d| d.as_secs() >= 1)
+                .ok_or_else(|| SettingError {
+                    var: "RAPPORT_DELIVERY_LEASE",
+                    value: v.clone(),
+                    problem: "expected a duration of at least 1s, like 60s".into(),
+                })?,
+            None => Duration::from_secs(60),
+        };
         Ok(Settings {
+            worker,
+            delivery_lease,
+            smtp_pool,
+            send_rate,
+            max_attempts,
+            schedule_grace,
             database_url,
             public_url: non_empty("RAPPORT_PUBLIC_URL")
                 .map(|u| u.trim_end_matches('/').to_string()),
@@ -135,6 +203,11 @@ mod tests {
         assert_eq!(s.confirm_ttl, Duration::from_secs(604800));
         assert_eq!(s.subscribe_per_minute, Some(60));
         assert_eq!(s.outbox_dir, PathBuf::from("outbox"));
+        assert_eq!((s.smtp_pool, s.send_rate, s.max_attempts), (8, None, 8));
+        assert_eq!(s.schedule_grace, Duration::from_secs(86_400));
+        let s = with(&[("RAPPORT_SEND_RATE", "50"), ("RAPPORT_SMTP_POOL", "16")]).unwrap();
+        assert_eq!((s.smtp_pool, s.send_rate), (16, Some(50)));
+        assert!(with(&[("RAPPORT_SMTP_POOL", "0")]).is_err());
         let s = with(&[
             ("RAPPORT_CONFIRM_TTL", "2d"),
             ("RAPPORT_SUBSCRIBE_LIMIT", "off"),

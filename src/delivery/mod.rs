@@ -2,6 +2,9 @@
 //! are written as `.eml` files to the outbox folder; with `RAPPORT_SMTP_URL` they go to an
 //! SMTP server over pooled connections. Failures say whether a retry can help.
 
+mod smtp;
+pub mod worker;
+
 use std::path::{Path, PathBuf};
 
 use lettre::transport::smtp::extension::ClientId;
@@ -13,6 +16,13 @@ use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, To
 pub struct SendError {
     pub permanent: bool,
     pub message: String,
+}
+
+fn smtp_error(e: lettre::transport::smtp::Error) -> SendError {
+    SendError {
+        permanent: e.is_permanent(),
+        message: format!("SMTP: {e}"),
+    }
 }
 
 /// A transport that could not be set up from the settings.
@@ -34,8 +44,13 @@ pub enum Transport {
         dir: PathBuf,
         files: AsyncFileTransport<Tokio1Executor>,
     },
-    /// An SMTP server (plain, STARTTLS or TLS as the URL says), connections pooled.
+    /// An SMTP server over `smtp://` (plain or STARTTLS): our pool of no-delay connections.
     Smtp {
+        url: String,
+        pool: std::sync::Arc<smtp::SmtpPool>,
+    },
+    /// An SMTP server over `smtps://` (implicit TLS): lettre's pooled transport.
+    Smtps {
         url: String,
         smtp: AsyncSmtpTransport<Tokio1Executor>,
     },
@@ -57,16 +72,27 @@ impl Transport {
         })
     }
 
-    /// An SMTP transport from a lettre URL; the EHLO name is the sender's domain rather than
-    /// this machine's host name.
-    pub fn smtp(url: &str, ehlo_domain: &str) -> Result<Transport, TransportError> {
-        let smtp = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| TransportError::SmtpUrl(e.to_string()))?
-            .hello_name(ClientId::Domain(ehlo_domain.to_string()))
-            .build();
+    /// An SMTP transport from a lettre-style URL keeping up to `pool_size` connections; the
+    /// EHLO name is the sender's domain rather than this machine's host name.
+    pub fn smtp(
+        url: &str,
+        ehlo_domain: &str,
+        pool_size: usize,
+    ) -> Result<Transport, TransportError> {
+        let shown = crate::store::redact(url);
+        if url.starts_with("smtps:") {
+            let smtp = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                .map_err(|e| TransportError::SmtpUrl(e.to_string()))?
+                .hello_name(ClientId::Domain(ehlo_domain.to_string()))
+                .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(pool_size as u32))
+                .build();
+            return Ok(Transport::Smtps { url: shown, smtp });
+        }
+        let config =
+            smtp::SmtpConfig::from_url(url, ehlo_domain).map_err(TransportError::SmtpUrl)?;
         Ok(Transport::Smtp {
-            url: crate::store::redact(url),
-            smtp,
+            url: shown,
+            pool: std::sync::Arc::new(smtp::SmtpPool::new(config, pool_size)),
         })
     }
 
@@ -75,9 +101,10 @@ impl Transport {
         smtp_url: Option<&str>,
         outbox_dir: &Path,
         ehlo_domain: &str,
+        pool_size: usize,
     ) -> Result<Transport, TransportError> {
         match smtp_url {
-            Some(url) => Transport::smtp(url, ehlo_domain),
+            Some(url) => Transport::smtp(url, ehlo_domain, pool_size),
             None => Transport::outbox(outbox_dir),
         }
     }
@@ -86,7 +113,7 @@ impl Transport {
     pub fn describe(&self) -> String {
         match self {
             Transport::Outbox { dir, .. } => format!("outbox folder {}", dir.display()),
-            Transport::Smtp { url, .. } => format!("SMTP {url}"),
+            Transport::Smtp { url, .. } | Transport::Smtps { url, .. } => format!("SMTP {url}"),
         }
     }
 
@@ -106,11 +133,12 @@ impl Transport {
                         ),
                     })
             }
-            Transport::Smtp { smtp, .. } => {
-                smtp.send(message).await.map(|_| ()).map_err(|e| SendError {
-                    permanent: e.is_permanent(),
-                    message: format!("SMTP: {e}"),
-                })
+            Transport::Smtp { pool, .. } => pool.send(&message).await.map_err(|e| SendError {
+                permanent: e.is_permanent(),
+                message: format!("SMTP: {e}"),
+            }),
+            Transport::Smtps { smtp, .. } => {
+                smtp.send(message).await.map(|_| ()).map_err(smtp_error)
             }
         }
     }

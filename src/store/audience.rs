@@ -234,6 +234,25 @@ impl AudienceQuery {
         }
     }
 
+    /// How many placeholders the expression uses (`$1..=$n`); statements number theirs after.
+    pub(super) fn arg_count(&self) -> usize {
+        self.compiled.args.len()
+    }
+
+    /// Binds the expression's values, in order, to a statement.
+    pub(super) fn bind_all<'q>(
+        &'q self,
+        mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        for a in &self.compiled.args {
+            q = match a {
+                Arg::Int(n) => q.bind(*n),
+                Arg::Text(s) => q.bind(s.as_str()),
+            };
+        }
+        q
+    }
+
     /// The boolean SQL expression (for logs and tests).
     pub fn sql(&self) -> &str {
         &self.compiled.sql

@@ -14,6 +14,8 @@ pub enum EventKind {
     Unsubscribe,
     Feedback,
     ProfileUpdate,
+    /// The mail server refused the address for good.
+    Bounce,
 }
 
 impl EventKind {
@@ -26,15 +28,24 @@ impl EventKind {
             EventKind::Unsubscribe => "unsubscribe",
             EventKind::Feedback => "feedback",
             EventKind::ProfileUpdate => "profile_update",
+            EventKind::Bounce => "bounce",
         }
     }
 
     /// Parses a stored kind.
     pub fn parse(s: &str) -> Option<EventKind> {
         use EventKind::*;
-        [Sent, Open, Click, Unsubscribe, Feedback, ProfileUpdate]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            Sent,
+            Open,
+            Click,
+            Unsubscribe,
+            Feedback,
+            ProfileUpdate,
+            Bounce,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 

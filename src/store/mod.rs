@@ -2,9 +2,11 @@
 //! migrations for each, and every query rapport makes. SQL is written once for both
 //! backends (`$N` placeholders, `ON CONFLICT`, `RETURNING`) wherever the dialects agree.
 
+#[macro_use]
+mod profiles;
 mod audience;
 mod events;
-mod profiles;
+mod sending;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,6 +17,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub use audience::AudienceQuery;
 pub use events::{EventKind, EventSummary};
 pub use profiles::{Confirmation, ConsentMeta, OptIn};
+pub use sending::{Claimed, RunOrigin, RunProgress, STANDING};
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -73,7 +73,7 @@ fn products_json(a: &Answers) -> Option<String> {
         .map(|p| serde_json::to_string(p).expect("strings serialise"))
 }
 
-fn profile_from_row(row: &AnyRow) -> Result<Profile, StoreError> {
+pub(super) fn profile_from_row(row: &AnyRow) -> Result<Profile, StoreError> {
     let email: String = row.try_get("email")?;
     let status: String = row.try_get("status")?;
     let products: Option<String> = row.try_get("products")?;

@@ -10,7 +10,7 @@ mod public;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -20,11 +20,12 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Diagnostics, SettingError, Settings};
+use crate::delivery::worker::{Worker, WorkerConfig};
 use crate::delivery::{Transport, TransportError};
 use crate::store::{Store, StoreError};
 use crate::track::Signer;
 
-pub use crate::site::Site;
+pub use crate::site::{Site, SiteHandle};
 
 pub use error::AppError;
 
@@ -35,24 +36,26 @@ pub const MAX_BODY: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    site: Arc<RwLock<Arc<Site>>>,
+    pub site_handle: SiteHandle,
     pub signer: Signer,
     pub transport: Transport,
     /// Prefix of links in emails, without a trailing slash.
     pub public_url: String,
     pub settings: Arc<Settings>,
+    /// The delivery worker, woken when something is queued.
+    pub worker: Worker,
     limiter: Option<Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>>,
 }
 
 impl AppState {
     /// The current marketer's files.
     pub fn site(&self) -> Arc<Site> {
-        self.site.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.site_handle.get()
     }
 
     /// Replaces the marketer's files (after a successful reload).
     pub fn replace_site(&self, site: Site) {
-        *self.site.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(site);
+        self.site_handle.replace(site)
     }
 }
 
@@ -96,6 +99,7 @@ impl Application {
             settings.smtp_url.as_deref(),
             &settings.outbox_dir,
             site.project.sender.domain(),
+            settings.smtp_pool,
         )?;
         let listener = TcpListener::bind(bind)
             .await
@@ -107,13 +111,31 @@ impl Application {
             .subscribe_per_minute
             .and_then(NonZeroU32::new)
             .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))));
+        let site_handle = SiteHandle::new(site);
+        let signer = Signer::new(&secret);
+        let public_url = settings.public_url_for(address);
+        let worker = Worker::new(
+            store.clone(),
+            site_handle.clone(),
+            signer.clone(),
+            public_url.clone(),
+            transport.clone(),
+            WorkerConfig {
+                batch: 200,
+                concurrency: settings.smtp_pool,
+                rate: settings.send_rate,
+                max_attempts: settings.max_attempts,
+                lease: settings.delivery_lease.as_secs() as i64,
+            },
+        );
         let state = AppState {
             store,
-            site: Arc::new(RwLock::new(Arc::new(site))),
-            signer: Signer::new(&secret),
+            site_handle,
+            signer,
             transport,
-            public_url: settings.public_url_for(address),
+            public_url,
             settings: Arc::new(settings),
+            worker,
             limiter,
         };
         Ok(Application {
@@ -133,7 +155,8 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// Serves the web side, runs the scheduler and the delivery worker until `shutdown`
+    /// completes; then finishes in-flight requests and sends, and returns.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -147,17 +170,37 @@ impl Application {
                 }
             });
         }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let worker = self
+            .state
+            .settings
+            .worker
+            .then(|| tokio::spawn(self.state.worker.clone().run(stop_rx.clone())));
+        let waker = self.state.worker.clone();
+        let scheduler = tokio::spawn(crate::schedule::run(
+            self.state.store.clone(),
+            self.state.site_handle.clone(),
+            self.state.settings.schedule_grace,
+            move || waker.wake(),
+            stop_rx,
+        ));
         let app = router(self.state.clone());
         tracing::info!(address = %self.address, public_url = %self.state.public_url,
             mail = %self.state.transport.describe(), "rapport is serving");
-        axum::serve(
+        let served = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+        // Drain: the worker finishes the batch it holds, nothing new is claimed.
+        let _ = stop_tx.send(true);
+        let _ = scheduler.await;
+        if let Some(w) = worker {
+            let _ = w.await;
+        }
         self.state.store.close().await;
-        Ok(())
+        served
     }
 }
 

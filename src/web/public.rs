@@ -318,6 +318,16 @@ pub async fn confirm(
     };
     if done.newly_confirmed {
         tracing::info!(profile_id = done.profile.id, "subscription confirmed");
+        let queued = crate::schedule::trigger(
+            &state.store,
+            &site,
+            done.profile.id,
+            crate::schedule::Happened::Confirmed,
+        )
+        .await?;
+        if queued > 0 {
+            state.worker.wake();
+        }
     }
     let centre = state
         .signer
@@ -463,6 +473,19 @@ pub async fn profile_update(
         return pages::not_found(&site);
     };
     tracing::info!(profile_id = updated.id, "profile updated");
+    let answered = sub.answers != crate::profile::Answers::default();
+    if answered
+        && crate::schedule::trigger(
+            &state.store,
+            &site,
+            updated.id,
+            crate::schedule::Happened::ProfileUpdate,
+        )
+        .await?
+            > 0
+    {
+        state.worker.wake();
+    }
     let step = next_in_centre(&site, &updated, sent_step);
     let (heading, intro) = match step {
         Some(_) => (

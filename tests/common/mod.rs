@@ -191,6 +191,23 @@ impl TestApp {
         );
     }
 
+    /// Waits for an outbox message that `pred` accepts.
+    pub async fn wait_for_mail(&self, pred: impl Fn(&Mail) -> bool) -> Mail {
+        for _ in 0..100 {
+            if let Some(m) = self.outbox_messages().into_iter().find(|m| pred(m)) {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "no such message in the outbox; subjects: {:?}",
+            self.outbox_messages()
+                .iter()
+                .map(|m| m.subject.clone())
+                .collect::<Vec<_>>()
+        );
+    }
+
     /// Subscribes and confirms `email`; returns the profile-centre path.
     pub async fn subscribed(&self, email: &str, extra: &[(&str, &str)]) -> String {
         let before = self.outbox_messages().len();
@@ -327,4 +344,37 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+/// Like `on_both_backends!` for tests that start their own server (`async fn NAME(db: Db)`).
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::Db::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                #[cfg_attr(not(rapport_pg), ignore = "PostgreSQL half skipped: set RAPPORT_TEST_POSTGRES_URL to run it")]
+                async fn $name() {
+                    super::$name($crate::common::Db::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+/// A direct connection to a test database, for setting up states the product never makes
+/// on its own (moving a retry's due time to now).
+pub async fn raw_pool(database_url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(database_url)
+        .await
+        .expect("raw pool")
 }

@@ -27,6 +27,16 @@ impl SmtpSink {
     /// Starts a sink, or `None` (with a note) where Postfix is not installed. Under CI the
     /// sink must be there: `.ci/run` installs it.
     pub fn start(extra_args: &[&str]) -> Option<SmtpSink> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        SmtpSink::start_on(port, extra_args)
+    }
+
+    /// Starts a sink on a given port (to replace a stopped one).
+    pub fn start_on(port: u16, extra_args: &[&str]) -> Option<SmtpSink> {
         if !Path::new(SINK).exists() {
             assert!(
                 std::env::var("CI").is_err(),
@@ -39,14 +49,9 @@ impl SmtpSink {
         let mut perms = std::fs::metadata(dir.path()).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o777);
         std::fs::set_permissions(dir.path(), perms).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut cmd = Command::new(SINK);
         // As root, smtp-sink must drop privileges to write its files.
-        if unsafe_is_root() {
+        if running_as_root() {
             cmd.args(["-u", "nobody"]);
         }
         cmd.args(extra_args)
@@ -88,6 +93,27 @@ impl SmtpSink {
             .collect()
     }
 
+    /// How many messages each recipient got.
+    pub fn per_recipient(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for mail in self.messages() {
+            let rcpt = mail
+                .headers
+                .iter()
+                .find(|(k, _)| k == "X-Rcpt-Args")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            *m.entry(rcpt).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Stops the sink now.
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits until `n` messages have arrived.
     pub async fn wait_for(&self, n: usize) -> Vec<Mail> {
         for _ in 0..200 {
@@ -104,7 +130,7 @@ impl SmtpSink {
     }
 }
 
-fn unsafe_is_root() -> bool {
+fn running_as_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
         .output()

@@ -1,0 +1,208 @@
+//! A pool of SMTP connections built on lettre's public `AsyncSmtpConnection` API, over TCP
+//! streams with `TCP_NODELAY` set. lettre 0.11.23's own transport leaves Nagle's algorithm
+//! on, which holds each SMTP command back until the previous reply's ACK and caps one
+//! connection at about 23 messages a second on loopback; its fix is not released yet.
+//! STARTTLS and AUTH go through lettre's API. `smtps://` (TLS from the first byte) uses
+//! lettre's own pooled transport instead.
+
+use std::time::Duration;
+
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+/// How STARTTLS is used on `smtp://` URLs (`?tls=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartTls {
+    /// No TLS (the default for `smtp://`, e.g. a local relay).
+    Never,
+    /// Upgrade when the server offers it.
+    Opportunistic,
+    /// Refuse to send without it.
+    Required,
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: StartTls,
+    pub credentials: Option<(String, String)>,
+    pub hello: String,
+    pub timeout: Duration,
+}
+
+impl SmtpConfig {
+    /// Reads an `smtp://[user:pass@]host[:port][?tls=required|opportunistic]` URL.
+    pub fn from_url(raw: &str, hello: &str) -> Result<SmtpConfig, String> {
+        let url = url::Url::parse(raw).map_err(|e| e.to_string())?;
+        if url.scheme() != "smtp" {
+            return Err(format!(
+                "scheme {:?}: this pool handles smtp:// only",
+                url.scheme()
+            ));
+        }
+        let host = url.host_str().ok_or("no host")?.to_string();
+        let tls = match url
+            .query_pairs()
+            .find(|(k, _)| k == "tls")
+            .map(|(_, v)| v.into_owned())
+        {
+            None => StartTls::Never,
+            Some(v) if v == "required" => StartTls::Required,
+            Some(v) if v == "opportunistic" => StartTls::Opportunistic,
+            Some(v) if v == "none" => StartTls::Never,
+            Some(v) => return Err(format!("tls={v}: use required, opportunistic or none")),
+        };
+        let decode = |s: &str| percent_decode(s);
+        let credentials = (!url.username().is_empty())
+            .then(|| (decode(url.username()), decode(url.password().unwrap_or(""))));
+        Ok(SmtpConfig {
+            host,
+            port: url
+                .port()
+                .unwrap_or(if tls == StartTls::Never { 25 } else { 587 }),
+            tls,
+            credentials,
+            hello: hello.to_string(),
+            timeout: Duration::from_secs(30),
+        })
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// A failed SMTP exchange: the server's answer, or the network.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("{0}")]
+    Smtp(#[from] lettre::transport::smtp::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl PoolError {
+    /// A 5xx answer: retrying will not help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, PoolError::Smtp(e) if e.is_permanent())
+    }
+}
+
+/// Idle connections, reused until the server closes them.
+pub struct SmtpPool {
+    config: SmtpConfig,
+    idle: Mutex<Vec<(AsyncSmtpConnection, std::time::Instant)>>,
+    max_idle: usize,
+}
+
+impl std::fmt::Debug for SmtpPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SmtpPool({}:{})", self.config.host, self.config.port)
+    }
+}
+
+impl SmtpPool {
+    /// A pool keeping up to `max_idle` connections open.
+    pub fn new(config: SmtpConfig, max_idle: usize) -> SmtpPool {
+        SmtpPool {
+            config,
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+        }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, PoolError> {
+        let c = &self.config;
+        let tcp = tokio::time::timeout(c.timeout, TcpStream::connect((c.host.as_str(), c.port)))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
+        tcp.set_nodelay(true)?;
+        let hello = ClientId::Domain(c.hello.clone());
+        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello).await?;
+        let offered = conn.can_starttls();
+        if c.tls == StartTls::Required || (c.tls == StartTls::Opportunistic && offered) {
+            conn.starttls(TlsParameters::new(c.host.clone())?, &hello)
+                .await?;
+        }
+        if let Some((user, pass)) = &c.credentials {
+            conn.auth(
+                &[Mechanism::Plain, Mechanism::Login],
+                &Credentials::new(user.clone(), pass.clone()),
+            )
+            .await?;
+        }
+        Ok(conn)
+    }
+
+    /// Sends one message on an idle connection (or a new one), and keeps the connection for
+    /// the next message unless it broke.
+    pub async fn send(&self, message: &lettre::Message) -> Result<(), PoolError> {
+        let pooled = self.idle.lock().await.pop();
+        let mut conn = match pooled {
+            // A connection idle for a while may have been closed by the server: ask first.
+            Some((mut c, since)) if since.elapsed() > Duration::from_secs(20) => {
+                if c.test_connected().await {
+                    c
+                } else {
+                    self.connect().await?
+                }
+            }
+            Some((c, _)) => c,
+            None => self.connect().await?,
+        };
+        let bytes = message.formatted();
+        let result: Result<_, PoolError> =
+            match tokio::time::timeout(self.config.timeout, conn.send(message.envelope(), &bytes))
+                .await
+            {
+                Ok(r) => r.map_err(PoolError::from),
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "SMTP server did not answer in time",
+                )
+                .into()),
+            };
+        if result.is_ok() || !conn.has_broken() {
+            let mut idle = self.idle.lock().await;
+            if idle.len() < self.max_idle && !conn.has_broken() {
+                idle.push((conn, std::time::Instant::now()));
+            }
+        }
+        result.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_urls() {
+        let c = SmtpConfig::from_url(
+            "smtp://mailer:p%40ss@smtp.example.com:587?tls=required",
+            "contoso.example",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.tls),
+            ("smtp.example.com", 587, StartTls::Required)
+        );
+        assert_eq!(c.credentials, Some(("mailer".into(), "p@ss".into())));
+        let c = SmtpConfig::from_url("smtp://127.0.0.1:2525", "x").unwrap();
+        assert_eq!(
+            (c.port, c.tls, c.credentials),
+            (2525, StartTls::Never, None)
+        );
+        assert!(SmtpConfig::from_url("smtp://h?tls=maybe", "x").is_err());
+    }
+}

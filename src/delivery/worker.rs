@@ -1,0 +1,317 @@
+//! The delivery worker: claims due deliveries in batches, renders each for its recipient,
+//! sends it through the transport and records the outcome.
+//!
+//! Crash safety. A claimed delivery is `sending` with a lease (`RAPPORT_DELIVERY_LEASE`,
+//! 60 s) that its worker renews while it works; a worker that dies stops renewing, and the
+//! delivery is queued again when the lease runs out, so nobody is skipped. The only
+//! window in which a message can go out twice is between the SMTP server's 250 reply and
+//! the database write that records it: that write is made right after each reply, on its
+//! own, so the window is the length of one small UPDATE (well under a millisecond on
+//! SQLite, one round trip on PostgreSQL). Status and `unless` are checked again right
+//! before each send, with the profile as stored at that moment.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Notify;
+
+use super::Transport;
+use crate::profile::{Profile, Status};
+use crate::render::KeepLinks;
+use crate::segment::{EVERYONE, EventFacts};
+use crate::site::{Site, SiteHandle};
+use crate::store::{Claimed, EventSummary, Store, StoreError, now};
+use crate::track::{Signer, personal_links};
+
+/// Limits of one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Deliveries claimed per batch.
+    pub batch: i64,
+    /// Messages in flight at once (the SMTP pool size).
+    pub concurrency: usize,
+    /// Messages per second at most.
+    pub rate: Option<u32>,
+    /// Attempts before a transient failure becomes final.
+    pub max_attempts: i64,
+    /// Seconds a claim lasts unless renewed; renewed every third of it while the batch runs.
+    pub lease: i64,
+}
+
+/// Sends what is due. Cheap to clone; clones share the wake-up signal and the throttle.
+#[derive(Clone)]
+pub struct Worker {
+    store: Store,
+    site: SiteHandle,
+    signer: Signer,
+    public_url: String,
+    transport: Transport,
+    config: WorkerConfig,
+    wake: Arc<Notify>,
+    throttle: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+/// What happened to one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    Retry,
+    Failed,
+    Skipped,
+}
+
+impl Worker {
+    /// A worker over these parts.
+    pub fn new(
+        store: Store,
+        site: SiteHandle,
+        signer: Signer,
+        public_url: String,
+        transport: Transport,
+        config: WorkerConfig,
+    ) -> Worker {
+        let throttle = config
+            .rate
+            .and_then(NonZeroU32::new)
+            .map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r))));
+        Worker {
+            store,
+            site,
+            signer,
+            public_url,
+            transport,
+            config,
+            wake: Arc::new(Notify::new()),
+            throttle,
+        }
+    }
+
+    /// Wakes the worker now (something was queued) instead of at its next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Runs until `stop` turns true: then finishes the batch in flight and returns.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut last_reclaim = 0;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            if now() - last_reclaim >= (self.config.lease / 2).clamp(1, 30) {
+                last_reclaim = now();
+                match self.store.reclaim_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::warn!(deliveries = n, "reclaimed deliveries whose worker stopped")
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot reclaim expired deliveries"),
+                }
+            }
+            let sent = match self.run_once().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "delivery batch failed; retrying shortly");
+                    0
+                }
+            };
+            if sent == 0 {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+        tracing::info!("delivery worker stopped");
+    }
+
+    /// Claims one batch and delivers it; returns how many deliveries it handled.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        // Under a throttle, a batch should take about twenty seconds at most.
+        let limit = match self.config.rate {
+            Some(r) => (i64::from(r) * 20).clamp(1, self.config.batch),
+            None => self.config.batch,
+        };
+        let batch = self
+            .store
+            .claim_deliveries(limit, self.config.lease)
+            .await?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        // Keep the claim while the batch is being sent, however long the server takes.
+        let renew = {
+            let store = self.store.clone();
+            let ids: Vec<i64> = batch.iter().map(|d| d.id).collect();
+            let lease = self.config.lease;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs((lease / 3).max(1) as u64)).await;
+                    if let Err(e) = store.renew_lease(&ids, lease).await {
+                        tracing::warn!(error = %e, "cannot renew delivery lease");
+                    }
+                }
+            })
+        };
+        let site = self.site.get();
+        let ids: Vec<i64> = batch.iter().map(|d| d.profile_id).collect();
+        let profiles = self.store.profiles_by_ids(&ids).await?;
+        let events = self.store.event_summaries(&ids).await?;
+        let n = batch.len();
+        let results: Vec<Result<Outcome, StoreError>> = futures_util::stream::iter(batch)
+            .map(|d| {
+                let site = site.clone();
+                let profiles = &profiles;
+                let events = &events;
+                async move {
+                    self.deliver(&site, &d, profiles.get(&d.profile_id), events)
+                        .await
+                }
+            })
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await;
+        renew.abort();
+        for r in results {
+            r?;
+        }
+        Ok(n)
+    }
+
+    async fn deliver(
+        &self,
+        site: &Site,
+        d: &Claimed,
+        profile: Option<&Profile>,
+        events: &HashMap<i64, Vec<EventSummary>>,
+    ) -> Result<Outcome, StoreError> {
+        let skip = |why: String| async move {
+            tracing::info!(delivery = d.id, campaign = %d.campaign, reason = %why, "delivery skipped");
+            self.store
+                .delivery_closed(d, "skipped", &why, false)
+                .await
+                .map(|_| Outcome::Skipped)
+        };
+        let Some(profile) = profile else {
+            return skip("the profile no longer exists".into()).await;
+        };
+        if profile.status != Status::Subscribed {
+            return skip(format!("the profile is {}", profile.status.as_str())).await;
+        }
+        let Some(campaign) = site.campaign(&d.campaign) else {
+            let why = format!("campaign \"{}\" is no longer in campaigns.toml", d.campaign);
+            tracing::error!(delivery = d.id, "{why}");
+            return self
+                .store
+                .delivery_closed(d, "failed", &why, false)
+                .await
+                .map(|_| Outcome::Failed);
+        };
+        let t = now();
+        let facts = EventFacts {
+            events: events.get(&profile.id).cloned().unwrap_or_default(),
+            now: t,
+        };
+        if campaign.audience != EVERYONE {
+            if let Some(seg) = site.segments.get(&campaign.audience) {
+                if !seg.matches(profile, &facts) {
+                    return skip(format!(
+                        "no longer in the audience \"{}\"",
+                        campaign.audience
+                    ))
+                    .await;
+                }
+            }
+        }
+        if let Some(unless) = &campaign.unless {
+            if site
+                .segments
+                .get(unless)
+                .is_some_and(|seg| seg.matches(profile, &facts))
+            {
+                return skip(format!("in the unless segment \"{unless}\"")).await;
+            }
+        }
+        let mailto = site.project.sender.from.email.to_string();
+        let links = personal_links(
+            &self.signer,
+            &self.public_url,
+            &mailto,
+            profile.id,
+            &campaign.id,
+        );
+        let person = site.personalise(campaign, profile, &facts, links, t);
+        let composed = match site.campaign_message(campaign, &person, &mut KeepLinks::default()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(delivery = d.id, error = %e, "cannot render; run rapport check");
+                return self
+                    .store
+                    .delivery_closed(d, "failed", &e.to_string(), false)
+                    .await
+                    .map(|_| Outcome::Failed);
+            }
+        };
+        if let Some(t) = &self.throttle {
+            t.until_ready().await;
+        }
+        match self.transport.send(composed.message).await {
+            Ok(()) => {
+                self.store.delivery_sent(d, &composed.message_id).await?;
+                Ok(Outcome::Sent)
+            }
+            Err(e) if e.permanent => {
+                tracing::warn!(delivery = d.id, profile = profile.id, error = %e, "refused for good: address marked bounced");
+                self.store
+                    .delivery_closed(d, "failed", &e.message, true)
+                    .await?;
+                Ok(Outcome::Failed)
+            }
+            Err(e) if d.attempts >= self.config.max_attempts => {
+                tracing::warn!(delivery = d.id, attempts = d.attempts, error = %e, "giving up after repeated failures");
+                self.store
+                    .delivery_closed(d, "failed", &e.message, false)
+                    .await?;
+                Ok(Outcome::Failed)
+            }
+            Err(e) => {
+                let wait = backoff(d.attempts);
+                tracing::info!(delivery = d.id, attempts = d.attempts, retry_in = wait, error = %e, "transient failure; will retry");
+                self.store
+                    .delivery_retry(d.id, &e.message, now() + wait)
+                    .await?;
+                Ok(Outcome::Retry)
+            }
+        }
+    }
+}
+
+/// Seconds to wait after the `attempts`-th failure: 30 s doubling up to 6 h, ±20 % jitter
+/// so that a failing server is not hit by every retry at once.
+pub fn backoff(attempts: i64) -> i64 {
+    let base = 30i64
+        .saturating_mul(1 << attempts.clamp(1, 10).saturating_sub(1))
+        .min(6 * 3600);
+    let jitter = rand::random_range(-0.2..=0.2);
+    ((base as f64) * (1.0 + jitter)).round().max(1.0) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let first = backoff(1);
+        assert!((24..=36).contains(&first), "{first}");
+        let fourth = backoff(4);
+        assert!((192..=288).contains(&fourth), "{fourth}");
+        let late = backoff(40);
+        assert!(late <= 6 * 3600 * 12 / 10, "{late}");
+    }
+}

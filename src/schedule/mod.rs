@@ -1,0 +1,222 @@
+//! When campaigns go out: newsletter schedules (cron, UTC), manual runs, and the triggers
+//! of welcome and follow-up campaigns.
+//!
+//! The scheduler is a once-a-second tick rather than a timer per job: each tick asks croner
+//! for the last occurrence of every schedule and creates the run for that occurrence if it
+//! does not exist. A run missed while rapport was down is therefore started at the next
+//! start, as long as it is within the grace window (24 h by default); the run's unique
+//! (campaign, period key) makes sure it is created once, however many `serve` processes
+//! share the database.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::campaign::{Campaign, Kind, Trigger};
+use crate::site::Site;
+use crate::store::{AudienceQuery, EventKind, RunOrigin, Store, StoreError, now};
+
+/// A run that was created and queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub campaign: String,
+    pub run_id: i64,
+    pub recipients: i64,
+}
+
+fn audience_query(site: &Site, campaign: &Campaign, at: i64) -> AudienceQuery {
+    let seg = site
+        .segments
+        .get(&campaign.audience)
+        .or_else(|| site.segments.get(crate::segment::EVERYONE));
+    let rule = seg
+        .map(|s| s.rule.clone())
+        .unwrap_or(crate::segment::Rule::All(Vec::new()));
+    AudienceQuery::new(&rule, at)
+}
+
+/// The period key of a scheduled occurrence: its time in RFC 3339.
+fn period_key(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Starts every scheduled run that is due at `at` (and not older than `grace`), and
+/// finishes queuing runs a crash interrupted. Returns the runs this call queued.
+pub async fn tick(
+    store: &Store,
+    site: &Site,
+    at: DateTime<Utc>,
+    grace: Duration,
+) -> Result<Vec<Queued>, StoreError> {
+    let mut out = Vec::new();
+    for campaign in site.campaigns.iter().filter(|c| c.kind == Kind::Newsletter) {
+        let Some(schedule) = &campaign.schedule else {
+            continue;
+        };
+        let Ok(last) = schedule.cron.find_previous_occurrence(&at, true) else {
+            continue;
+        };
+        let late = (at - last).to_std().unwrap_or_default();
+        if late > grace {
+            continue;
+        }
+        let key = period_key(last);
+        if let Some(run_id) = store
+            .create_run(&campaign.id, &key, RunOrigin::Schedule)
+            .await?
+        {
+            let recipients = store
+                .queue_audience(
+                    run_id,
+                    &campaign.id,
+                    &audience_query(site, campaign, now()),
+                    now(),
+                )
+                .await?;
+            tracing::info!(campaign = %campaign.id, period = %key, run_id, recipients, "scheduled run queued");
+            out.push(Queued {
+                campaign: campaign.id.clone(),
+                run_id,
+                recipients,
+            });
+        }
+    }
+    for (run_id, campaign_id) in store.runs_still_queuing().await? {
+        if let Some(campaign) = site.campaign(&campaign_id) {
+            let recipients = store
+                .queue_audience(
+                    run_id,
+                    &campaign_id,
+                    &audience_query(site, campaign, now()),
+                    now(),
+                )
+                .await?;
+            tracing::warn!(campaign = %campaign_id, run_id, recipients, "finished queuing an interrupted run");
+            out.push(Queued {
+                campaign: campaign_id,
+                run_id,
+                recipients,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `rapport run CAMPAIGN`: a new run now, whatever the schedule says; each call is a new run.
+pub async fn manual_run(
+    store: &Store,
+    site: &Site,
+    campaign: &Campaign,
+) -> Result<Queued, StoreError> {
+    let key = format!(
+        "manual-{}-{}",
+        Utc::now().format("%Y%m%dT%H%M%S"),
+        uuid::Uuid::new_v4().simple()
+    );
+    let run_id = store
+        .create_run(&campaign.id, &key, RunOrigin::Manual)
+        .await?
+        .expect("a fresh manual key is unique");
+    let recipients = store
+        .queue_audience(
+            run_id,
+            &campaign.id,
+            &audience_query(site, campaign, now()),
+            now(),
+        )
+        .await?;
+    Ok(Queued {
+        campaign: campaign.id.clone(),
+        run_id,
+        recipients,
+    })
+}
+
+/// Something a person did that may start triggered campaigns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Happened<'a> {
+    /// They confirmed their subscription (welcome campaigns).
+    Confirmed,
+    /// They clicked a link, with its tag, in a message of `campaign`.
+    Click {
+        tag: Option<&'a str>,
+        campaign: Option<&'a str>,
+    },
+    /// They opened a message of `campaign`.
+    Open { campaign: Option<&'a str> },
+    /// They answered or changed questions.
+    ProfileUpdate,
+}
+
+fn starts(campaign: &Campaign, what: &Happened<'_>) -> bool {
+    match (campaign.kind, &campaign.trigger, what) {
+        (Kind::Welcome, _, Happened::Confirmed) => true,
+        (Kind::FollowUp, Some(Trigger::Click { tag: want }), Happened::Click { tag, .. }) => {
+            want.is_none() || want.as_deref() == *tag
+        }
+        (Kind::FollowUp, Some(Trigger::Open { campaign: want }), Happened::Open { campaign }) => {
+            want.is_none() || want.as_deref() == *campaign
+        }
+        (Kind::FollowUp, Some(Trigger::ProfileUpdate), Happened::ProfileUpdate) => true,
+        _ => false,
+    }
+}
+
+/// Queues the welcome / follow-ups that `what` starts for a profile, each due after its
+/// delay. A person gets each of them once. Returns how many were queued.
+pub async fn trigger(
+    store: &Store,
+    site: &Site,
+    profile_id: i64,
+    what: Happened<'_>,
+) -> Result<usize, StoreError> {
+    let mut queued = 0;
+    for campaign in site.campaigns.iter().filter(|c| starts(c, &what)) {
+        let run_id = store.standing_run(&campaign.id).await?;
+        let due = now() + campaign.delay.as_secs() as i64;
+        if store
+            .queue_delivery(run_id, &campaign.id, profile_id, due)
+            .await?
+        {
+            tracing::info!(campaign = %campaign.id, profile_id, due, "triggered delivery queued");
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
+/// The event kind a [`Happened`] is recorded as, when it is one.
+pub fn event_kind(what: &Happened<'_>) -> Option<EventKind> {
+    match what {
+        Happened::Click { .. } => Some(EventKind::Click),
+        Happened::Open { .. } => Some(EventKind::Open),
+        Happened::ProfileUpdate => Some(EventKind::ProfileUpdate),
+        Happened::Confirmed => None,
+    }
+}
+
+/// Runs [`tick`] every second until `stop` turns true.
+pub async fn run(
+    store: Store,
+    site: crate::site::SiteHandle,
+    grace: Duration,
+    on_queued: impl Fn(),
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        match tick(&store, &site.get(), Utc::now(), grace).await {
+            Ok(q) if !q.is_empty() => on_queued(),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "scheduler tick failed; trying again in a second")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}

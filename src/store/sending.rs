@@ -1,0 +1,433 @@
+//! Runs and deliveries: the outbox. A run is created once per (campaign, period key); its
+//! audience becomes delivery rows (unique per run and profile, so nobody gets a run twice);
+//! workers claim due deliveries in batches, send them and record the outcome.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use super::{AudienceQuery, Backend, EventSummary, Store, StoreError, now};
+use crate::profile::Profile;
+
+/// Why a run exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOrigin {
+    /// A newsletter's schedule came due.
+    Schedule,
+    /// `rapport run`.
+    Manual,
+    /// The standing run of a triggered campaign (welcome, follow-up).
+    Event,
+}
+
+impl RunOrigin {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunOrigin::Schedule => "schedule",
+            RunOrigin::Manual => "manual",
+            RunOrigin::Event => "event",
+        }
+    }
+}
+
+/// The period key of the standing run of a triggered campaign.
+pub const STANDING: &str = "standing";
+
+/// A delivery a worker has claimed: it holds the lease until it records an outcome.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub run_id: i64,
+    pub profile_id: i64,
+    pub campaign: String,
+    /// Including this one.
+    pub attempts: i64,
+}
+
+/// How a run stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunProgress {
+    pub queued: i64,
+    pub sending: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub skipped: i64,
+}
+
+impl RunProgress {
+    /// Nothing left to send.
+    pub fn finished(&self) -> bool {
+        self.queued == 0 && self.sending == 0
+    }
+}
+
+impl Store {
+    /// Creates the run (campaign, key) unless it exists. Returns its id to the one caller
+    /// that created it and `None` to everyone else, however many instances race for it.
+    pub async fn create_run(
+        &self,
+        campaign: &str,
+        key: &str,
+        origin: RunOrigin,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO campaign_runs (campaign, period_key, origin, status, created_at) \
+             VALUES ($1, $2, $3, 'queuing', $4) ON CONFLICT (campaign, period_key) DO NOTHING RETURNING id",
+        )
+        .bind(campaign)
+        .bind(key)
+        .bind(origin.as_str())
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The standing run of a triggered campaign, created on first use.
+    pub async fn standing_run(&self, campaign: &str) -> Result<i64, StoreError> {
+        if let Some(id) = self
+            .create_run(campaign, STANDING, RunOrigin::Event)
+            .await?
+        {
+            return Ok(id);
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM campaign_runs WHERE campaign = $1 AND period_key = $2",
+        )
+        .bind(campaign)
+        .bind(STANDING)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Runs whose audience was not (completely) queued, e.g. after a crash: (id, campaign).
+    pub async fn runs_still_queuing(&self) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, campaign FROM campaign_runs WHERE status = 'queuing' AND period_key <> $1",
+        )
+        .bind(STANDING)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Queues a delivery for every subscribed profile in the audience, due `at`, in one
+    /// statement; then marks the run queued. Idempotent: profiles already queued in the
+    /// run are skipped. Returns the run's number of recipients.
+    pub async fn queue_audience(
+        &self,
+        run_id: i64,
+        campaign: &str,
+        q: &AudienceQuery,
+        at: i64,
+    ) -> Result<i64, StoreError> {
+        let n = q.arg_count();
+        let sql = format!(
+            "INSERT INTO deliveries (run_id, profile_id, campaign, status, attempts, next_attempt_at, created_at) \
+             SELECT ${}, id, ${}, 'queued', 0, ${}, ${} FROM profiles WHERE status = 'subscribed' AND {} \
+             ON CONFLICT (run_id, profile_id) DO NOTHING",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 3,
+            q.sql()
+        );
+        let mut tx = self.pool.begin().await?;
+        q.bind_all(sqlx::query(&sql))
+            .bind(run_id)
+            .bind(campaign)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE campaign_runs SET status = 'queued', recipients = $2, queued_at = $3 WHERE id = $1")
+            .bind(run_id)
+            .bind(count)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(count)
+    }
+
+    /// Queues one delivery of a triggered campaign, due `at`. False when the person already
+    /// has one in this run (each person gets a welcome or a follow-up once).
+    pub async fn queue_delivery(
+        &self,
+        run_id: i64,
+        campaign: &str,
+        profile_id: i64,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO deliveries (run_id, profile_id, campaign, status, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, 'queued', 0, $4, $5) ON CONFLICT (run_id, profile_id) DO NOTHING RETURNING id",
+        )
+        .bind(run_id)
+        .bind(profile_id)
+        .bind(campaign)
+        .bind(at)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?;
+        if inserted.is_some() {
+            sqlx::query("UPDATE campaign_runs SET recipients = recipients + 1 WHERE id = $1")
+                .bind(run_id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(inserted.is_some())
+    }
+
+    /// Claims up to `limit` due deliveries for `lease` seconds. On PostgreSQL concurrent
+    /// workers skip each other's rows (`FOR UPDATE SKIP LOCKED`); SQLite has one writer.
+    pub async fn claim_deliveries(
+        &self,
+        limit: i64,
+        lease: i64,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let at = now();
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = $1 \
+             WHERE id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= $2 \
+             ORDER BY next_attempt_at, id LIMIT $3{lock}) \
+             RETURNING id, run_id, profile_id, campaign, attempts"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(at + lease)
+            .bind(at)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: Vec<Claimed> = rows
+            .iter()
+            .map(|r| {
+                Ok(Claimed {
+                    id: r.try_get(0)?,
+                    run_id: r.try_get(1)?,
+                    profile_id: r.try_get(2)?,
+                    campaign: r.try_get(3)?,
+                    attempts: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        out.sort_by_key(|c| c.id);
+        Ok(out)
+    }
+
+    /// Extends the claim on deliveries still being sent.
+    pub async fn renew_lease(&self, ids: &[i64], lease: i64) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE deliveries SET lease_until = $1 WHERE status = 'sending' AND id IN ({})",
+            (2..ids.len() + 2)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(now() + lease);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Puts deliveries whose lease ran out (their worker died) back in the queue.
+    pub async fn reclaim_expired(&self) -> Result<u64, StoreError> {
+        Ok(sqlx::query("UPDATE deliveries SET status = 'queued', lease_until = NULL WHERE status = 'sending' AND lease_until < $1")
+            .bind(now())
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Records a send the mail server accepted, and its `sent` event.
+    pub async fn delivery_sent(&self, d: &Claimed, message_id: &str) -> Result<(), StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE deliveries SET status = 'sent', message_id = $2, sent_at = $3, lease_until = NULL, last_error = NULL WHERE id = $1")
+            .bind(d.id)
+            .bind(message_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, created_at) VALUES ($1, 'sent', $2, $3, $4, $5)",
+        )
+        .bind(d.profile_id)
+        .bind(&d.campaign)
+        .bind(d.run_id)
+        .bind(d.id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A transient failure: try again at `next_at`.
+    pub async fn delivery_retry(
+        &self,
+        id: i64,
+        error: &str,
+        next_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE deliveries SET status = 'queued', next_attempt_at = $2, last_error = $3, lease_until = NULL WHERE id = $1")
+            .bind(id)
+            .bind(next_at)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A final outcome without a send: `failed` (with `bounce`, the address is marked
+    /// bounced and gets nothing more) or `skipped` (unsubscribed meanwhile, `unless`).
+    pub async fn delivery_closed(
+        &self,
+        d: &Claimed,
+        status: &str,
+        error: &str,
+        bounce: bool,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE deliveries SET status = $2, last_error = $3, lease_until = NULL WHERE id = $1",
+        )
+        .bind(d.id)
+        .bind(status)
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        if bounce {
+            sqlx::query("UPDATE profiles SET status = 'bounced', confirm_nonce = NULL, updated_at = $2 WHERE id = $1 AND status = 'subscribed'")
+                .bind(d.profile_id)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, value, created_at) VALUES ($1, 'bounce', $2, $3, $4, $5, $6)")
+                .bind(d.profile_id)
+                .bind(&d.campaign)
+                .bind(d.run_id)
+                .bind(d.id)
+                .bind(error)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Delivery counts of a run by status.
+    pub async fn run_progress(&self, run_id: i64) -> Result<RunProgress, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) FROM deliveries WHERE run_id = $1 GROUP BY status",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut p = RunProgress::default();
+        for r in rows {
+            let status: String = r.try_get(0)?;
+            let n: i64 = r.try_get(1)?;
+            match status.as_str() {
+                "queued" => p.queued = n,
+                "sending" => p.sending = n,
+                "sent" => p.sent = n,
+                "failed" => p.failed = n,
+                _ => p.skipped += n,
+            }
+        }
+        Ok(p)
+    }
+
+    /// The runs of a campaign: (id, period key, recipients).
+    pub async fn runs_of(&self, campaign: &str) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, period_key, recipients FROM campaign_runs WHERE campaign = $1 ORDER BY id",
+        )
+        .bind(campaign)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// Profiles by id (for a claimed batch).
+    pub async fn profiles_by_ids(&self, ids: &[i64]) -> Result<HashMap<i64, Profile>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            concat!(
+                "SELECT ",
+                profile_columns!(),
+                " FROM profiles WHERE id IN ({})"
+            ),
+            placeholders(ids.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| super::profiles::profile_from_row(r).map(|p| (p.id, p)))
+            .collect()
+    }
+
+    /// The behaviour of several profiles at once (for a claimed batch).
+    pub async fn event_summaries(
+        &self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, Vec<EventSummary>>, StoreError> {
+        let mut out: HashMap<i64, Vec<EventSummary>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let sql = format!(
+            "SELECT profile_id, kind, campaign, tag, MAX(created_at) AS last_at FROM events \
+             WHERE profile_id IN ({}) AND automated = 0 GROUP BY profile_id, kind, campaign, tag",
+            placeholders(ids.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&self.pool).await? {
+            let kind: String = r.try_get("kind")?;
+            let Some(kind) = super::EventKind::parse(&kind) else {
+                continue;
+            };
+            out.entry(r.try_get("profile_id")?)
+                .or_default()
+                .push(EventSummary {
+                    kind,
+                    campaign: r.try_get("campaign")?,
+                    tag: r.try_get("tag")?,
+                    last_at: r.try_get("last_at")?,
+                });
+        }
+        Ok(out)
+    }
+}
+
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

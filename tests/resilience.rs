@@ -1,0 +1,237 @@
+//! The `rapport` binary under stress: `kill -9` in the middle of a run and a restart (the
+//! run finishes, nobody skipped, nobody twice), SIGTERM draining in-flight sends, and two
+//! `serve` processes on one PostgreSQL database (the monthly run created once, each
+//! recipient served once).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::smtp::SmtpSink;
+use rapport::profile::{Answers, Email, Status};
+use rapport::store::Store;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rapport");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(dir: &Path, db: &str, vars: &[(&str, &str)]) -> Child {
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--dir").arg(dir).args([
+        "--database-url",
+        db,
+        "serve",
+        "--bind",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    cmd.env("RAPPORT_SECRET", common::SECRET)
+        .env("RAPPORT_LOG", "warn");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn subscribers(db: &str, prefix: &str, n: usize) {
+    let store = Store::connect(db).await.unwrap();
+    store.migrate().await.unwrap();
+    let rows: Vec<(Email, Answers)> = (0..n)
+        .map(|i| {
+            (
+                Email::parse(&format!("{prefix}{i}@example.com")).unwrap(),
+                Answers::default(),
+            )
+        })
+        .collect();
+    store
+        .insert_profiles(&rows, Status::Subscribed, "test")
+        .await
+        .unwrap();
+}
+
+fn run_campaign(dir: &Path, db: &str, campaign: &str) -> String {
+    let out = Command::new(BIN)
+        .arg("--dir")
+        .arg(dir)
+        .args(["--database-url", db, "run", campaign])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    for _ in 0..secs * 20 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn kill_9_mid_run_then_restart_finishes_the_run_once_each() {
+    let Some(sink) = SmtpSink::start(&[]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", tmp.path().join("r.db").display());
+    subscribers(&db, "k", 60).await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = run_campaign(root, &db, "newsletter");
+    assert!(out.contains("60 recipient(s)"), "{out}");
+    let vars = [
+        ("RAPPORT_SMTP_URL", sink.url()),
+        ("RAPPORT_SEND_RATE", "20".into()),
+        ("RAPPORT_DELIVERY_LEASE", "2s".into()),
+    ];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut first = serve(root, &db, &vars);
+    wait_until("some messages before the kill", 20, || {
+        sink.messages().len() >= 15
+    })
+    .await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let before = sink.messages().len();
+    assert!(before < 60, "killed mid-run ({before} sent)");
+    let mut second = serve(root, &db, &vars);
+    wait_until("the rest after the restart", 30, || {
+        sink.messages().len() >= 60
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let per = sink.per_recipient();
+    assert_eq!(per.len(), 60, "nobody skipped");
+    let twice: Vec<_> = per.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "nobody twice: {twice:?}");
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_sends() {
+    let Some(sink) = SmtpSink::start(&[]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", tmp.path().join("r.db").display());
+    subscribers(&db, "t", 40).await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    run_campaign(root, &db, "newsletter");
+    let vars = [
+        ("RAPPORT_SMTP_URL", sink.url()),
+        ("RAPPORT_SEND_RATE", "20".into()),
+    ];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let child = serve(root, &db, &vars);
+    wait_until("the first messages", 20, || sink.messages().len() >= 5).await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut child = child;
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "exits cleanly on SIGTERM: {status:?}");
+    // Every claimed delivery was sent and recorded before exit: none left in `sending`.
+    let store = Store::connect(&db).await.unwrap();
+    let runs = store.runs_of("newsletter").await.unwrap();
+    let p = store.run_progress(runs[0].0).await.unwrap();
+    assert_eq!(p.sending, 0, "{p:?}");
+    assert_eq!(
+        p.sent as usize,
+        sink.messages().len(),
+        "what was sent is recorded: {p:?}"
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(rapport_pg),
+    ignore = "PostgreSQL half skipped: set RAPPORT_TEST_POSTGRES_URL to run it"
+)]
+async fn two_instances_on_one_postgres_create_the_run_once_and_send_once() {
+    let Some(sink) = SmtpSink::start(&[]) else {
+        return;
+    };
+    let Some(db) = common::fresh_postgres_url().await else {
+        return;
+    };
+    subscribers(&db, "two", 80).await;
+    // A project whose newsletter came due on 1 January, with a grace window that still
+    // covers it: both instances find it due at start.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sub in [
+        "segments",
+        "templates/sections",
+        "templates/partials",
+        "templates/pages",
+    ] {
+        std::fs::create_dir_all(tmp.path().join(sub)).unwrap();
+    }
+    let campaigns = std::fs::read_to_string(root.join("campaigns.toml"))
+        .unwrap()
+        .replace("0 0 9 1 * *", "0 0 0 1 1 *");
+    std::fs::write(tmp.path().join("campaigns.toml"), campaigns).unwrap();
+    for f in std::fs::read_dir(root.join("segments")).unwrap().flatten() {
+        std::fs::copy(f.path(), tmp.path().join("segments").join(f.file_name())).unwrap();
+    }
+    for f in [
+        "welcome.hbs",
+        "newsletter.hbs",
+        "training-follow-up.hbs",
+        "sections/training.hbs",
+        "sections/community.hbs",
+        "sections/experts.hbs",
+    ] {
+        std::fs::copy(
+            root.join("templates").join(f),
+            tmp.path().join("templates").join(f),
+        )
+        .unwrap();
+    }
+    let vars = [
+        ("RAPPORT_SMTP_URL", sink.url()),
+        ("RAPPORT_SCHEDULE_GRACE", "400d".into()),
+    ];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut a = serve(tmp.path(), &db, &vars);
+    let mut b = serve(tmp.path(), &db, &vars);
+    wait_until("80 messages", 30, || sink.messages().len() >= 80).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.kill().unwrap();
+    b.kill().unwrap();
+    a.wait().unwrap();
+    b.wait().unwrap();
+    let per = sink.per_recipient();
+    assert_eq!(per.len(), 80);
+    assert!(
+        per.values().all(|n| *n == 1),
+        "each recipient exactly once: {per:?}"
+    );
+    let store = Store::connect(&db).await.unwrap();
+    let runs = store.runs_of("newsletter").await.unwrap();
+    assert_eq!(runs.len(), 1, "the run is created once: {runs:?}");
+    let year = chrono::Datelike::year(&chrono::Utc::now());
+    assert_eq!(runs[0].1, format!("{year}-01-01T00:00:00Z"));
+}

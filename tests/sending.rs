@@ -1,0 +1,433 @@
+//! Sending through a real SMTP server (Postfix's smtp-sink): the welcome after
+//! confirmation, manual and scheduled runs, bounces, retries, the checks made right before
+//! each send, and follow-ups. Each on SQLite and PostgreSQL.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::TimeZone;
+use common::smtp::SmtpSink;
+use common::{Db, TestApp};
+use rapport::delivery::Transport;
+use rapport::delivery::worker::{Worker, WorkerConfig};
+use rapport::profile::{Answers, Email, Status};
+use rapport::schedule::{Happened, manual_run, tick, trigger};
+use rapport::site::{Site, SiteHandle};
+use rapport::store::{ConsentMeta, EventKind, now};
+
+on_both_databases!(
+    welcome_follows_confirmation_once,
+    manual_runs_reach_each_subscriber_once_per_run,
+    scheduled_runs_are_created_once_per_period,
+    permanent_refusal_bounces_the_address,
+    transient_failure_is_retried,
+    status_and_unless_are_checked_right_before_sending,
+);
+
+fn site() -> Site {
+    Site::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).expect("example project")
+}
+
+async fn add_subscribers(app: &TestApp, prefix: &str, n: usize, answers: Answers) -> Vec<i64> {
+    let rows: Vec<(Email, Answers)> = (0..n)
+        .map(|i| {
+            (
+                Email::parse(&format!("{prefix}{i}@example.com")).unwrap(),
+                answers.clone(),
+            )
+        })
+        .collect();
+    app.store
+        .insert_profiles(&rows, Status::Subscribed, "test")
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for (e, _) in rows {
+        ids.push(app.store.profile_by_email(&e).await.unwrap().unwrap().id);
+    }
+    ids
+}
+
+/// A worker driven by the test itself (the server's own is off), writing to an outbox.
+fn own_worker(app: &TestApp, outbox: &std::path::Path) -> Worker {
+    Worker::new(
+        app.store.clone(),
+        SiteHandle::new(site()),
+        app.signer.clone(),
+        app.address.clone(),
+        Transport::outbox(outbox).unwrap(),
+        WorkerConfig {
+            batch: 50,
+            concurrency: 4,
+            rate: None,
+            max_attempts: 3,
+            lease: 60,
+        },
+    )
+}
+
+async fn wait_progress(
+    app: &TestApp,
+    run_id: i64,
+    done: impl Fn(&rapport::store::RunProgress) -> bool,
+) -> rapport::store::RunProgress {
+    for _ in 0..200 {
+        let p = app.store.run_progress(run_id).await.unwrap();
+        if done(&p) {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "run {run_id} never reached the expected state: {:?}",
+        app.store.run_progress(run_id).await.unwrap()
+    );
+}
+
+async fn welcome_follows_confirmation_once(db: Db) {
+    let Some(sink) = SmtpSink::start(&[]) else {
+        return;
+    };
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_SMTP_URL", &sink.url())]).await else {
+        return;
+    };
+    app.subscribe("wel@example.com", &[("name", "Wendy Lee")])
+        .await;
+    let confirm = sink.wait_for(1).await[0].link("/confirm/").unwrap();
+    assert_eq!(app.get(&confirm).await.status, 200);
+    let mails = sink.wait_for(2).await;
+    let welcome = mails
+        .iter()
+        .find(|m| m.subject == "Welcome, Wendy")
+        .expect("welcome sent");
+    let header = |k: &str| {
+        welcome
+            .headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        header("List-Unsubscribe").contains("/unsubscribe/")
+            && header("List-Unsubscribe").contains("mailto:")
+    );
+    assert_eq!(
+        header("List-Unsubscribe-Post"),
+        "List-Unsubscribe=One-Click"
+    );
+    assert!(header("Message-ID").ends_with("@contoso.example>"));
+    assert!(!header("Date").is_empty());
+    assert!(welcome.html.contains("1 Example Way, Springfield"));
+    assert!(
+        welcome.text.contains("Unsubscribe"),
+        "the text part says what the HTML says"
+    );
+    // Confirming again does not send a second welcome.
+    app.get(&confirm).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sink.messages().len(), 2);
+    let p = app
+        .store
+        .profile_by_email(&Email::parse("wel@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let sent = app.store.event_summary(p.id).await.unwrap();
+    assert!(
+        sent.iter()
+            .any(|e| e.kind == EventKind::Sent && e.campaign.as_deref() == Some("welcome"))
+    );
+}
+
+async fn manual_runs_reach_each_subscriber_once_per_run(db: Db) {
+    let Some(sink) = SmtpSink::start(&[]) else {
+        return;
+    };
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_SMTP_URL", &sink.url())]).await else {
+        return;
+    };
+    add_subscribers(
+        &app,
+        "nl",
+        5,
+        Answers {
+            engagement: Some("learner".into()),
+            employees: Some(10),
+            ..Answers::default()
+        },
+    )
+    .await;
+    let rows = vec![(
+        Email::parse("pending@example.com").unwrap(),
+        Answers::default(),
+    )];
+    app.store
+        .insert_profiles(&rows, Status::Pending, "test")
+        .await
+        .unwrap();
+    let rows = vec![(
+        Email::parse("gone@example.com").unwrap(),
+        Answers::default(),
+    )];
+    app.store
+        .insert_profiles(&rows, Status::Unsubscribed, "test")
+        .await
+        .unwrap();
+
+    let site = site();
+    let campaign = site.campaign("newsletter").unwrap();
+    let first = manual_run(&app.store, &site, campaign).await.unwrap();
+    assert_eq!(first.recipients, 5, "subscribed profiles only");
+    sink.wait_for(5).await;
+    let second = manual_run(&app.store, &site, campaign).await.unwrap();
+    assert_ne!(first.run_id, second.run_id, "each call is a new run");
+    sink.wait_for(10).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let per = sink.per_recipient();
+    assert_eq!(per.len(), 5, "{per:?}");
+    assert!(per.values().all(|n| *n == 2), "once per run: {per:?}");
+    let mail = &sink.messages()[0];
+    assert!(
+        mail.html.contains("Learn something this month"),
+        "content selected per person"
+    );
+    let p = wait_progress(&app, second.run_id, |p| p.finished()).await;
+    assert_eq!(p.sent, 5);
+}
+
+async fn scheduled_runs_are_created_once_per_period(db: Db) {
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_WORKER", "off")]).await else {
+        return;
+    };
+    add_subscribers(&app, "sch", 3, Answers::default()).await;
+    let site = site();
+    let grace = Duration::from_secs(24 * 3600);
+    let at = |s: &str| {
+        chrono::Utc.from_utc_datetime(
+            &chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap(),
+        )
+    };
+    let q = tick(&app.store, &site, at("2026-12-01 09:00:05"), grace)
+        .await
+        .unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!((q[0].campaign.as_str(), q[0].recipients), ("newsletter", 3));
+    assert!(
+        tick(&app.store, &site, at("2026-12-01 09:30:00"), grace)
+            .await
+            .unwrap()
+            .is_empty(),
+        "never twice for a period"
+    );
+    assert!(
+        tick(&app.store, &site, at("2027-01-02 10:00:00"), grace)
+            .await
+            .unwrap()
+            .is_empty(),
+        "25 h late: outside the grace window"
+    );
+    let q = tick(&app.store, &site, at("2027-01-01 20:00:00"), grace)
+        .await
+        .unwrap();
+    assert_eq!(
+        q.len(),
+        1,
+        "missed while down, started within the grace window"
+    );
+    let runs = app.store.runs_of("newsletter").await.unwrap();
+    let keys: Vec<&str> = runs.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(keys, ["2026-12-01T09:00:00Z", "2027-01-01T09:00:00Z"]);
+}
+
+async fn permanent_refusal_bounces_the_address(db: Db) {
+    // Every RCPT TO refused with a 5xx.
+    let Some(sink) = SmtpSink::start(&["-f", "rcpt", "-B", "550 5.1.1 No such user here"]) else {
+        return;
+    };
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_SMTP_URL", &sink.url())]).await else {
+        return;
+    };
+    let ids = add_subscribers(&app, "bnc", 1, Answers::default()).await;
+    let site = site();
+    let run = manual_run(&app.store, &site, site.campaign("newsletter").unwrap())
+        .await
+        .unwrap();
+    let p = wait_progress(&app, run.run_id, |p| p.failed == 1).await;
+    assert_eq!(p.sent, 0);
+    let profile = app.store.profile(ids[0]).await.unwrap().unwrap();
+    assert_eq!(profile.status, Status::Bounced);
+    let events = app.store.event_summary(ids[0]).await.unwrap();
+    assert!(events.iter().any(|e| e.kind == EventKind::Bounce));
+    // A bounced address gets nothing more.
+    let again = manual_run(&app.store, &site, site.campaign("newsletter").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(again.recipients, 0);
+}
+
+async fn transient_failure_is_retried(db: Db) {
+    // Every RCPT TO refused with a 4xx.
+    let Some(soft) = SmtpSink::start(&["-r", "rcpt"]) else {
+        return;
+    };
+    let port = soft.port;
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_SMTP_URL", &soft.url())]).await else {
+        return;
+    };
+    add_subscribers(&app, "tmp", 1, Answers::default()).await;
+    let site = site();
+    let run = manual_run(&app.store, &site, site.campaign("newsletter").unwrap())
+        .await
+        .unwrap();
+    let raw = common::raw_pool(&app.database_url).await;
+    for _ in 0..200 {
+        let (attempts, status): (i64, String) =
+            sqlx::query_as("SELECT attempts, status FROM deliveries WHERE run_id = $1")
+                .bind(run.run_id)
+                .fetch_one(&raw)
+                .await
+                .unwrap();
+        if attempts == 1 && status == "queued" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (next, error): (i64, String) =
+        sqlx::query_as("SELECT next_attempt_at, last_error FROM deliveries WHERE run_id = $1")
+            .bind(run.run_id)
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+    assert!(next > now() + 10, "retried later, with backoff");
+    assert!(error.contains("4"), "the server's answer is kept: {error}");
+    soft.stop();
+    let Some(ok) = SmtpSink::start_on(port, &[]) else {
+        return;
+    };
+    sqlx::query("UPDATE deliveries SET next_attempt_at = 0 WHERE run_id = $1")
+        .bind(run.run_id)
+        .execute(&raw)
+        .await
+        .unwrap();
+    ok.wait_for(1).await;
+    let p = wait_progress(&app, run.run_id, |p| p.sent == 1).await;
+    assert_eq!(p.failed, 0);
+}
+
+async fn status_and_unless_are_checked_right_before_sending(db: Db) {
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_WORKER", "off")]).await else {
+        return;
+    };
+    let outbox = tempfile::tempdir().unwrap();
+    let worker = own_worker(&app, outbox.path());
+    let ids = add_subscribers(&app, "chk", 3, Answers::default()).await;
+    let site = site();
+    let run = manual_run(&app.store, &site, site.campaign("newsletter").unwrap())
+        .await
+        .unwrap();
+    app.store
+        .unsubscribe(
+            ids[1],
+            &ConsentMeta {
+                source: "test".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(worker.run_once().await.unwrap(), 3);
+    let p = app.store.run_progress(run.run_id).await.unwrap();
+    assert_eq!(
+        (p.sent, p.skipped),
+        (2, 1),
+        "unsubscribed after queuing: not sent"
+    );
+
+    // Follow-up: a training click queues it 3 days out; unless = took-second-course.
+    for id in [ids[0], ids[2]] {
+        app.store
+            .record_event(
+                id,
+                EventKind::Click,
+                Some("welcome"),
+                Some("training"),
+                now(),
+            )
+            .await
+            .unwrap();
+        let n = trigger(
+            &app.store,
+            &site,
+            id,
+            Happened::Click {
+                tag: Some("training"),
+                campaign: Some("welcome"),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(n, 1);
+        let again = trigger(
+            &app.store,
+            &site,
+            id,
+            Happened::Click {
+                tag: Some("training"),
+                campaign: Some("welcome"),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(again, 0, "a follow-up once per person");
+    }
+    assert_eq!(
+        trigger(
+            &app.store,
+            &site,
+            ids[0],
+            Happened::Click {
+                tag: Some("community"),
+                campaign: None
+            }
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    assert_eq!(
+        worker.run_once().await.unwrap(),
+        0,
+        "not due for three days"
+    );
+    app.store
+        .record_event(
+            ids[2],
+            EventKind::Click,
+            Some("welcome"),
+            Some("course-2"),
+            now(),
+        )
+        .await
+        .unwrap();
+    let raw = common::raw_pool(&app.database_url).await;
+    sqlx::query("UPDATE deliveries SET next_attempt_at = 0 WHERE campaign = 'training-follow-up'")
+        .execute(&raw)
+        .await
+        .unwrap();
+    assert_eq!(worker.run_once().await.unwrap(), 2);
+    let runs = app.store.runs_of("training-follow-up").await.unwrap();
+    let p = app.store.run_progress(runs[0].0).await.unwrap();
+    assert_eq!(
+        (p.sent, p.skipped),
+        (1, 1),
+        "the one who took the second course is left out"
+    );
+    let mails = common::read_messages(outbox.path());
+    assert!(
+        mails.iter().any(|m| m.subject == "Your next step, "),
+        "{:?}",
+        mails.iter().map(|m| &m.subject).collect::<Vec<_>>()
+    );
+}
