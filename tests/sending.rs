@@ -431,3 +431,41 @@ async fn status_and_unless_are_checked_right_before_sending(db: Db) {
         mails.iter().map(|m| &m.subject).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn messages_are_dkim_signed_when_a_key_is_configured() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dkim.key");
+    let seed: [u8; 32] = rand::random();
+    std::fs::write(&key, base64::engine::general_purpose::STANDARD.encode(seed)).unwrap();
+    let key = key.display().to_string();
+    let app = common::spawn_app_with(
+        Db::Sqlite,
+        &[
+            ("RAPPORT_DKIM_KEY_FILE", &key),
+            ("RAPPORT_DKIM_SELECTOR", "mail"),
+        ],
+    )
+    .await
+    .unwrap();
+    app.subscribe("dk@example.com", &[]).await;
+    let mail = &app.wait_for_messages(1).await[0];
+    let sig = mail
+        .headers
+        .iter()
+        .find(|(k, _)| k == "DKIM-Signature")
+        .map(|(_, v)| v.clone())
+        .expect("signed");
+    for part in [
+        "d=contoso.example",
+        "s=mail",
+        "a=ed25519-sha256",
+        "list-unsubscribe",
+    ] {
+        assert!(
+            sig.to_lowercase().contains(&part.to_lowercase()),
+            "{part} in {sig}"
+        );
+    }
+}

@@ -35,6 +35,8 @@ pub struct Settings {
     pub max_attempts: i64,
     /// Whether this process sends (false: web and scheduler only, e.g. a web-only instance).
     pub worker: bool,
+    /// DKIM: the private key file and the selector published in DNS.
+    pub dkim: Option<(PathBuf, String)>,
     /// How long a claimed delivery stays with its worker without a renewal; after a crash,
     /// its deliveries are picked up again this long after the last renewal.
     pub delivery_lease: Duration,
@@ -142,7 +144,31 @@ impl Settings {
                 })?,
             None => Duration::from_secs(60),
         };
+        let dkim = match (
+            non_empty("RAPPORT_DKIM_KEY_FILE"),
+            non_empty("RAPPORT_DKIM_SELECTOR"),
+        ) {
+            (Some(f), Some(s)) => Some((PathBuf::from(f), s.trim().to_string())),
+            (None, None) => None,
+            (Some(f), None) => {
+                return Err(SettingError {
+                    var: "RAPPORT_DKIM_SELECTOR",
+                    value: String::new(),
+                    problem: format!(
+                        "RAPPORT_DKIM_KEY_FILE={f} needs the selector published in DNS too"
+                    ),
+                });
+            }
+            (None, Some(s)) => {
+                return Err(SettingError {
+                    var: "RAPPORT_DKIM_KEY_FILE",
+                    value: String::new(),
+                    problem: format!("RAPPORT_DKIM_SELECTOR={s} needs the private key file too"),
+                });
+            }
+        };
         Ok(Settings {
+            dkim,
             worker,
             delivery_lease,
             smtp_pool,

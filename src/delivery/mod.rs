@@ -34,11 +34,66 @@ pub enum TransportError {
     SmtpUrl(String),
     #[error("cannot create the outbox folder {0}: {1}")]
     Outbox(PathBuf, std::io::Error),
+    #[error("RAPPORT_DKIM_KEY_FILE {0}: {1}")]
+    Dkim(PathBuf, String),
+}
+
+/// Reads a DKIM key: PEM PKCS#1 RSA (`-----BEGIN RSA PRIVATE KEY-----`) or a base64
+/// Ed25519 seed, and signs for `domain` with `selector`. The signed headers are those a
+/// receiver checks: From, To, Subject, Date, Message-ID, MIME-Version, Content-Type and the
+/// List-Unsubscribe pair (RFC 8058 asks for them to be signed).
+pub fn dkim_config(
+    key_file: &Path,
+    selector: &str,
+    domain: &str,
+) -> Result<lettre::message::dkim::DkimConfig, TransportError> {
+    use lettre::message::dkim::{
+        DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+        DkimSigningKey,
+    };
+    use lettre::message::header::HeaderName;
+    let bad = |m: String| TransportError::Dkim(key_file.to_path_buf(), m);
+    let text = std::fs::read_to_string(key_file).map_err(|e| bad(e.to_string()))?;
+    let algorithm = if text.contains("-----BEGIN") {
+        DkimSigningAlgorithm::Rsa
+    } else {
+        DkimSigningAlgorithm::Ed25519
+    };
+    let key = DkimSigningKey::new(text.trim(), algorithm).map_err(|e| {
+        bad(format!(
+            "not a PKCS#1 RSA PEM key or a base64 Ed25519 key ({e:?})"
+        ))
+    })?;
+    let headers = [
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "MIME-Version",
+        "Content-Type",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+    ]
+    .into_iter()
+    .map(HeaderName::new_from_ascii_str)
+    .collect();
+    let relaxed = DkimCanonicalization {
+        header: DkimCanonicalizationType::Relaxed,
+        body: DkimCanonicalizationType::Relaxed,
+    };
+    Ok(DkimConfig::new(
+        selector.to_string(),
+        domain.to_string(),
+        key,
+        headers,
+        relaxed,
+    ))
 }
 
 /// Where messages go.
 #[derive(Clone)]
-pub enum Transport {
+pub enum Route {
     /// `.eml` files in a folder: the embedded default, and what a newcomer opens.
     Outbox {
         dir: PathBuf,
@@ -56,6 +111,19 @@ pub enum Transport {
     },
 }
 
+/// The one way out for every message: a route, and DKIM signing when a key is configured.
+#[derive(Clone)]
+pub struct Transport {
+    route: Route,
+    dkim: Option<std::sync::Arc<lettre::message::dkim::DkimConfig>>,
+}
+
+impl From<Route> for Transport {
+    fn from(route: Route) -> Transport {
+        Transport { route, dkim: None }
+    }
+}
+
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
@@ -66,10 +134,10 @@ impl Transport {
     /// An outbox folder, created if missing.
     pub fn outbox(dir: &Path) -> Result<Transport, TransportError> {
         std::fs::create_dir_all(dir).map_err(|e| TransportError::Outbox(dir.to_path_buf(), e))?;
-        Ok(Transport::Outbox {
+        Ok(Transport::from(Route::Outbox {
             dir: dir.to_path_buf(),
             files: AsyncFileTransport::new(dir),
-        })
+        }))
     }
 
     /// An SMTP transport from a lettre-style URL keeping up to `pool_size` connections; the
@@ -86,14 +154,21 @@ impl Transport {
                 .hello_name(ClientId::Domain(ehlo_domain.to_string()))
                 .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(pool_size as u32))
                 .build();
-            return Ok(Transport::Smtps { url: shown, smtp });
+            return Ok(Route::Smtps { url: shown, smtp }.into());
         }
         let config =
             smtp::SmtpConfig::from_url(url, ehlo_domain).map_err(TransportError::SmtpUrl)?;
-        Ok(Transport::Smtp {
+        Ok(Route::Smtp {
             url: shown,
             pool: std::sync::Arc::new(smtp::SmtpPool::new(config, pool_size)),
-        })
+        }
+        .into())
+    }
+
+    /// Signs every message with DKIM (`d=` the sender's domain) from now on.
+    pub fn with_dkim(mut self, dkim: lettre::message::dkim::DkimConfig) -> Transport {
+        self.dkim = Some(std::sync::Arc::new(dkim));
+        self
     }
 
     /// SMTP when a URL is given, the outbox folder otherwise.
@@ -111,16 +186,24 @@ impl Transport {
 
     /// Says where mail goes, for logs.
     pub fn describe(&self) -> String {
-        match self {
-            Transport::Outbox { dir, .. } => format!("outbox folder {}", dir.display()),
-            Transport::Smtp { url, .. } | Transport::Smtps { url, .. } => format!("SMTP {url}"),
+        let route = match &self.route {
+            Route::Outbox { dir, .. } => format!("outbox folder {}", dir.display()),
+            Route::Smtp { url, .. } | Route::Smtps { url, .. } => format!("SMTP {url}"),
+        };
+        if self.dkim.is_some() {
+            format!("{route}, DKIM-signed")
+        } else {
+            route
         }
     }
 
     /// Hands one message over.
-    pub async fn send(&self, message: Message) -> Result<(), SendError> {
-        match self {
-            Transport::Outbox { files, dir } => {
+    pub async fn send(&self, mut message: Message) -> Result<(), SendError> {
+        if let Some(dkim) = &self.dkim {
+            lettre::message::dkim::dkim_sign(&mut message, dkim);
+        }
+        match &self.route {
+            Route::Outbox { files, dir } => {
                 files
                     .send(message)
                     .await
@@ -133,13 +216,11 @@ impl Transport {
                         ),
                     })
             }
-            Transport::Smtp { pool, .. } => pool.send(&message).await.map_err(|e| SendError {
+            Route::Smtp { pool, .. } => pool.send(&message).await.map_err(|e| SendError {
                 permanent: e.is_permanent(),
                 message: format!("SMTP: {e}"),
             }),
-            Transport::Smtps { smtp, .. } => {
-                smtp.send(message).await.map(|_| ()).map_err(smtp_error)
-            }
+            Route::Smtps { smtp, .. } => smtp.send(message).await.map(|_| ()).map_err(smtp_error),
         }
     }
 }

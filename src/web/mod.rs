@@ -101,6 +101,14 @@ impl Application {
             site.project.sender.domain(),
             settings.smtp_pool,
         )?;
+        let transport = match &settings.dkim {
+            Some((key, selector)) => transport.with_dkim(crate::delivery::dkim_config(
+                key,
+                selector,
+                site.project.sender.domain(),
+            )?),
+            None => transport,
+        };
         let listener = TcpListener::bind(bind)
             .await
             .map_err(|e| StartError::Bind(bind, e))?;
