@@ -101,6 +101,8 @@ pub struct SmtpPool {
     config: SmtpConfig,
     idle: Mutex<Vec<(AsyncSmtpConnection, std::time::Instant)>>,
     max_idle: usize,
+    /// At most `max_idle` connections exist at once: senders beyond that wait their turn.
+    slots: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for SmtpPool {
@@ -116,6 +118,7 @@ impl SmtpPool {
             config,
             idle: Mutex::new(Vec::new()),
             max_idle,
+            slots: tokio::sync::Semaphore::new(max_idle),
         }
     }
 
@@ -147,6 +150,11 @@ impl SmtpPool {
     /// Sends one message on an idle connection (or a new one), and keeps the connection for
     /// the next message unless it broke.
     pub async fn send(&self, message: &lettre::Message) -> Result<(), PoolError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the pool's semaphore is never closed");
         let pooled = self.idle.lock().await.pop();
         let mut conn = match pooled {
             // A connection idle for a while may have been closed by the server: ask first.

@@ -5,9 +5,10 @@
 //! 60 s) that its worker renews while it works; a worker that dies stops renewing, and the
 //! delivery is queued again when the lease runs out, so nobody is skipped. The only
 //! window in which a message can go out twice is between the SMTP server's 250 reply and
-//! the database write that records it: that write is made right after each reply, on its
-//! own, so the window is the length of one small UPDATE (well under a millisecond on
-//! SQLite, one round trip on PostgreSQL). Status and `unless` are checked again right
+//! the database write that records it. That write starts right after the reply; sends that
+//! finish while a write is running are recorded together by the next one (group commit),
+//! so the window is at most two short transactions (a few milliseconds under full load,
+//! under one when idle), and the worker moves on only once its sends are recorded. Status and `unless` are checked again right
 //! before each send, with the profile as stored at that moment.
 
 use std::collections::HashMap;
@@ -15,7 +16,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Notify;
 
@@ -42,6 +42,43 @@ pub struct WorkerConfig {
     pub lease: i64,
 }
 
+/// A send to record, and who waits for it to be recorded.
+type SentRecord = (
+    Claimed,
+    String,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
+
+/// Records accepted sends as soon as possible, grouping those that arrive while the
+/// previous write is running into one transaction (group commit): one message alone is
+/// written at once, and under load one transaction carries many.
+fn start_recorder(store: Store) -> tokio::sync::mpsc::Sender<SentRecord> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SentRecord>(4096);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < 1000 {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let rows: Vec<(Claimed, String)> = batch
+                .iter()
+                .map(|(d, m, _)| (d.clone(), m.clone()))
+                .collect();
+            let result = store
+                .deliveries_sent(&rows)
+                .await
+                .map_err(|e| e.to_string());
+            for (_, _, ack) in batch {
+                let _ = ack.send(result.clone());
+            }
+        }
+    });
+    tx
+}
+
 /// Sends what is due. Cheap to clone; clones share the wake-up signal and the throttle.
 #[derive(Clone)]
 pub struct Worker {
@@ -53,6 +90,7 @@ pub struct Worker {
     config: WorkerConfig,
     wake: Arc<Notify>,
     throttle: Option<Arc<DefaultDirectRateLimiter>>,
+    recorder: tokio::sync::mpsc::Sender<SentRecord>,
 }
 
 /// What happened to one delivery.
@@ -78,6 +116,7 @@ impl Worker {
             .rate
             .and_then(NonZeroU32::new)
             .map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r))));
+        let recorder = start_recorder(store.clone());
         Worker {
             store,
             site,
@@ -87,6 +126,7 @@ impl Worker {
             config,
             wake: Arc::new(Notify::new()),
             throttle,
+            recorder,
         }
     }
 
@@ -163,24 +203,41 @@ impl Worker {
         let profiles = self.store.profiles_by_ids(&ids).await?;
         let events = self.store.event_summaries(&ids).await?;
         let n = batch.len();
-        let results: Vec<Result<Outcome, StoreError>> = futures_util::stream::iter(batch)
-            .map(|d| {
-                let site = site.clone();
-                let profiles = &profiles;
-                let events = &events;
-                async move {
-                    self.deliver(&site, &d, profiles.get(&d.profile_id), events)
-                        .await
-                }
-            })
-            .buffer_unordered(self.config.concurrency)
-            .collect()
-            .await;
-        renew.abort();
-        for r in results {
-            r?;
+        // Each delivery is its own task, so rendering spreads over every core; more are in
+        // flight than there are SMTP connections, so rendering and recording overlap with
+        // sending (the transport's pool bounds the connections).
+        let profiles = Arc::new(profiles);
+        let events = Arc::new(events);
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency * 4));
+        let mut tasks = tokio::task::JoinSet::new();
+        for d in batch {
+            let permit = slots.clone().acquire_owned().await.expect("never closed");
+            let (worker, site, profiles, events) =
+                (self.clone(), site.clone(), profiles.clone(), events.clone());
+            tasks.spawn(async move {
+                let _permit = permit;
+                worker
+                    .deliver(&site, &d, profiles.get(&d.profile_id), &events)
+                    .await
+            });
         }
-        Ok(n)
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => first_error = first_error.or(Some(e)),
+                Err(e) => {
+                    first_error = first_error.or(Some(StoreError::Corrupt(format!(
+                        "a delivery task failed: {e}"
+                    ))))
+                }
+            }
+        }
+        renew.abort();
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
     }
 
     async fn deliver(
@@ -262,8 +319,18 @@ impl Worker {
         }
         match self.transport.send(composed.message).await {
             Ok(()) => {
-                self.store.delivery_sent(d, &composed.message_id).await?;
-                Ok(Outcome::Sent)
+                let (ack, recorded) = tokio::sync::oneshot::channel();
+                let queued = self
+                    .recorder
+                    .send((d.clone(), composed.message_id.clone(), ack))
+                    .await;
+                match (queued, recorded.await) {
+                    (Ok(()), Ok(Ok(()))) => Ok(Outcome::Sent),
+                    (_, Ok(Err(e))) => {
+                        Err(StoreError::Corrupt(format!("recording a send failed: {e}")))
+                    }
+                    _ => Err(StoreError::Corrupt("the send recorder stopped".into())),
+                }
             }
             Err(e) if e.permanent => {
                 tracing::warn!(delivery = d.id, profile = profile.id, error = %e, "refused for good: address marked bounced");

@@ -252,26 +252,59 @@ impl Store {
             .rows_affected())
     }
 
-    /// Records a send the mail server accepted, and its `sent` event.
-    pub async fn delivery_sent(&self, d: &Claimed, message_id: &str) -> Result<(), StoreError> {
+    /// Records sends the mail server accepted, with their `sent` events, in one
+    /// transaction (the worker groups the sends that finish while the previous write runs).
+    pub async fn deliveries_sent(&self, sent: &[(Claimed, String)]) -> Result<(), StoreError> {
+        if sent.is_empty() {
+            return Ok(());
+        }
         let at = now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE deliveries SET status = 'sent', message_id = $2, sent_at = $3, lease_until = NULL, last_error = NULL WHERE id = $1")
-            .bind(d.id)
-            .bind(message_id)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, created_at) VALUES ($1, 'sent', $2, $3, $4, $5)",
-        )
-        .bind(d.profile_id)
-        .bind(&d.campaign)
-        .bind(d.run_id)
-        .bind(d.id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+        // One UPDATE per hundred: `UPDATE ... FROM (VALUES ...)` reads the same on SQLite
+        // (3.33+) and PostgreSQL, whose VALUES columns are both named column1, column2.
+        for chunk in sent.chunks(100) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${})", i * 2 + 2, i * 2 + 3))
+                .collect();
+            let sql = format!(
+                "UPDATE deliveries SET status = 'sent', message_id = v.column2, sent_at = $1, lease_until = NULL, \
+                 last_error = NULL FROM (VALUES {}) AS v WHERE deliveries.id = v.column1",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(at);
+            for (d, message_id) in chunk {
+                q = q.bind(d.id).bind(message_id.as_str());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in sent.chunks(100) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "(${}, 'sent', ${}, ${}, ${}, ${})",
+                        i * 5 + 1,
+                        i * 5 + 2,
+                        i * 5 + 3,
+                        i * 5 + 4,
+                        i * 5 + 5
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, created_at) VALUES {}",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (d, _) in chunk {
+                q = q
+                    .bind(d.profile_id)
+                    .bind(d.campaign.as_str())
+                    .bind(d.run_id)
+                    .bind(d.id)
+                    .bind(at);
+            }
+            q.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

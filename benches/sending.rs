@@ -1,0 +1,324 @@
+//! End-to-end sending against Postfix's smtp-sink on loopback, beside the raw rate of bare
+//! lettre connections to the same sink measured in the same run.
+//!
+//! 1. raw: 8/16/32 lettre `AsyncSmtpConnection`s (TCP_NODELAY) sending one prebuilt
+//!    newsletter-sized message as fast as the sink takes it, 3 s each;
+//! 2. end to end: PROFILES (default 100,000) subscribed profiles in SQLite, `rapport run
+//!    newsletter` (three sections, personalised, CSS inlined, text part), then a release
+//!    `rapport serve` sends them all: messages/s from start to the last delivery recorded,
+//!    and the serve process's peak RSS (VmHWM);
+//! 3. welcome latency: 200 people confirm over HTTP; time from the confirmation page's
+//!    response to the welcome landing at the sink (p50, p99).
+//!
+//! Run: `cargo build --release && cargo bench --bench sending` (needs smtp-sink).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::extension::ClientId;
+use rapport::profile::{Answers, Email, Status};
+use rapport::store::Store;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Kill(std::process::Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sink(port: u16, dump: Option<&Path>) -> Kill {
+    let mut cmd = Command::new("/usr/sbin/smtp-sink");
+    cmd.args(["-u", "nobody"]);
+    if let Some(d) = dump {
+        cmd.arg("-d").arg(format!("{}/%M.", d.display()));
+    }
+    cmd.arg(format!("127.0.0.1:{port}"))
+        .arg("1024")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let k = Kill(cmd.spawn().expect("smtp-sink (apt-get install postfix)"));
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    k
+}
+
+async fn raw_rate(port: u16, conns: usize, message: &lettre::Message) -> f64 {
+    let bytes = message.formatted();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let bytes = bytes.clone();
+        let envelope = message.envelope().clone();
+        tasks.push(tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            tcp.set_nodelay(true).unwrap();
+            let mut c = AsyncSmtpConnection::connect_with_transport(
+                Box::new(tcp),
+                &ClientId::Domain("contoso.example".into()),
+            )
+            .await
+            .unwrap();
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                c.send(&envelope, &bytes).await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total as f64 / 3.0
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+#[tokio::main]
+async fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = root.join("target/release/rapport");
+    assert!(
+        bin.exists(),
+        "build the release binary first: cargo build --release"
+    );
+    let n: usize = std::env::var("PROFILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let pool: usize = std::env::var("POOL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let port = free_port();
+    let _sink = sink(port, None);
+
+    // A message of the size rapport sends: the example newsletter for one person.
+    let site = rapport::site::Site::load(root).unwrap();
+    let campaign = site.campaign("newsletter").unwrap();
+    let profile = rapport::profile::Profile {
+        id: 1,
+        email: Email::parse("ann@example.com").unwrap(),
+        status: Status::Subscribed,
+        answers: Answers {
+            name: Some("Ann Lee".into()),
+            ..Answers::default()
+        },
+        confirm_nonce: None,
+        created_at: 0,
+        updated_at: 0,
+    };
+    let signer = rapport::track::Signer::new(b"bench secret bench secret bench!");
+    let links = rapport::track::personal_links(
+        &signer,
+        "https://news.example.com",
+        "hello@contoso.example",
+        1,
+        "newsletter",
+    );
+    let person = site.personalise(
+        campaign,
+        &profile,
+        &rapport::segment::NoFacts,
+        links,
+        1_800_000_000,
+    );
+    let msg = site
+        .campaign_message(
+            campaign,
+            &person,
+            &mut rapport::render::KeepLinks::default(),
+        )
+        .unwrap()
+        .message;
+    println!("message size: {} bytes", msg.formatted().len());
+    for conns in [8, 16, 32] {
+        println!(
+            "raw lettre, {conns} connections: {:.0} msg/s",
+            raw_rate(port, conns, &msg).await
+        );
+    }
+
+    // End to end.
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let store = Store::connect(&db).await.unwrap();
+    store.migrate().await.unwrap();
+    let engagements = ["learner", "connector", "collaborator"];
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let a = Answers {
+            name: Some(format!("Person{i} Example")),
+            employees: Some((i % 200) as i64 + 1),
+            engagement: Some(engagements[i % 3].to_string()),
+            ..Answers::default()
+        };
+        batch.push((Email::parse(&format!("p{i}@bench.example")).unwrap(), a));
+        if batch.len() == 10_000 || i + 1 == n {
+            store
+                .insert_profiles(&batch, Status::Subscribed, "bench")
+                .await
+                .unwrap();
+            batch.clear();
+        }
+    }
+    let out = Command::new(&bin)
+        .arg("--dir")
+        .arg(root)
+        .args(["--database-url", &db, "run", "newsletter"])
+        .output()
+        .unwrap();
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    let run_id = store.runs_of("newsletter").await.unwrap()[0].0;
+    let bind = format!("127.0.0.1:{}", free_port());
+    let t = Instant::now();
+    let serve = Kill(
+        Command::new(&bin)
+            .arg("--dir")
+            .arg(root)
+            .args(["--database-url", &db, "serve", "--bind", &bind])
+            .env("RAPPORT_SMTP_URL", format!("smtp://127.0.0.1:{port}"))
+            .env("RAPPORT_SMTP_POOL", pool.to_string())
+            .env("RAPPORT_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = serve.0.id();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let p = store.run_progress(run_id).await.unwrap();
+        if p.finished() {
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "end to end: {} sent, {} failed in {secs:.1} s: {:.0} msg/s (pool {pool}); serve peak RSS {:.1} MB",
+                p.sent,
+                p.failed,
+                p.sent as f64 / secs,
+                peak_rss_mb(pid)
+            );
+            break;
+        }
+    }
+    drop(serve);
+
+    // Welcome latency: confirmation page answered -> welcome accepted by the sink (it
+    // writes each message once the transaction is over, i.e. at its 250).
+    let dump = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dump.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let wport = free_port();
+    let _wsink = sink(wport, Some(dump.path()));
+    let bind = format!("127.0.0.1:{}", free_port());
+    let _serve = Kill(
+        Command::new(&bin)
+            .arg("--dir")
+            .arg(root)
+            .args(["--database-url", &db, "serve", "--bind", &bind])
+            .env("RAPPORT_SMTP_URL", format!("smtp://127.0.0.1:{wport}"))
+            .env("RAPPORT_SUBSCRIBE_LIMIT", "off")
+            .env("RAPPORT_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let files = |dir: &Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    };
+    let client = reqwest::Client::new();
+    let mut latencies = Vec::new();
+    for i in 0..200 {
+        let email = format!("w{i}@latency.example");
+        client
+            .post(format!("http://{bind}/subscribe"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("email={email}&name=Wil&consent=yes"))
+            .send()
+            .await
+            .unwrap();
+        let link = loop {
+            let found = files(dump.path())
+                .into_iter()
+                .filter_map(|p| std::fs::read(p).ok())
+                .find_map(|raw| {
+                    let mail = mailparse::parse_mail(&raw).ok()?;
+                    let html = mail
+                        .subparts
+                        .iter()
+                        .find(|p| p.ctype.mimetype == "text/html")?
+                        .get_body()
+                        .ok()?;
+                    if !html.contains(&email) {
+                        return None;
+                    }
+                    let start = html.find("/confirm/")?;
+                    let end = start + html[start..].find('"')?;
+                    Some(html[start..end].to_string())
+                });
+            if let Some(l) = found {
+                break l;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let before: std::collections::HashSet<_> = files(dump.path()).into_iter().collect();
+        client
+            .get(format!("http://{bind}{link}"))
+            .send()
+            .await
+            .unwrap();
+        let t0 = Instant::now();
+        loop {
+            let welcome = files(dump.path())
+                .into_iter()
+                .filter(|p| !before.contains(p))
+                .any(|p| std::fs::read_to_string(p).is_ok_and(|m| m.contains("Subject: Welcome")));
+            if welcome {
+                latencies.push(t0.elapsed());
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "welcome never came");
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+    }
+    latencies.sort();
+    println!(
+        "welcome latency (confirmation page answered -> welcome at the SMTP sink), 200 people: p50 {:.1} ms, p99 {:.1} ms",
+        latencies[latencies.len() / 2].as_secs_f64() * 1000.0,
+        latencies[latencies.len() * 99 / 100].as_secs_f64() * 1000.0
+    );
+}
