@@ -334,6 +334,7 @@ async fn status_and_unless_are_checked_right_before_sending(db: Db) {
                 source: "test".into(),
                 ..Default::default()
             },
+            None,
         )
         .await
         .unwrap();

@@ -50,6 +50,14 @@ const BUILTIN: &[(&str, &str)] = &[
         "footer",
         include_str!("../../templates/partials/footer.hbs"),
     ),
+    (
+        "pages/unsubscribe",
+        include_str!("../../templates/pages/unsubscribe.hbs"),
+    ),
+    (
+        "pages/feedback",
+        include_str!("../../templates/pages/feedback.hbs"),
+    ),
 ];
 
 /// The folder of templates inside the project directory.

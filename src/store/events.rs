@@ -84,6 +84,39 @@ impl Store {
         Ok(out)
     }
 
+    /// Records a "was this useful?" vote (`yes` / `no`) or a comment for a campaign.
+    pub async fn record_feedback(
+        &self,
+        profile_id: i64,
+        campaign: &str,
+        value: &str,
+        user_agent: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO events (profile_id, kind, campaign, value, user_agent, created_at) VALUES ($1, 'feedback', $2, $3, $4, $5)")
+            .bind(profile_id)
+            .bind(campaign)
+            .bind(value)
+            .bind(user_agent)
+            .bind(super::now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The feedback a profile gave: (campaign, value), oldest first.
+    pub async fn feedback_of(
+        &self,
+        profile_id: i64,
+    ) -> Result<Vec<(Option<String>, Option<String>)>, StoreError> {
+        let rows = sqlx::query("SELECT campaign, value FROM events WHERE profile_id = $1 AND kind = 'feedback' ORDER BY id")
+            .bind(profile_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
     /// Records one event (tests and the demo use it; sending and tracking record their own).
     pub async fn record_event(
         &self,

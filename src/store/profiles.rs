@@ -289,8 +289,14 @@ impl Store {
 
     /// Takes a profile off the list: status `unsubscribed`, the confirmation nonce cleared
     /// (old confirmation links stop working) and an `opt_out` consent record. Returns
-    /// false when the profile was already unsubscribed (idempotent) or does not exist.
-    pub async fn unsubscribe(&self, id: i64, meta: &ConsentMeta) -> Result<bool, StoreError> {
+    /// false when the profile was already unsubscribed (idempotent) or does not exist. An
+    /// `unsubscribe` event names the campaign whose link was used, for response rates.
+    pub async fn unsubscribe(
+        &self,
+        id: i64,
+        meta: &ConsentMeta,
+        campaign: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let at = now();
         let mut tx = self.pool.begin().await?;
         let changed: Option<i64> = sqlx::query_scalar(
@@ -303,6 +309,13 @@ impl Store {
         .await?;
         if changed.is_some() {
             insert_consent(&mut *tx, id, "opt_out", meta, at).await?;
+            sqlx::query("INSERT INTO events (profile_id, kind, campaign, user_agent, created_at) VALUES ($1, 'unsubscribe', $2, $3, $4)")
+                .bind(id)
+                .bind(campaign)
+                .bind(meta.user_agent.as_deref())
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(changed.is_some())

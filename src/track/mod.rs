@@ -8,7 +8,8 @@ use crate::render::PersonalLinks;
 
 /// The links every campaign message carries for one recipient: profile centre,
 /// unsubscribe (page and `List-Unsubscribe` mailto) and the "was this useful?" votes.
-/// Feedback tokens name the campaign in their nonce so a vote counts for the right one.
+/// Unsubscribe and feedback tokens name the campaign in their nonce, so that an
+/// unsubscribe or a vote counts for the campaign it came from.
 pub fn personal_links(
     signer: &Signer,
     public_url: &str,
@@ -17,7 +18,7 @@ pub fn personal_links(
     campaign: &str,
 ) -> PersonalLinks {
     let profile = signer.sign(Purpose::Profile, profile_id, None, "");
-    let unsubscribe = signer.sign(Purpose::Unsubscribe, profile_id, None, "");
+    let unsubscribe = signer.sign(Purpose::Unsubscribe, profile_id, None, campaign);
     let feedback = signer.sign(Purpose::Feedback, profile_id, None, campaign);
     PersonalLinks {
         profile_url: format!("{public_url}/profile/{profile}"),

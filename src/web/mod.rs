@@ -6,6 +6,7 @@ mod client;
 mod error;
 mod pages;
 mod public;
+mod tracking;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -221,6 +222,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/profile/{token}",
             get(public::profile).post(public::profile_update),
+        )
+        .route(
+            "/unsubscribe/{token}",
+            get(tracking::unsubscribe_page).post(tracking::unsubscribe),
+        )
+        .route(
+            "/feedback/{token}",
+            get(tracking::feedback).post(tracking::feedback_comment),
         )
         .route("/healthz", get(public::healthz))
         .fallback(public::not_found)

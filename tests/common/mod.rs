@@ -280,10 +280,12 @@ impl Mail {
 
     /// The first link in the HTML part whose URL contains `marker`, as a full URL.
     pub fn link(&self, marker: &str) -> Option<String> {
-        let start = self.html.find(marker)?;
-        let begin = self.html[..start].rfind("href=\"")? + 6;
-        let end = begin + self.html[begin..].find('"')?;
-        Some(self.html[begin..end].replace("&amp;", "&"))
+        // Attribute values as a browser reads them (Handlebars escapes `=` as `&#x3D;`).
+        let html = html_escape::decode_html_entities(&self.html);
+        let start = html.find(marker)?;
+        let begin = html[..start].rfind("href=\"")? + 6;
+        let end = begin + html[begin..].find('"')?;
+        Some(html[begin..end].to_string())
     }
 }
 

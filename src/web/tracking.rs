@@ -1,0 +1,197 @@
+//! The links every campaign email carries back to us: unsubscribe (a page with one button,
+//! and RFC 8058 one-click POSTs from mail clients) and "was this useful? yes / no".
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::json;
+
+use super::client::{client_ip, user_agent};
+use super::pages;
+use super::public::Token;
+use super::{AppError, AppState};
+use crate::profile::{Profile, Status};
+use crate::store::{ConsentMeta, now};
+use crate::track::{Claims, Purpose};
+
+type PageResult = Result<Response, AppError>;
+
+/// The profile and claims behind a token of `purpose`; `None` for any refused token.
+async fn owner(
+    state: &AppState,
+    purpose: Purpose,
+    token: &str,
+) -> Result<Option<(Profile, Claims)>, AppError> {
+    let Ok(claims) = state.signer.verify(purpose, token, now()) else {
+        return Ok(None);
+    };
+    Ok(state.store.profile(claims.id).await?.map(|p| (p, claims)))
+}
+
+/// `GET /unsubscribe/{token}`: one button, so that link scanners following the link do not
+/// unsubscribe anyone.
+pub async fn unsubscribe_page(State(state): State<AppState>, Token(token): Token) -> PageResult {
+    let site = state.site();
+    let Some((profile, _)) = owner(&state, Purpose::Unsubscribe, &token).await? else {
+        return pages::not_found(&site);
+    };
+    if profile.status == Status::Unsubscribed {
+        return pages::message(
+            &site,
+            StatusCode::OK,
+            "You are unsubscribed",
+            &[&format!("{} gets no more emails from us.", profile.email)],
+            None,
+        );
+    }
+    pages::page(
+        &site,
+        StatusCode::OK,
+        "pages/unsubscribe",
+        json!({
+            "title": "Unsubscribe",
+            "heading": "Unsubscribe",
+            "email": profile.email.as_str(),
+            "action": format!("/unsubscribe/{token}"),
+        }),
+    )
+}
+
+/// `POST /unsubscribe/{token}`: the page's button, or a mail client's one-click request
+/// (body `List-Unsubscribe=One-Click`). Immediate, recorded as consent, idempotent.
+pub async fn unsubscribe(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Token(token): Token,
+    body: Result<Bytes, BytesRejection>,
+) -> PageResult {
+    let site = state.site();
+    let Some((profile, claims)) = owner(&state, Purpose::Unsubscribe, &token).await? else {
+        return pages::not_found(&site);
+    };
+    let one_click = body.as_deref().is_ok_and(|b| {
+        form_urlencoded::parse(b).any(|(k, v)| k == "List-Unsubscribe" && v == "One-Click")
+    });
+    let meta = ConsentMeta {
+        source: if one_click {
+            "list-unsubscribe-one-click"
+        } else {
+            "unsubscribe-page"
+        }
+        .into(),
+        ip: Some(client_ip(peer, &headers, state.settings.trust_proxy).to_string()),
+        user_agent: user_agent(&headers),
+        form_version: None,
+    };
+    let campaign = (!claims.nonce.is_empty()).then_some(claims.nonce.as_str());
+    if state.store.unsubscribe(profile.id, &meta, campaign).await? {
+        tracing::info!(profile_id = profile.id, one_click, "unsubscribed");
+    }
+    pages::message(
+        &site,
+        StatusCode::OK,
+        "You are unsubscribed",
+        &[&format!(
+            "{} gets no more emails from us. If this was a mistake, subscribe again from the sign-up form.",
+            profile.email
+        )],
+        Some(("/", "Sign-up form")),
+    )
+}
+
+/// `GET /feedback/{token}?v=yes|no`: records the vote and thanks, with a comment box.
+pub async fn feedback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Token(token): Token,
+    RawQuery(query): RawQuery,
+) -> PageResult {
+    let site = state.site();
+    let Some((profile, claims)) = owner(&state, Purpose::Feedback, &token).await? else {
+        return pages::not_found(&site);
+    };
+    let vote = query
+        .as_deref()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "v"))
+        .map(|(_, v)| v.into_owned());
+    let Some(vote) = vote.filter(|v| v == "yes" || v == "no") else {
+        return pages::message(
+            &site,
+            StatusCode::BAD_REQUEST,
+            "That answer is not one we know",
+            &["This link takes v=yes or v=no. Please use the links in the email."],
+            None,
+        );
+    };
+    state
+        .store
+        .record_feedback(
+            profile.id,
+            &claims.nonce,
+            &vote,
+            user_agent(&headers).as_deref(),
+        )
+        .await?;
+    pages::page(
+        &site,
+        StatusCode::OK,
+        "pages/feedback",
+        json!({
+            "title": "Thank you",
+            "heading": "Thank you for telling us",
+            "useful": vote == "yes",
+            "action": format!("/feedback/{token}"),
+        }),
+    )
+}
+
+/// `POST /feedback/{token}`: the optional comment after a vote (2,000 characters at most).
+pub async fn feedback_comment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Token(token): Token,
+    body: Result<Bytes, BytesRejection>,
+) -> PageResult {
+    let site = state.site();
+    let Some((profile, claims)) = owner(&state, Purpose::Feedback, &token).await? else {
+        return pages::not_found(&site);
+    };
+    let comment = body
+        .ok()
+        .and_then(|b| {
+            form_urlencoded::parse(&b)
+                .find(|(k, _)| k == "comment")
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    if comment.is_empty() || comment.chars().count() > 2000 {
+        return pages::message(
+            &site,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Your comment was not saved",
+            &["Please write a comment of 1 to 2,000 characters."],
+            None,
+        );
+    }
+    state
+        .store
+        .record_feedback(
+            profile.id,
+            &claims.nonce,
+            &format!("comment: {comment}"),
+            user_agent(&headers).as_deref(),
+        )
+        .await?;
+    pages::message(
+        &site,
+        StatusCode::OK,
+        "Thank you",
+        &["Your comment reached us. A person reads every one."],
+        None,
+    )
+}

@@ -1,0 +1,209 @@
+//! The links in every campaign email: unsubscribe (page and RFC 8058 one-click) and
+//! "was this useful?". On SQLite and PostgreSQL.
+
+mod common;
+
+use common::{Mail, TestApp};
+use rapport::delivery::Transport;
+use rapport::delivery::worker::{Worker, WorkerConfig};
+use rapport::profile::{Answers, Email, Status};
+use rapport::schedule::manual_run;
+use rapport::site::{Site, SiteHandle};
+use rapport::track::Purpose;
+
+on_both_databases!(unsubscribe_page_and_one_click, feedback_votes_and_comments);
+
+/// Three subscribers, a newsletter run sent to an outbox; returns the messages.
+async fn newsletter_to_three(app: &TestApp, outbox: &std::path::Path) -> Vec<Mail> {
+    let rows: Vec<(Email, Answers)> = (0..3)
+        .map(|i| {
+            (
+                Email::parse(&format!("u{i}@example.com")).unwrap(),
+                Answers::default(),
+            )
+        })
+        .collect();
+    app.store
+        .insert_profiles(&rows, Status::Subscribed, "test")
+        .await
+        .unwrap();
+    let site = Site::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+    manual_run(&app.store, &site, site.campaign("newsletter").unwrap())
+        .await
+        .unwrap();
+    let worker = Worker::new(
+        app.store.clone(),
+        SiteHandle::new(site),
+        app.signer.clone(),
+        app.address.clone(),
+        Transport::outbox(outbox).unwrap(),
+        WorkerConfig {
+            batch: 50,
+            concurrency: 2,
+            rate: None,
+            max_attempts: 3,
+            lease: 60,
+        },
+    );
+    assert_eq!(worker.run_once().await.unwrap(), 3);
+    common::read_messages(outbox)
+}
+
+fn to<'a>(mails: &'a [Mail], who: &str) -> &'a Mail {
+    mails.iter().find(|m| m.to.contains(who)).unwrap()
+}
+
+async fn status_of(app: &TestApp, email: &str) -> Status {
+    app.store
+        .profile_by_email(&Email::parse(email).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+}
+
+async fn unsubscribe_page_and_one_click(db: common::Db) {
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_WORKER", "off")]).await else {
+        return;
+    };
+    let outbox = tempfile::tempdir().unwrap();
+    let mails = newsletter_to_three(&app, outbox.path()).await;
+
+    // The page: one button; following the link alone changes nothing (link scanners).
+    let link = to(&mails, "u0@").link("/unsubscribe/").unwrap();
+    let page = app.get(&link).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("u0@example.com") && page.body.contains("<button"));
+    assert_eq!(status_of(&app, "u0@example.com").await, Status::Subscribed);
+    let page = app.post_form(&link, &[]).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("You are unsubscribed"));
+    assert_eq!(
+        status_of(&app, "u0@example.com").await,
+        Status::Unsubscribed
+    );
+    let again = app.post_form(&link, &[]).await;
+    assert_eq!(again.status, 200, "idempotent");
+    let p = app
+        .store
+        .profile_by_email(&Email::parse("u0@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let opt_outs: Vec<_> = app
+        .store
+        .consents(p.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.0 == "opt_out")
+        .collect();
+    assert_eq!(opt_outs.len(), 1);
+    assert_eq!(opt_outs[0].1, "unsubscribe-page");
+
+    // RFC 8058: the List-Unsubscribe URL, POSTed by a mail client.
+    let header = to(&mails, "u1@")
+        .headers
+        .iter()
+        .find(|(k, _)| k == "List-Unsubscribe")
+        .unwrap()
+        .1
+        .clone();
+    let url = header
+        .split('<')
+        .nth(1)
+        .unwrap()
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = app
+        .post_form(&url, &[("List-Unsubscribe", "One-Click")])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        status_of(&app, "u1@example.com").await,
+        Status::Unsubscribed
+    );
+    let p = app
+        .store
+        .profile_by_email(&Email::parse("u1@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        app.store
+            .consents(p.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.1 == "list-unsubscribe-one-click")
+    );
+
+    // Tampered or foreign tokens: 404, nothing changes.
+    let token = link.rsplit('/').next().unwrap();
+    let mut bad = token.to_string().into_bytes();
+    bad[5] = if bad[5] == b'A' { b'B' } else { b'A' };
+    let bad = String::from_utf8(bad).unwrap();
+    let p2 = app
+        .store
+        .profile_by_email(&Email::parse("u2@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let profile_token = app.signer.sign(Purpose::Profile, p2.id, None, "");
+    for path in [
+        format!("/unsubscribe/{bad}"),
+        format!("/unsubscribe/{profile_token}"),
+    ] {
+        assert_eq!(app.post_form(&path, &[]).await.status, 404, "{path}");
+        assert_eq!(app.get(&path).await.status, 404, "{path}");
+    }
+    assert_eq!(status_of(&app, "u2@example.com").await, Status::Subscribed);
+
+    // No further email: the next run leaves them out.
+    let site = Site::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let next = manual_run(&app.store, &site, site.campaign("newsletter").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(next.recipients, 1);
+}
+
+async fn feedback_votes_and_comments(db: common::Db) {
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_WORKER", "off")]).await else {
+        return;
+    };
+    let outbox = tempfile::tempdir().unwrap();
+    let mails = newsletter_to_three(&app, outbox.path()).await;
+    let yes = to(&mails, "u0@").link("?v=yes").unwrap();
+    let page = app.get(&yes).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("glad it helped") && page.body.contains("name=\"comment\""));
+    let maybe = yes.replace("v=yes", "v=maybe");
+    assert_eq!(app.get(&maybe).await.status, 400);
+    let action = yes.split('?').next().unwrap().to_string();
+    let r = app
+        .post_form(&action, &[("comment", "More on hiring, please")])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(app.post_form(&action, &[("comment", "")]).await.status, 422);
+    let p = app
+        .store
+        .profile_by_email(&Email::parse("u0@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let given = app.store.feedback_of(p.id).await.unwrap();
+    assert_eq!(
+        given,
+        vec![
+            (Some("newsletter".into()), Some("yes".into())),
+            (
+                Some("newsletter".into()),
+                Some("comment: More on hiring, please".into())
+            ),
+        ]
+    );
+    let tampered = yes.replace("/feedback/A", "/feedback/B");
+    assert_eq!(app.get(&tampered).await.status, 404);
+}
