@@ -72,7 +72,7 @@ async fn wait_progress(
     run_id: i64,
     done: impl Fn(&rapport::store::RunProgress) -> bool,
 ) -> rapport::store::RunProgress {
-    for _ in 0..200 {
+    for _ in 0..800 {
         let p = app.store.run_progress(run_id).await.unwrap();
         if done(&p) {
             return p;

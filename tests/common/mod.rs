@@ -178,7 +178,7 @@ impl TestApp {
 
     /// Waits until the outbox holds `n` messages and returns them.
     pub async fn wait_for_messages(&self, n: usize) -> Vec<Mail> {
-        for _ in 0..100 {
+        for _ in 0..400 {
             let m = self.outbox_messages();
             if m.len() >= n {
                 return m;
@@ -193,7 +193,7 @@ impl TestApp {
 
     /// Waits for an outbox message that `pred` accepts.
     pub async fn wait_for_mail(&self, pred: impl Fn(&Mail) -> bool) -> Mail {
-        for _ in 0..100 {
+        for _ in 0..400 {
             if let Some(m) = self.outbox_messages().into_iter().find(|m| pred(m)) {
                 return m;
             }

@@ -116,7 +116,7 @@ impl SmtpSink {
 
     /// Waits until `n` messages have arrived.
     pub async fn wait_for(&self, n: usize) -> Vec<Mail> {
-        for _ in 0..200 {
+        for _ in 0..800 {
             let m = self.messages();
             if m.len() >= n {
                 return m;
