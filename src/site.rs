@@ -117,6 +117,15 @@ impl Site {
         let r = self
             .templates
             .render_campaign(campaign, &self.project.sender, person, seam)?;
+        self.compose_rendered(person, r)
+    }
+
+    /// Wraps a rendered campaign message for its recipient, with `List-Unsubscribe` headers.
+    pub fn compose_rendered(
+        &self,
+        person: &crate::render::Personal<'_>,
+        r: crate::render::Rendered,
+    ) -> Result<crate::render::Composed, CampaignMessageError> {
         let headers = [
             (
                 "List-Unsubscribe",

@@ -11,15 +11,30 @@ use rapport::schedule::manual_run;
 use rapport::site::{Site, SiteHandle};
 use rapport::track::Purpose;
 
-on_both_databases!(unsubscribe_page_and_one_click, feedback_votes_and_comments);
+on_both_databases!(
+    unsubscribe_page_and_one_click,
+    feedback_votes_and_comments,
+    clicks_and_opens
+);
 
 /// Three subscribers, a newsletter run sent to an outbox; returns the messages.
 async fn newsletter_to_three(app: &TestApp, outbox: &std::path::Path) -> Vec<Mail> {
+    // u0 and u1 are small learners (the training section); u1 also clicked community and
+    // expert links before, so it gets all three sections; u2 answered nothing.
+    let learner = Answers {
+        engagement: Some("learner".into()),
+        employees: Some(10),
+        ..Answers::default()
+    };
     let rows: Vec<(Email, Answers)> = (0..3)
         .map(|i| {
             (
                 Email::parse(&format!("u{i}@example.com")).unwrap(),
-                Answers::default(),
+                if i < 2 {
+                    learner.clone()
+                } else {
+                    Answers::default()
+                },
             )
         })
         .collect();
@@ -27,6 +42,25 @@ async fn newsletter_to_three(app: &TestApp, outbox: &std::path::Path) -> Vec<Mai
         .insert_profiles(&rows, Status::Subscribed, "test")
         .await
         .unwrap();
+    let u1 = app
+        .store
+        .profile_by_email(&rows[1].0)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    for tag in ["community", "experts"] {
+        app.store
+            .record_event(
+                u1,
+                rapport::store::EventKind::Click,
+                Some("welcome"),
+                Some(tag),
+                rapport::store::now(),
+            )
+            .await
+            .unwrap();
+    }
     let site = Site::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
     manual_run(&app.store, &site, site.campaign("newsletter").unwrap())
         .await
@@ -206,4 +240,148 @@ async fn feedback_votes_and_comments(db: common::Db) {
     );
     let tampered = yes.replace("/feedback/A", "/feedback/B");
     assert_eq!(app.get(&tampered).await.status, 404);
+}
+
+const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+
+async fn hits(app: &TestApp) -> Vec<(String, Option<String>, i64)> {
+    let raw = common::raw_pool(&app.database_url).await;
+    sqlx::query_as("SELECT kind, tag, automated FROM events WHERE kind IN ('click', 'open') AND delivery_id IS NOT NULL ORDER BY id")
+        .fetch_all(&raw)
+        .await
+        .unwrap()
+}
+
+async fn clicks_and_opens(db: common::Db) {
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_WORKER", "off")]).await else {
+        return;
+    };
+    let outbox = tempfile::tempdir().unwrap();
+    let mails = newsletter_to_three(&app, outbox.path()).await;
+    // As if sent an hour ago: hits right after sending count as automated.
+    let raw = common::raw_pool(&app.database_url).await;
+    sqlx::query("UPDATE deliveries SET sent_at = sent_at - 3600")
+        .execute(&raw)
+        .await
+        .unwrap();
+
+    let mail = to(&mails, "u0@");
+    assert!(
+        !mail.html.contains("href=\"https://learn.contoso.example"),
+        "links are tracked"
+    );
+    assert!(
+        mail.text.contains("/c/"),
+        "in the text part too: {}",
+        mail.text
+    );
+    let link = mail.link("/c/").unwrap();
+    let click = |url: String, ua: &'static str| {
+        let client = app.client.clone();
+        async move {
+            client
+                .get(url)
+                .header("user-agent", ua)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = click(link.clone(), BROWSER).await;
+    assert_eq!(r.status().as_u16(), 302);
+    let target = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(target.starts_with("https://"), "{target}");
+    // A URL in the request is never followed.
+    let r = click(format!("{link}?url=https://evil.example/"), BROWSER).await;
+    assert_eq!(r.headers()["location"].to_str().unwrap(), target);
+    // Scanners and HEAD requests are recorded but flagged.
+    click(link.clone(), "Mozilla/5.0 (compatible; Barracuda Sentinel)").await;
+    let head = app
+        .client
+        .head(&link)
+        .header("user-agent", BROWSER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status().as_u16(), 302);
+    let h = hits(&app).await;
+    assert_eq!(
+        h.iter().map(|x| x.2).collect::<Vec<_>>(),
+        [0, 0, 1, 1],
+        "{h:?}"
+    );
+    assert_eq!(
+        (h[0].0.as_str(), h[0].1.as_deref()),
+        ("click", Some("training"))
+    );
+    // The person's training click started the training follow-up, once.
+    let runs = app.store.runs_of("training-follow-up").await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(app.store.run_progress(runs[0].0).await.unwrap().queued, 1);
+
+    // Opens: a GIF nobody caches.
+    let pixel = mail
+        .html
+        .split("/o/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = app
+        .client
+        .get(app.url(&format!("/o/{pixel}")))
+        .header("user-agent", BROWSER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "image/gif");
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("no-store")
+    );
+    assert_eq!(r.bytes().await.unwrap().len(), 43);
+    assert_eq!(hits(&app).await.last().unwrap().0, "open");
+
+    // Tampered and wrong-purpose tokens: 404, nothing recorded.
+    let before = hits(&app).await.len();
+    let token = link.rsplit('/').next().unwrap();
+    let mut bad = token.to_string().into_bytes();
+    bad[4] = if bad[4] == b'A' { b'B' } else { b'A' };
+    let bad = String::from_utf8(bad).unwrap();
+    for path in [
+        format!("/c/{bad}"),
+        format!("/o/{token}"),
+        format!("/c/{pixel}"),
+        format!("/c/{}", "A".repeat(3000)),
+    ] {
+        assert_eq!(app.get(&path).await.status, 404, "{path}");
+    }
+    assert_eq!(hits(&app).await.len(), before);
+
+    // A burst of every link of a message at once is a scanner's.
+    let other = to(&mails, "u1@");
+    let links: Vec<String> = other
+        .html
+        .match_indices("/c/")
+        .map(|(i, _)| {
+            let start = other.html[..i].rfind("href=\"").unwrap() + 6;
+            let end = start + other.html[start..].find('"').unwrap();
+            other.html[start..end].to_string()
+        })
+        .collect();
+    assert!(links.len() >= 3, "{links:?}");
+    let before = hits(&app).await.len();
+    for l in &links[..3] {
+        click(l.clone(), BROWSER).await;
+    }
+    let h = hits(&app).await;
+    assert!(
+        h[before..].iter().all(|x| x.2 == 1),
+        "every link of a message at once: automated {h:?}"
+    );
 }

@@ -25,7 +25,7 @@ use crate::render::KeepLinks;
 use crate::segment::{EVERYONE, EventFacts};
 use crate::site::{Site, SiteHandle};
 use crate::store::{Claimed, EventSummary, Store, StoreError, now};
-use crate::track::{Signer, personal_links};
+use crate::track::{Purpose, Signer, personal_links};
 
 /// Limits of one worker.
 #[derive(Debug, Clone)]
@@ -91,6 +91,8 @@ pub struct Worker {
     wake: Arc<Notify>,
     throttle: Option<Arc<DefaultDirectRateLimiter>>,
     recorder: tokio::sync::mpsc::Sender<SentRecord>,
+    /// (campaign, url, tag) → stored link id, so each link is looked up once per process.
+    links: Arc<std::sync::Mutex<HashMap<(String, String, String), i64>>>,
 }
 
 /// What happened to one delivery.
@@ -127,6 +129,7 @@ impl Worker {
             wake: Arc::new(Notify::new()),
             throttle,
             recorder,
+            links: Arc::new(std::sync::Mutex::new(HashMap::new())),
         }
     }
 
@@ -240,6 +243,84 @@ impl Worker {
         }
     }
 
+    /// Renders the message with tracked links and the open pixel: each link becomes
+    /// `/c/TOKEN` (the delivery and the stored link, signed), so a click can only ever
+    /// redirect to a URL stored here.
+    async fn tracked_message(
+        &self,
+        site: &Site,
+        campaign: &crate::campaign::Campaign,
+        person: &crate::render::Personal<'_>,
+        d: &Claimed,
+    ) -> Result<crate::render::Composed, String> {
+        let mut seam = KeepLinks::default();
+        let marker = |i: usize| format!("{}/c/__rapport_link_{i}__", self.public_url);
+        struct Placeholders<'a> {
+            inner: &'a mut KeepLinks,
+            marker: &'a dyn Fn(usize) -> String,
+        }
+        impl crate::render::LinkSeam for Placeholders<'_> {
+            fn track(&mut self, url: &str, tag: Option<&str>) -> String {
+                self.inner.track(url, tag);
+                (self.marker)(self.inner.links.len() - 1)
+            }
+        }
+        let mut r = site
+            .templates
+            .render_campaign(
+                campaign,
+                &site.project.sender,
+                person,
+                &mut Placeholders {
+                    inner: &mut seam,
+                    marker: &marker,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        for (i, (url, tag)) in seam.links.iter().enumerate().rev() {
+            let tag = tag.as_deref().unwrap_or("");
+            let key = (campaign.id.clone(), url.clone(), tag.to_string());
+            let cached = self
+                .links
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .copied();
+            let link_id = match cached {
+                Some(id) => id,
+                None => {
+                    let id = self
+                        .store
+                        .link_id(&campaign.id, url, tag)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    self.links
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key, id);
+                    id
+                }
+            };
+            let token = self
+                .signer
+                .sign(Purpose::Click, d.id, None, &link_id.to_string());
+            let tracked = format!("{}/c/{token}", self.public_url);
+            // Highest index first, so that link 1 does not match inside link 10.
+            r.html = r.html.replace(&marker(i), &tracked);
+            r.text = r.text.replace(&marker(i), &tracked);
+        }
+        let open = self.signer.sign(Purpose::Open, d.id, None, "");
+        let pixel = format!(
+            "<img src=\"{}/o/{open}\" width=\"1\" height=\"1\" alt=\"\" style=\"display:block;border:0\">",
+            self.public_url
+        );
+        match r.html.rfind("</body>") {
+            Some(at) => r.html.insert_str(at, &pixel),
+            None => r.html.push_str(&pixel),
+        }
+        site.compose_rendered(person, r).map_err(|e| e.to_string())
+    }
+
     async fn deliver(
         &self,
         site: &Site,
@@ -303,7 +384,7 @@ impl Worker {
             &campaign.id,
         );
         let person = site.personalise(campaign, profile, &facts, links, t);
-        let composed = match site.campaign_message(campaign, &person, &mut KeepLinks::default()) {
+        let composed = match self.tracked_message(site, campaign, &person, d).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(delivery = d.id, error = %e, "cannot render; run rapport check");

@@ -7,6 +7,7 @@ mod profiles;
 mod audience;
 mod events;
 mod sending;
+mod tracking;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,6 +19,7 @@ pub use audience::AudienceQuery;
 pub use events::{EventKind, EventSummary};
 pub use profiles::{Confirmation, ConsentMeta, OptIn};
 pub use sending::{Claimed, RunOrigin, RunProgress, STANDING};
+pub use tracking::{DeliveryRef, Hit, Link};
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

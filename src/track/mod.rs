@@ -1,5 +1,7 @@
-//! Tracking: the signed tokens behind every link, and (later) the events they record.
+//! Tracking: the signed tokens behind every link, the links each message carries, and how
+//! automated hits are told from people.
 
+pub mod automated;
 mod token;
 
 pub use token::{Claims, MAX_TOKEN_LEN, Purpose, Signer, TokenError};

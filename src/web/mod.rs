@@ -223,6 +223,8 @@ pub fn router(state: AppState) -> Router {
             "/profile/{token}",
             get(public::profile).post(public::profile_update),
         )
+        .route("/c/{token}", get(tracking::click))
+        .route("/o/{token}", get(tracking::open))
         .route(
             "/unsubscribe/{token}",
             get(tracking::unsubscribe_page).post(tracking::unsubscribe),

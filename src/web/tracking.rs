@@ -195,3 +195,134 @@ pub async fn feedback_comment(
         None,
     )
 }
+
+/// A transparent 1×1 GIF.
+const PIXEL: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+/// The delivery a click or open token names; `None` for any refused token.
+async fn tracked(
+    state: &AppState,
+    purpose: Purpose,
+    token: &str,
+) -> Result<Option<(crate::store::DeliveryRef, Claims)>, AppError> {
+    let Ok(claims) = state.signer.verify(purpose, token, now()) else {
+        return Ok(None);
+    };
+    Ok(state
+        .store
+        .delivery_ref(claims.id)
+        .await?
+        .map(|d| (d, claims)))
+}
+
+/// `GET /c/{token}`: records the click and redirects (302) to the URL stored for that link
+/// when the message was rendered. People's clicks start follow-ups.
+pub async fn click(
+    State(state): State<AppState>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    Token(token): Token,
+) -> PageResult {
+    use crate::track::automated::{ALL_AT_ONCE_LINKS, ALL_AT_ONCE_SECS, looks_automated};
+    let site = state.site();
+    let Some((delivery, claims)) = tracked(&state, Purpose::Click, &token).await? else {
+        return pages::not_found(&site);
+    };
+    let Some(link) = claims
+        .nonce
+        .parse::<i64>()
+        .ok()
+        .map(|id| state.store.link(id))
+    else {
+        return pages::not_found(&site);
+    };
+    let Some(link) = link.await?.filter(|l| l.campaign == delivery.campaign) else {
+        return pages::not_found(&site);
+    };
+    let ua = user_agent(&headers);
+    let t = now();
+    let mut automated = looks_automated(
+        method == axum::http::Method::HEAD,
+        ua.as_deref(),
+        delivery.sent_at.map(|s| t - s),
+    );
+    let hit = crate::store::Hit {
+        delivery: &delivery,
+        link: Some(&link),
+        user_agent: ua.as_deref(),
+        automated,
+    };
+    state.store.record_hit(&hit).await?;
+    if !automated
+        && state
+            .store
+            .links_clicked_since(delivery.id, t - ALL_AT_ONCE_SECS)
+            .await?
+            >= ALL_AT_ONCE_LINKS
+    {
+        state
+            .store
+            .flag_clicks_automated(delivery.id, t - ALL_AT_ONCE_SECS)
+            .await?;
+        automated = true;
+    }
+    if !automated {
+        let tag = (!link.tag.is_empty()).then_some(link.tag.as_str());
+        let what = crate::schedule::Happened::Click {
+            tag,
+            campaign: Some(delivery.campaign.as_str()),
+        };
+        if crate::schedule::trigger(&state.store, &site, delivery.profile_id, what).await? > 0 {
+            state.worker.wake();
+        }
+    }
+    Ok(axum::response::Response::builder()
+        .status(StatusCode::FOUND)
+        .header(axum::http::header::LOCATION, link.url.as_str())
+        .header(axum::http::header::CACHE_CONTROL, "no-store")
+        .body(axum::body::Body::empty())
+        .expect("valid response"))
+}
+
+/// `GET /o/{token}`: a 1×1 GIF that is never cached; records the open.
+pub async fn open(
+    State(state): State<AppState>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    Token(token): Token,
+) -> PageResult {
+    let site = state.site();
+    let Some((delivery, _)) = tracked(&state, Purpose::Open, &token).await? else {
+        return pages::not_found(&site);
+    };
+    let ua = user_agent(&headers);
+    let automated = crate::track::automated::looks_automated(
+        method == axum::http::Method::HEAD,
+        ua.as_deref(),
+        delivery.sent_at.map(|s| now() - s),
+    );
+    state
+        .store
+        .record_hit(&crate::store::Hit {
+            delivery: &delivery,
+            link: None,
+            user_agent: ua.as_deref(),
+            automated,
+        })
+        .await?;
+    Ok(axum::response::Response::builder()
+        .status(StatusCode::OK)
+        .header(axum::http::header::CONTENT_TYPE, "image/gif")
+        .header(
+            axum::http::header::CACHE_CONTROL,
+            "no-store, no-cache, must-revalidate, max-age=0",
+        )
+        .header(axum::http::header::PRAGMA, "no-cache")
+        .header(axum::http::header::EXPIRES, "0")
+        .body(axum::body::Body::from(PIXEL))
+        .expect("valid response"))
+}

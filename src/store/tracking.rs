@@ -1,0 +1,160 @@
+//! Tracked links, clicks and opens.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, now};
+
+/// A stored link of a campaign's messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub id: i64,
+    pub campaign: String,
+    pub url: String,
+    /// Empty when the link had no `data-tag`.
+    pub tag: String,
+}
+
+/// What a click or open is about: the delivery it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRef {
+    pub id: i64,
+    pub profile_id: i64,
+    pub run_id: i64,
+    pub campaign: String,
+    pub sent_at: Option<i64>,
+}
+
+/// One click or open to record.
+#[derive(Debug, Clone)]
+pub struct Hit<'a> {
+    pub delivery: &'a DeliveryRef,
+    pub link: Option<&'a Link>,
+    pub user_agent: Option<&'a str>,
+    /// Looks like a link scanner or a mail-privacy proxy: kept, but out of the rates.
+    pub automated: bool,
+}
+
+impl Store {
+    /// The id of (campaign, url, tag), stored on first use.
+    pub async fn link_id(&self, campaign: &str, url: &str, tag: &str) -> Result<i64, StoreError> {
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO links (campaign, url, tag) VALUES ($1, $2, $3) ON CONFLICT (campaign, url, tag) DO NOTHING RETURNING id",
+        )
+        .bind(campaign)
+        .bind(url)
+        .bind(tag)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(id) = inserted {
+            return Ok(id);
+        }
+        Ok(
+            sqlx::query_scalar(
+                "SELECT id FROM links WHERE campaign = $1 AND url = $2 AND tag = $3",
+            )
+            .bind(campaign)
+            .bind(url)
+            .bind(tag)
+            .fetch_one(&self.pool)
+            .await?,
+        )
+    }
+
+    /// A stored link.
+    pub async fn link(&self, id: i64) -> Result<Option<Link>, StoreError> {
+        let row = sqlx::query("SELECT id, campaign, url, tag FROM links WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Link {
+                id: r.try_get(0)?,
+                campaign: r.try_get(1)?,
+                url: r.try_get(2)?,
+                tag: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The delivery a tracking token names.
+    pub async fn delivery_ref(&self, id: i64) -> Result<Option<DeliveryRef>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, profile_id, run_id, campaign, sent_at FROM deliveries WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(DeliveryRef {
+                id: r.try_get(0)?,
+                profile_id: r.try_get(1)?,
+                run_id: r.try_get(2)?,
+                campaign: r.try_get(3)?,
+                sent_at: r.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a click (with `link`) or an open (without).
+    pub async fn record_hit(&self, hit: &Hit<'_>) -> Result<(), StoreError> {
+        let d = hit.delivery;
+        let (kind, link_id, tag) = match hit.link {
+            Some(l) => (
+                "click",
+                Some(l.id),
+                (!l.tag.is_empty()).then_some(l.tag.as_str()),
+            ),
+            None => ("open", None, None),
+        };
+        sqlx::query(
+            "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, link_id, tag, user_agent, automated, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(d.profile_id)
+        .bind(kind)
+        .bind(d.campaign.as_str())
+        .bind(d.run_id)
+        .bind(d.id)
+        .bind(link_id)
+        .bind(tag)
+        .bind(hit.user_agent)
+        .bind(i64::from(hit.automated))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Flags the clicks of a delivery since `since` as automated (a burst: see
+    /// `track::automated`).
+    pub async fn flag_clicks_automated(
+        &self,
+        delivery_id: i64,
+        since: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE events SET automated = 1 WHERE delivery_id = $1 AND kind = 'click' AND created_at >= $2")
+            .bind(delivery_id)
+            .bind(since)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Distinct links of a delivery clicked since `since` (to spot a scanner that follows
+    /// every link of a message at once).
+    pub async fn links_clicked_since(
+        &self,
+        delivery_id: i64,
+        since: i64,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT link_id) FROM events WHERE delivery_id = $1 AND kind = 'click' AND created_at >= $2",
+        )
+        .bind(delivery_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
