@@ -42,6 +42,9 @@ pub struct WorkerConfig {
     pub lease: i64,
 }
 
+/// (campaign, url, tag) → stored link id.
+type LinkIds = HashMap<(String, String, String), i64>;
+
 /// A send to record, and who waits for it to be recorded.
 type SentRecord = (
     Claimed,
@@ -92,7 +95,7 @@ pub struct Worker {
     throttle: Option<Arc<DefaultDirectRateLimiter>>,
     recorder: tokio::sync::mpsc::Sender<SentRecord>,
     /// (campaign, url, tag) → stored link id, so each link is looked up once per process.
-    links: Arc<std::sync::Mutex<HashMap<(String, String, String), i64>>>,
+    links: Arc<std::sync::Mutex<LinkIds>>,
 }
 
 /// What happened to one delivery.
