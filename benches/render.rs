@@ -63,7 +63,7 @@ fn main() {
             "https://news.example.com",
             "hello@contoso.example",
             profile.id,
-            "newsletter",
+            rapport::track::Origin::Campaign("newsletter"),
         );
         let person = site.personalise(campaign, &profile, &Everything, links, 1_800_000_000);
         assert_eq!(person.sections.len(), 3);

@@ -141,7 +141,7 @@ async fn main() {
         "https://news.example.com",
         "hello@contoso.example",
         1,
-        "newsletter",
+        rapport::track::Origin::Campaign("newsletter"),
     );
     let person = site.personalise(
         campaign,

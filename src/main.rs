@@ -233,8 +233,13 @@ async fn preview(
     let now = rapport::store::now();
     let facts = rapport::segment::EventFacts::load(&store, profile.id, now).await?;
     let mailto = site.project.sender.from.email.to_string();
-    let links =
-        rapport::track::personal_links(&signer, &public_url, &mailto, profile.id, &campaign.id);
+    let links = rapport::track::personal_links(
+        &signer,
+        &public_url,
+        &mailto,
+        profile.id,
+        rapport::track::Origin::Campaign(&campaign.id),
+    );
     let person = site.personalise(campaign, &profile, &facts, links, now);
     let mut seam = rapport::render::KeepLinks::default();
     let composed = site.campaign_message(campaign, &person, &mut seam)?;

@@ -269,9 +269,17 @@ async fn unsubscribed_need_a_fresh_confirmation(app: TestApp) {
         source: "test".into(),
         ..Default::default()
     };
-    assert!(app.store.unsubscribe(p.id, &meta, None).await.unwrap());
     assert!(
-        !app.store.unsubscribe(p.id, &meta, None).await.unwrap(),
+        app.store
+            .unsubscribe(p.id, &meta, &Default::default())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !app.store
+            .unsubscribe(p.id, &meta, &Default::default())
+            .await
+            .unwrap(),
         "idempotent"
     );
 

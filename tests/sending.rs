@@ -334,7 +334,7 @@ async fn status_and_unless_are_checked_right_before_sending(db: Db) {
                 source: "test".into(),
                 ..Default::default()
             },
-            None,
+            &Default::default(),
         )
         .await
         .unwrap();

@@ -384,7 +384,7 @@ impl Worker {
             &self.public_url,
             &mailto,
             profile.id,
-            &campaign.id,
+            crate::track::Origin::Delivery(d.id),
         );
         let person = site.personalise(campaign, profile, &facts, links, t);
         let composed = match self.tracked_message(site, campaign, &person, d).await {

@@ -49,6 +49,14 @@ impl EventKind {
     }
 }
 
+/// Which campaign, run and message an event belongs to (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventOrigin {
+    pub campaign: Option<String>,
+    pub run_id: Option<i64>,
+    pub delivery_id: Option<i64>,
+}
+
 /// The last time a profile did something, per (kind, campaign, tag).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventSummary {
@@ -88,16 +96,21 @@ impl Store {
     pub async fn record_feedback(
         &self,
         profile_id: i64,
-        campaign: &str,
+        origin: &EventOrigin,
         value: &str,
         user_agent: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO events (profile_id, kind, campaign, value, user_agent, created_at) VALUES ($1, 'feedback', $2, $3, $4, $5)")
+        sqlx::query(
+            "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, value, user_agent, created_at) \
+             VALUES ($1, 'feedback', $2, $6, $7, $3, $4, $5)",
+        )
             .bind(profile_id)
-            .bind(campaign)
+            .bind(origin.campaign.as_deref())
             .bind(value)
             .bind(user_agent)
             .bind(super::now())
+            .bind(origin.run_id)
+            .bind(origin.delivery_id)
             .execute(&self.pool)
             .await?;
         Ok(())

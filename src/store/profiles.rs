@@ -295,7 +295,7 @@ impl Store {
         &self,
         id: i64,
         meta: &ConsentMeta,
-        campaign: Option<&str>,
+        origin: &super::EventOrigin,
     ) -> Result<bool, StoreError> {
         let at = now();
         let mut tx = self.pool.begin().await?;
@@ -309,11 +309,16 @@ impl Store {
         .await?;
         if changed.is_some() {
             insert_consent(&mut *tx, id, "opt_out", meta, at).await?;
-            sqlx::query("INSERT INTO events (profile_id, kind, campaign, user_agent, created_at) VALUES ($1, 'unsubscribe', $2, $3, $4)")
+            sqlx::query(
+                "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, user_agent, created_at) \
+                 VALUES ($1, 'unsubscribe', $2, $5, $6, $3, $4)",
+            )
                 .bind(id)
-                .bind(campaign)
+                .bind(origin.campaign.as_deref())
                 .bind(meta.user_agent.as_deref())
                 .bind(at)
+                .bind(origin.run_id)
+                .bind(origin.delivery_id)
                 .execute(&mut *tx)
                 .await?;
         }

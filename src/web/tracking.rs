@@ -32,6 +32,28 @@ async fn owner(
     Ok(state.store.profile(claims.id).await?.map(|p| (p, claims)))
 }
 
+/// The campaign, run and message a token's nonce names (see `track::Origin`).
+async fn event_origin(
+    state: &AppState,
+    nonce: &str,
+) -> Result<crate::store::EventOrigin, AppError> {
+    Ok(match crate::track::origin_of(nonce) {
+        crate::track::Origin::Delivery(id) => match state.store.delivery_ref(id).await? {
+            Some(d) => crate::store::EventOrigin {
+                campaign: Some(d.campaign),
+                run_id: Some(d.run_id),
+                delivery_id: Some(d.id),
+            },
+            None => crate::store::EventOrigin::default(),
+        },
+        crate::track::Origin::Campaign(c) if !c.is_empty() => crate::store::EventOrigin {
+            campaign: Some(c.to_string()),
+            ..Default::default()
+        },
+        crate::track::Origin::Campaign(_) => crate::store::EventOrigin::default(),
+    })
+}
+
 /// `GET /unsubscribe/{token}`: one button, so that link scanners following the link do not
 /// unsubscribe anyone.
 pub async fn unsubscribe_page(State(state): State<AppState>, Token(token): Token) -> PageResult {
@@ -88,8 +110,8 @@ pub async fn unsubscribe(
         user_agent: user_agent(&headers),
         form_version: None,
     };
-    let campaign = (!claims.nonce.is_empty()).then_some(claims.nonce.as_str());
-    if state.store.unsubscribe(profile.id, &meta, campaign).await? {
+    let origin = event_origin(&state, &claims.nonce).await?;
+    if state.store.unsubscribe(profile.id, &meta, &origin).await? {
         tracing::info!(profile_id = profile.id, one_click, "unsubscribed");
     }
     pages::message(
@@ -132,7 +154,7 @@ pub async fn feedback(
         .store
         .record_feedback(
             profile.id,
-            &claims.nonce,
+            &event_origin(&state, &claims.nonce).await?,
             &vote,
             user_agent(&headers).as_deref(),
         )
@@ -182,7 +204,7 @@ pub async fn feedback_comment(
         .store
         .record_feedback(
             profile.id,
-            &claims.nonce,
+            &event_origin(&state, &claims.nonce).await?,
             &format!("comment: {comment}"),
             user_agent(&headers).as_deref(),
         )
