@@ -8,6 +8,7 @@ pub mod config;
 pub mod delivery;
 pub mod profile;
 pub mod render;
+pub mod report;
 pub mod schedule;
 pub mod segment;
 pub mod site;

@@ -66,8 +66,39 @@ enum Command {
         /// Campaign id from campaigns.toml.
         campaign: String,
     },
+    /// Write a report as CSV (to stdout, or -o FILE).
+    #[command(subcommand)]
+    Export(Export),
     /// Apply database migrations and exit.
     Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+enum Export {
+    /// Response rates per campaign, run or segment.
+    ResponseRates {
+        /// One row per campaign, per run, or per campaign and segment.
+        #[arg(long, default_value = "campaign")]
+        by: String,
+        /// First day included (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day included (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        to: Option<String>,
+        /// Write to this file instead of stdout.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
+    /// The opt-in funnel per day.
+    Optin {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -152,6 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 queued.run_id, queued.campaign, queued.recipients
             );
         }
+        Command::Export(export) => export_report(&cli.dir, &settings, export).await?,
         Command::Migrate => {
             let store = Store::connect(&settings.database_url).await?;
             store.migrate().await?;
@@ -266,6 +298,59 @@ async fn preview(
             profile.status.as_str()
         );
     }
+    Ok(())
+}
+
+/// `rapport export ...`: a CSV report, with a progress line on stderr.
+async fn export_report(
+    dir: &std::path::Path,
+    settings: &Settings,
+    export: Export,
+) -> anyhow::Result<()> {
+    use rapport::report::{GroupByArg, Period};
+    let site = Site::load(dir).map_err(|d| {
+        anyhow::anyhow!("the project files have problems (run rapport check):\n{d}")
+    })?;
+    let store = Store::connect(&settings.database_url).await?;
+    store.migrate().await?;
+    let open = |output: &Option<PathBuf>| -> anyhow::Result<Box<dyn std::io::Write>> {
+        Ok(match output {
+            Some(p) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
+            )),
+            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        })
+    };
+    let bar = indicatif::ProgressBar::new_spinner().with_message("counting in the database");
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let (rows, what) = match export {
+        Export::ResponseRates {
+            by,
+            from,
+            to,
+            output,
+        } => {
+            let GroupByArg(by) = by.parse()?;
+            let period = Period::parse(from.as_deref(), to.as_deref())?;
+            let out = open(&output)?;
+            let n = rapport::report::response_rates_csv(&store, &site, by, period, out, |n| {
+                bar.set_message(format!("{n} row(s) written"))
+            })
+            .await?;
+            (n, "response rates")
+        }
+        Export::Optin { from, to, output } => {
+            let period = Period::parse(from.as_deref(), to.as_deref())?;
+            let out = open(&output)?;
+            (
+                rapport::report::optin_csv(&store, &site, period, out).await?,
+                "opt-in funnel",
+            )
+        }
+    };
+    bar.finish_and_clear();
+    eprintln!("{what}: {rows} row(s) exported");
     Ok(())
 }
 

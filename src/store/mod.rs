@@ -6,6 +6,7 @@
 mod profiles;
 mod audience;
 mod events;
+mod reports;
 mod sending;
 mod tracking;
 
@@ -18,6 +19,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub use audience::AudienceQuery;
 pub use events::{EventKind, EventOrigin, EventSummary};
 pub use profiles::{Confirmation, ConsentMeta, OptIn};
+pub use reports::{GroupBy, OptinDay, RateCounts};
 pub use sending::{Claimed, RunOrigin, RunProgress, STANDING};
 pub use tracking::{DeliveryRef, Hit, Link};
 

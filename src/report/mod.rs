@@ -1,0 +1,255 @@
+//! Reports for analysts: response rates per campaign, run or segment, and the opt-in funnel
+//! per day, as CSV (the CLI's `export` and the admin endpoints write the same bytes).
+
+use std::io::Write;
+
+use chrono::NaiveDate;
+
+use crate::site::Site;
+use crate::store::{AudienceQuery, GroupBy, RateCounts, Store, StoreError, now};
+
+/// The response-rate CSV columns, in DESIGN.md's order.
+pub const RESPONSE_RATE_COLUMNS: [&str; 15] = [
+    "campaign",
+    "run",
+    "segment",
+    "recipients",
+    "delivered",
+    "bounced",
+    "unique_opens",
+    "open_rate",
+    "unique_clicks",
+    "click_rate",
+    "click_to_open_rate",
+    "unsubscribes",
+    "unsubscribe_rate",
+    "feedback_yes",
+    "feedback_no",
+];
+
+/// The opt-in funnel CSV columns.
+pub const OPTIN_COLUMNS: [&str; 8] = [
+    "day",
+    "form_views",
+    "submissions",
+    "confirmations",
+    "confirmation_rate",
+    "new_profiles",
+    "fully_profiled",
+    "fully_profiled_share",
+];
+
+/// A report that cannot be made; the message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0} {1:?} is not a date; write it as YYYY-MM-DD, like 2026-11-01")]
+    BadDate(&'static str, String),
+    #[error("--from {0} is after --to {1}; the period would be empty")]
+    Reversed(String, String),
+    #[error("unknown grouping {0:?}; use campaign, run or segment")]
+    BadGroup(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write the CSV: {0}")]
+    Write(#[from] csv::Error),
+    #[error("cannot write the CSV: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A reporting period: whole UTC days, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    /// First second included (unix).
+    pub from: i64,
+    /// First second after the period (unix).
+    pub to: i64,
+}
+
+impl Period {
+    /// From optional `YYYY-MM-DD` dates; open ends reach the beginning and the end of time.
+    pub fn parse(from: Option<&str>, to: Option<&str>) -> Result<Period, ReportError> {
+        let day = |what: &'static str, s: &str| {
+            NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                .map_err(|_| ReportError::BadDate(what, s.to_string()))
+                .map(|d| {
+                    d.and_hms_opt(0, 0, 0)
+                        .expect("midnight exists")
+                        .and_utc()
+                        .timestamp()
+                })
+        };
+        let start = match from.filter(|s| !s.trim().is_empty()) {
+            Some(s) => day("--from", s)?,
+            None => 0,
+        };
+        let end = match to.filter(|s| !s.trim().is_empty()) {
+            Some(s) => day("--to", s)? + 86_400,
+            None => i64::MAX / 2,
+        };
+        if end <= start {
+            return Err(ReportError::Reversed(
+                from.unwrap_or("").to_string(),
+                to.unwrap_or("").to_string(),
+            ));
+        }
+        Ok(Period {
+            from: start,
+            to: end,
+        })
+    }
+}
+
+impl std::str::FromStr for GroupByArg {
+    type Err = ReportError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "" | "campaign" => Ok(GroupByArg(GroupBy::Campaign)),
+            "run" => Ok(GroupByArg(GroupBy::Run)),
+            "segment" => Ok(GroupByArg(GroupBy::Segment)),
+            other => Err(ReportError::BadGroup(other.to_string())),
+        }
+    }
+}
+
+/// `--by` / `?by=` as typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupByArg(pub GroupBy);
+
+/// `n / d` with four decimals (`0.1250`), empty when `d` is 0.
+pub fn rate(n: i64, d: i64) -> String {
+    if d == 0 {
+        String::new()
+    } else {
+        format!("{:.4}", n as f64 / d as f64)
+    }
+}
+
+fn rate_row(c: &RateCounts) -> [String; 15] {
+    [
+        c.campaign.clone(),
+        c.run.clone(),
+        c.segment.clone(),
+        c.recipients.to_string(),
+        c.delivered.to_string(),
+        c.bounced.to_string(),
+        c.unique_opens.to_string(),
+        rate(c.unique_opens, c.delivered),
+        c.unique_clicks.to_string(),
+        rate(c.unique_clicks, c.delivered),
+        // Clicks per opener; empty when nothing was delivered or opened.
+        if c.delivered == 0 {
+            String::new()
+        } else {
+            rate(c.unique_clicks, c.unique_opens)
+        },
+        c.unsubscribes.to_string(),
+        rate(c.unsubscribes, c.delivered),
+        c.feedback_yes.to_string(),
+        c.feedback_no.to_string(),
+    ]
+}
+
+/// Writes the response-rate CSV; `progress` is called after each row. Returns the rows.
+pub async fn response_rates_csv<W: Write>(
+    store: &Store,
+    site: &Site,
+    by: GroupBy,
+    period: Period,
+    out: W,
+    mut progress: impl FnMut(usize),
+) -> Result<usize, ReportError> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(RESPONSE_RATE_COLUMNS)?;
+    let mut n = 0;
+    match by {
+        GroupBy::Segment => {
+            for seg in site.segments.iter() {
+                let q = AudienceQuery::new(&seg.rule, now());
+                for c in store
+                    .response_rates_for_segment(&seg.name, &q, period.from, period.to)
+                    .await?
+                {
+                    w.write_record(rate_row(&c))?;
+                    n += 1;
+                    progress(n);
+                }
+            }
+        }
+        by => {
+            for c in store.response_rates(by, period.from, period.to).await? {
+                w.write_record(rate_row(&c))?;
+                n += 1;
+                progress(n);
+            }
+        }
+    }
+    w.flush()?;
+    Ok(n)
+}
+
+/// Writes the opt-in funnel CSV, one row per UTC day with any activity.
+pub async fn optin_csv<W: Write>(
+    store: &Store,
+    site: &Site,
+    period: Period,
+    out: W,
+) -> Result<usize, ReportError> {
+    let questions: Vec<_> = site
+        .project
+        .form
+        .steps()
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    let days = store
+        .optin_days(period.from / 86_400, (period.to - 1) / 86_400, &questions)
+        .await?;
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(OPTIN_COLUMNS)?;
+    for d in &days {
+        let date = chrono::DateTime::from_timestamp(d.day * 86_400, 0)
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        w.write_record([
+            date,
+            d.form_views.to_string(),
+            d.submissions.to_string(),
+            d.confirmations.to_string(),
+            rate(d.confirmations, d.submissions),
+            d.new_profiles.to_string(),
+            d.fully_profiled.to_string(),
+            rate(d.fully_profiled, d.new_profiles),
+        ])?;
+    }
+    w.flush()?;
+    Ok(days.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_have_four_decimals_and_are_empty_without_a_base() {
+        assert_eq!(rate(1, 8), "0.1250");
+        assert_eq!(rate(1, 2), "0.5000");
+        assert_eq!(rate(2, 3), "0.6667");
+        assert_eq!(rate(0, 0), "");
+    }
+
+    #[test]
+    fn periods() {
+        let p = Period::parse(Some("2026-11-01"), Some("2026-11-01")).unwrap();
+        assert_eq!(p.to - p.from, 86_400);
+        assert!(matches!(
+            Period::parse(Some("2026-11-02"), Some("2026-11-01")),
+            Err(ReportError::Reversed(..))
+        ));
+        assert!(matches!(
+            Period::parse(Some("1 Nov"), None),
+            Err(ReportError::BadDate("--from", _))
+        ));
+        assert!(Period::parse(None, None).is_ok());
+    }
+}

@@ -1,0 +1,190 @@
+//! Report queries: response rates per campaign, run or segment, and the opt-in funnel per
+//! day. The database aggregates; rows are streamed to the caller one by one.
+
+use sqlx::Row;
+
+use super::{AudienceQuery, Store, StoreError};
+use crate::profile::Question;
+
+/// How response rates are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Campaign,
+    Run,
+    Segment,
+}
+
+/// Counts for one row of the response-rate report (rates are derived from them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateCounts {
+    pub campaign: String,
+    pub run: String,
+    pub segment: String,
+    pub recipients: i64,
+    pub delivered: i64,
+    pub bounced: i64,
+    pub unique_opens: i64,
+    pub unique_clicks: i64,
+    pub unsubscribes: i64,
+    pub feedback_yes: i64,
+    pub feedback_no: i64,
+}
+
+/// One day of the opt-in funnel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OptinDay {
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    pub form_views: i64,
+    pub submissions: i64,
+    pub confirmations: i64,
+    /// Profiles created that day.
+    pub new_profiles: i64,
+    /// Of those, how many have answered every question of the form.
+    pub fully_profiled: i64,
+}
+
+/// Per delivery: whether each thing happened (a person's open counts clicks too: images are
+/// often blocked, and a click proves the message was read). Automated hits never count.
+const PER_DELIVERY: &str = "\
+    CASE WHEN d.status = 'sent' THEN 1 ELSE 0 END AS delivered, \
+    CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.delivery_id = d.id AND e.kind = 'bounce') THEN 1 ELSE 0 END AS bounced, \
+    CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.delivery_id = d.id AND e.kind IN ('open', 'click') AND e.automated = 0) THEN 1 ELSE 0 END AS opened, \
+    CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.delivery_id = d.id AND e.kind = 'click' AND e.automated = 0) THEN 1 ELSE 0 END AS clicked, \
+    CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.delivery_id = d.id AND e.kind = 'unsubscribe') THEN 1 ELSE 0 END AS unsubscribed, \
+    CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.delivery_id = d.id AND e.kind = 'feedback' AND e.value = 'yes') THEN 1 ELSE 0 END AS said_yes, \
+    CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.delivery_id = d.id AND e.kind = 'feedback' AND e.value = 'no') THEN 1 ELSE 0 END AS said_no";
+
+const SUMS: &str = "COUNT(*) AS recipients, CAST(SUM(delivered) AS BIGINT) AS delivered, \
+    CAST(SUM(bounced) AS BIGINT) AS bounced, CAST(SUM(opened) AS BIGINT) AS opens, \
+    CAST(SUM(clicked) AS BIGINT) AS clicks, CAST(SUM(unsubscribed) AS BIGINT) AS unsubscribes, \
+    CAST(SUM(said_yes) AS BIGINT) AS yes, CAST(SUM(said_no) AS BIGINT) AS no";
+
+fn counts(r: &sqlx::any::AnyRow, segment: &str) -> Result<RateCounts, StoreError> {
+    let n =
+        |c: &str| -> Result<i64, StoreError> { Ok(r.try_get::<Option<i64>, _>(c)?.unwrap_or(0)) };
+    Ok(RateCounts {
+        campaign: r.try_get("campaign")?,
+        run: r.try_get("run")?,
+        segment: segment.to_string(),
+        recipients: n("recipients")?,
+        delivered: n("delivered")?,
+        bounced: n("bounced")?,
+        unique_opens: n("opens")?,
+        unique_clicks: n("clicks")?,
+        unsubscribes: n("unsubscribes")?,
+        feedback_yes: n("yes")?,
+        feedback_no: n("no")?,
+    })
+}
+
+impl Store {
+    /// Response-rate counts of deliveries created in `[from, to)` (unix seconds), one row per
+    /// campaign or per run; for segments use [`Store::response_rates_for_segment`]. The
+    /// database does the counting: only the result rows come back.
+    pub async fn response_rates(
+        &self,
+        by: GroupBy,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<RateCounts>, StoreError> {
+        let sql = match by {
+            GroupBy::Run => format!(
+                "SELECT campaign, run, {SUMS} FROM (SELECT d.campaign AS campaign, r.period_key AS run, r.id AS run_id, \
+                 {PER_DELIVERY} FROM deliveries d JOIN campaign_runs r ON r.id = d.run_id \
+                 WHERE d.created_at >= $1 AND d.created_at < $2) x GROUP BY campaign, run, run_id ORDER BY campaign, run_id"
+            ),
+            _ => format!(
+                "SELECT campaign, '' AS run, {SUMS} FROM (SELECT d.campaign AS campaign, {PER_DELIVERY} FROM deliveries d \
+                 WHERE d.created_at >= $1 AND d.created_at < $2) x GROUP BY campaign ORDER BY campaign"
+            ),
+        };
+        let rows = sqlx::query(&sql)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| counts(r, "")).collect()
+    }
+
+    /// Response-rate counts per campaign for the people in one segment (membership as of now,
+    /// whatever their status), deliveries created in `[from, to)`.
+    pub async fn response_rates_for_segment(
+        &self,
+        segment: &str,
+        q: &AudienceQuery,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<RateCounts>, StoreError> {
+        let n = q.arg_count();
+        let sql = format!(
+            "SELECT campaign, '' AS run, {SUMS} FROM (SELECT d.campaign AS campaign, {PER_DELIVERY} \
+             FROM deliveries d WHERE d.created_at >= ${} AND d.created_at < ${} \
+             AND d.profile_id IN (SELECT id FROM profiles WHERE {})) d GROUP BY campaign ORDER BY campaign",
+            n + 1,
+            n + 2,
+            q.sql()
+        );
+        let rows = q
+            .bind_all(sqlx::query(&sql))
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| counts(r, segment)).collect()
+    }
+
+    /// The opt-in funnel per UTC day in `[from_day, to_day]`; a profile is fully profiled
+    /// when it has answered every one of `questions` (the form's).
+    pub async fn optin_days(
+        &self,
+        from_day: i64,
+        to_day: i64,
+        questions: &[Question],
+    ) -> Result<Vec<OptinDay>, StoreError> {
+        let complete: Vec<String> = questions
+            .iter()
+            .filter(|q| **q != Question::Email)
+            .map(|q| match q {
+                Question::Products => "(products IS NOT NULL AND products <> '[]')".to_string(),
+                other => format!("{} IS NOT NULL", other.key()),
+            })
+            .collect();
+        let complete = if complete.is_empty() {
+            "1 = 1".to_string()
+        } else {
+            complete.join(" AND ")
+        };
+        let sql = format!(
+            "SELECT day, CAST(SUM(views) AS BIGINT) AS views, CAST(SUM(submissions) AS BIGINT) AS submissions, \
+             CAST(SUM(confirmations) AS BIGINT) AS confirmations, CAST(SUM(created) AS BIGINT) AS created, \
+             CAST(SUM(complete) AS BIGINT) AS complete FROM ( \
+               SELECT day, views, 0 AS submissions, 0 AS confirmations, 0 AS created, 0 AS complete FROM form_views \
+               UNION ALL SELECT created_at / 86400, 0, CASE WHEN action = 'opt_in_requested' THEN 1 ELSE 0 END, \
+                 CASE WHEN action = 'opt_in_confirmed' THEN 1 ELSE 0 END, 0, 0 FROM consents \
+                 WHERE action IN ('opt_in_requested', 'opt_in_confirmed') \
+               UNION ALL SELECT created_at / 86400, 0, 0, 0, 1, CASE WHEN {complete} THEN 1 ELSE 0 END FROM profiles \
+             ) f WHERE day >= $1 AND day <= $2 GROUP BY day ORDER BY day"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(from_day)
+            .bind(to_day)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let n = |c: &str| -> Result<i64, StoreError> {
+                    Ok(r.try_get::<Option<i64>, _>(c)?.unwrap_or(0))
+                };
+                Ok(OptinDay {
+                    day: r.try_get("day")?,
+                    form_views: n("views")?,
+                    submissions: n("submissions")?,
+                    confirmations: n("confirmations")?,
+                    new_profiles: n("created")?,
+                    fully_profiled: n("complete")?,
+                })
+            })
+            .collect()
+    }
+}
