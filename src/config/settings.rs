@@ -35,6 +35,8 @@ pub struct Settings {
     pub max_attempts: i64,
     /// Whether this process sends (false: web and scheduler only, e.g. a web-only instance).
     pub worker: bool,
+    /// The token `/admin` asks for; generated on first start when unset.
+    pub admin_token: Option<String>,
     /// DKIM: the private key file and the selector published in DNS.
     pub dkim: Option<(PathBuf, String)>,
     /// How long a claimed delivery stays with its worker without a renewal; after a crash,
@@ -168,6 +170,7 @@ impl Settings {
             }
         };
         Ok(Settings {
+            admin_token: non_empty("RAPPORT_ADMIN_TOKEN").map(|t| t.trim().to_string()),
             dkim,
             worker,
             delivery_lease,

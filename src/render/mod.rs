@@ -58,6 +58,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "pages/feedback",
         include_str!("../../templates/pages/feedback.hbs"),
     ),
+    (
+        "pages/admin",
+        include_str!("../../templates/pages/admin.hbs"),
+    ),
 ];
 
 /// The folder of templates inside the project directory.

@@ -188,3 +188,102 @@ impl Store {
             .collect()
     }
 }
+
+/// Totals for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub opt_in_requests: i64,
+    pub confirmations: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub queued: i64,
+    pub clicks: i64,
+    pub automated_hits: i64,
+    /// Profiles per status.
+    pub profiles: Vec<(String, i64)>,
+}
+
+/// A run for the dashboard: (id, campaign, period key, recipients, sent, failed, created).
+pub type RunSummary = (i64, String, String, i64, i64, i64, i64);
+
+impl Store {
+    /// Counters for monitoring.
+    pub async fn totals(&self) -> Result<Totals, StoreError> {
+        let one = |sql: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&self.pool)
+                .await
+        };
+        let profiles =
+            sqlx::query("SELECT status, COUNT(*) FROM profiles GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Totals {
+            opt_in_requests: one("SELECT COUNT(*) FROM consents WHERE action = 'opt_in_requested'")
+                .await?,
+            confirmations: one("SELECT COUNT(*) FROM consents WHERE action = 'opt_in_confirmed'")
+                .await?,
+            sent: one("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'").await?,
+            failed: one("SELECT COUNT(*) FROM deliveries WHERE status = 'failed'").await?,
+            queued: one("SELECT COUNT(*) FROM deliveries WHERE status IN ('queued', 'sending')")
+                .await?,
+            clicks: one("SELECT COUNT(*) FROM events WHERE kind = 'click' AND automated = 0")
+                .await?,
+            automated_hits: one(
+                "SELECT COUNT(*) FROM events WHERE kind IN ('click', 'open') AND automated = 1",
+            )
+            .await?,
+            profiles,
+        })
+    }
+
+    /// The latest runs with their progress, newest first.
+    pub async fn recent_runs(&self, limit: i64) -> Result<Vec<RunSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.campaign, r.period_key, r.recipients, \
+             CAST(COALESCE(SUM(CASE WHEN d.status = 'sent' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN d.status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT), r.created_at \
+             FROM campaign_runs r LEFT JOIN deliveries d ON d.run_id = r.id \
+             GROUP BY r.id, r.campaign, r.period_key, r.recipients, r.created_at ORDER BY r.id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                    r.try_get(5)?,
+                    r.try_get(6)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The hash of the admin token, if one was generated.
+    pub async fn admin_token_hash(&self) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'admin_token_sha256'")
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Stores the hash of a generated admin token unless one exists; true when this call
+    /// stored it (the token is then shown once).
+    pub async fn set_admin_token_hash(&self, hash: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("INSERT INTO settings (key, value) VALUES ('admin_token_sha256', $1) ON CONFLICT (key) DO NOTHING")
+            .bind(hash)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+}

@@ -2,6 +2,7 @@
 //! centre), health, and the server start-up that ties the store, templates and transport
 //! together.
 
+mod admin;
 mod client;
 mod error;
 mod pages;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The delivery worker, woken when something is queued.
     pub worker: Worker,
+    /// What `/admin` asks for.
+    pub admin: admin::AdminKey,
     limiter: Option<Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>>,
 }
 
@@ -137,7 +140,9 @@ impl Application {
                 lease: settings.delivery_lease.as_secs() as i64,
             },
         );
+        let admin = admin::AdminKey::load(settings.admin_token.as_deref(), &store).await?;
         let state = AppState {
+            admin,
             store,
             site_handle,
             signer,
@@ -215,7 +220,20 @@ impl Application {
 
 /// All routes.
 pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/admin", get(admin::dashboard))
+        .route(
+            "/admin/reports/response-rates.csv",
+            get(admin::response_rates_csv),
+        )
+        .route("/admin/reports/optin.csv", get(admin::optin_csv))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_token,
+        ));
     Router::new()
+        .merge(admin)
+        .route("/metrics", get(admin::metrics))
         .route("/", get(public::form))
         .route("/subscribe", post(public::subscribe))
         .route("/confirm/{token}", get(public::confirm))

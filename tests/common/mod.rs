@@ -17,6 +17,9 @@ pub mod smtp;
 /// The secret every test server signs with, so tests can forge tokens on purpose.
 pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
 
+/// The admin token of test servers (pass `("RAPPORT_ADMIN_TOKEN", "")` to have none).
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -92,8 +95,14 @@ pub async fn spawn_app_in(db: Db, dir: &Path, vars: &[(&str, &str)]) -> Option<T
         ("RAPPORT_OUTBOX_DIR".into(), outbox.display().to_string()),
         ("RAPPORT_SECRET".into(), SECRET.into()),
         ("RAPPORT_SUBSCRIBE_LIMIT".into(), "off".into()),
+        ("RAPPORT_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
     ]);
     for (k, v) in vars {
+        if v.is_empty() {
+            env.remove(*k);
+        }
+    }
+    for (k, v) in vars.iter().filter(|(_, v)| !v.is_empty()) {
         env.insert(k.to_string(), v.to_string());
     }
     let settings =

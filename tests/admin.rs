@@ -1,0 +1,132 @@
+//! `/admin` and `/metrics`: the token (bearer or basic), the dashboard, the CSV endpoints
+//! and their errors, a generated token. On SQLite and PostgreSQL.
+
+mod common;
+
+use base64::Engine;
+use common::{ADMIN_TOKEN, TestApp};
+
+on_both_backends!(admin_needs_the_token_and_serves_reports);
+
+async fn get(
+    app: &TestApp,
+    path: &str,
+    auth: Option<String>,
+) -> (u16, String, reqwest::header::HeaderMap) {
+    let mut req = app.client.get(app.url(path));
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, r.text().await.unwrap(), headers)
+}
+
+async fn admin_needs_the_token_and_serves_reports(app: TestApp) {
+    app.subscribed("adm@example.com", &[]).await;
+    let bearer = Some(format!("Bearer {ADMIN_TOKEN}"));
+    for path in [
+        "/admin",
+        "/admin/reports/response-rates.csv",
+        "/admin/reports/optin.csv",
+    ] {
+        let (status, _, headers) = get(&app, path, None).await;
+        assert_eq!(status, 401, "{path}");
+        assert!(
+            headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic")
+        );
+        assert_eq!(
+            get(&app, path, Some("Bearer wrong".into())).await.0,
+            401,
+            "{path}"
+        );
+    }
+    let (status, body, _) = get(&app, "/admin", bearer.clone()).await;
+    assert_eq!(status, 200);
+    for part in [
+        "Response rates per run",
+        "Opt-in funnel",
+        "Segments",
+        "small-learners",
+        "Last runs",
+        "<svg",
+    ] {
+        assert!(body.contains(part), "dashboard shows {part}");
+    }
+    assert!(
+        !body.contains("src=\"http"),
+        "nothing loaded from another host"
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("analyst:{ADMIN_TOKEN}"));
+    assert_eq!(
+        get(&app, "/admin", Some(format!("Basic {basic}"))).await.0,
+        200,
+        "basic auth with the token as password"
+    );
+
+    let (status, csv, headers) = get(
+        &app,
+        "/admin/reports/response-rates.csv?by=run",
+        bearer.clone(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(csv.starts_with("campaign,run,segment,recipients,delivered,bounced,unique_opens,open_rate,unique_clicks,click_rate,click_to_open_rate,unsubscribes,unsubscribe_rate,feedback_yes,feedback_no\n"));
+    let (status, body, _) = get(
+        &app,
+        "/admin/reports/response-rates.csv?by=colour",
+        bearer.clone(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("campaign, run or segment"));
+    let (status, body, _) = get(
+        &app,
+        "/admin/reports/response-rates.csv?from=2026-11-02&to=2026-11-01",
+        bearer.clone(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("after"));
+    let (status, csv, _) = get(&app, "/admin/reports/optin.csv", bearer.clone()).await;
+    assert_eq!(status, 200);
+    assert!(csv.starts_with("day,form_views,submissions,confirmations,confirmation_rate"));
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+
+    let (status, metrics, _) = get(&app, "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("rapport_subscribes_total 1"), "{metrics}");
+    assert!(metrics.contains("rapport_confirmations_total 1"));
+    assert!(metrics.contains("rapport_queue_depth"));
+    assert!(metrics.contains("rapport_profiles{status=\"subscribed\"} 1"));
+}
+
+#[tokio::test]
+async fn a_token_is_generated_once_when_none_is_configured() {
+    let app = common::spawn_app_with(common::Db::Sqlite, &[("RAPPORT_ADMIN_TOKEN", "")])
+        .await
+        .unwrap();
+    let hash = app
+        .store
+        .admin_token_hash()
+        .await
+        .unwrap()
+        .expect("generated and kept (as a hash)");
+    assert_eq!(hash.len(), 64);
+    assert_eq!(
+        get(&app, "/admin", Some(format!("Bearer {ADMIN_TOKEN}")))
+            .await
+            .0,
+        401
+    );
+}
