@@ -90,6 +90,15 @@ enum Export {
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
     },
+    /// Every click: who clicked which link of which run, when.
+    Clicks {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
     /// The opt-in funnel per day.
     Optin {
         #[arg(long)]
@@ -339,6 +348,15 @@ async fn export_report(
             })
             .await?;
             (n, "response rates")
+        }
+        Export::Clicks { from, to, output } => {
+            let period = Period::parse(from.as_deref(), to.as_deref())?;
+            let out = open(&output)?;
+            let n = rapport::report::clicks_csv(&store, period, out, |n| {
+                bar.set_message(format!("{n} click(s) written"))
+            })
+            .await?;
+            (n, "clicks")
         }
         Export::Optin { from, to, output } => {
             let period = Period::parse(from.as_deref(), to.as_deref())?;

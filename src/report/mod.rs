@@ -253,3 +253,49 @@ mod tests {
         assert!(Period::parse(None, None).is_ok());
     }
 }
+
+/// The clicks CSV columns.
+pub const CLICK_COLUMNS: [&str; 7] = [
+    "clicked_at",
+    "email",
+    "campaign",
+    "run",
+    "url",
+    "tag",
+    "automated",
+];
+
+/// Writes every click of the period, streamed from the database row by row; `progress` is
+/// called every thousand rows. Returns the rows.
+pub async fn clicks_csv<W: Write>(
+    store: &Store,
+    period: Period,
+    out: W,
+    mut progress: impl FnMut(usize),
+) -> Result<usize, ReportError> {
+    use futures_util::TryStreamExt;
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(CLICK_COLUMNS)?;
+    let mut rows = std::pin::pin!(store.clicks(period.from, period.to));
+    let mut n = 0;
+    while let Some(c) = rows.try_next().await? {
+        let at = chrono::DateTime::from_timestamp(c.at, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        w.write_record([
+            at,
+            c.email.unwrap_or_default(),
+            c.campaign,
+            c.run,
+            c.url,
+            c.tag,
+            if c.automated { "yes" } else { "no" }.to_string(),
+        ])?;
+        n += 1;
+        if n % 1000 == 0 {
+            progress(n);
+        }
+    }
+    w.flush()?;
+    Ok(n)
+}

@@ -19,7 +19,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub use audience::AudienceQuery;
 pub use events::{EventKind, EventOrigin, EventSummary};
 pub use profiles::{Confirmation, ConsentMeta, OptIn};
-pub use reports::{GroupBy, OptinDay, RateCounts, RunSummary, Totals};
+pub use reports::{ClickRow, GroupBy, OptinDay, RateCounts, RunSummary, Totals};
 pub use sending::{Claimed, RunOrigin, RunProgress, STANDING};
 pub use tracking::{DeliveryRef, Hit, Link};
 

@@ -287,3 +287,49 @@ impl Store {
             == 1)
     }
 }
+
+/// One click for the clicks export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickRow {
+    pub at: i64,
+    pub email: Option<String>,
+    pub campaign: String,
+    pub run: String,
+    pub url: String,
+    pub tag: String,
+    pub automated: bool,
+}
+
+impl Store {
+    /// Every click in `[from, to)`, oldest first, streamed: who clicked which link of which
+    /// run, when (erased profiles show no address).
+    pub fn clicks(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> impl futures_util::Stream<Item = Result<ClickRow, StoreError>> + '_ {
+        use futures_util::StreamExt;
+        sqlx::query(
+            "SELECT e.created_at, p.email, COALESCE(e.campaign, ''), COALESCE(r.period_key, ''), COALESCE(l.url, ''), \
+             COALESCE(l.tag, ''), e.automated FROM events e \
+             LEFT JOIN profiles p ON p.id = e.profile_id LEFT JOIN links l ON l.id = e.link_id \
+             LEFT JOIN campaign_runs r ON r.id = e.run_id \
+             WHERE e.kind = 'click' AND e.delivery_id IS NOT NULL AND e.created_at >= $1 AND e.created_at < $2 ORDER BY e.id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch(&self.pool)
+        .map(|row| {
+            let r = row?;
+            Ok(ClickRow {
+                at: r.try_get(0)?,
+                email: r.try_get(1)?,
+                campaign: r.try_get(2)?,
+                run: r.try_get(3)?,
+                url: r.try_get(4)?,
+                tag: r.try_get(5)?,
+                automated: r.try_get::<i64, _>(6)? != 0,
+            })
+        })
+    }
+}

@@ -184,6 +184,25 @@ pub async fn optin_csv(
     Ok(csv_response(body, "optin.csv"))
 }
 
+/// `GET /admin/reports/clicks.csv?from=DATE&to=DATE`.
+pub async fn clicks_csv(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let period = match Period::parse(
+        param(&query, "from").as_deref(),
+        param(&query, "to").as_deref(),
+    ) {
+        Ok(p) => p,
+        Err(e) => return bad_request(e),
+    };
+    let mut body = Vec::new();
+    if let Err(e) = crate::report::clicks_csv(&state.store, period, &mut body, |_| {}).await {
+        return bad_request(e);
+    }
+    Ok(csv_response(body, "clicks.csv"))
+}
+
 /// A horizontal bar for a rate, as inline SVG (nothing loaded from elsewhere).
 fn bar(rate: f64) -> String {
     let w = (rate.clamp(0.0, 1.0) * 160.0).round();
