@@ -226,34 +226,6 @@ pub async fn optin_csv<W: Write>(
     Ok(days.len())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rates_have_four_decimals_and_are_empty_without_a_base() {
-        assert_eq!(rate(1, 8), "0.1250");
-        assert_eq!(rate(1, 2), "0.5000");
-        assert_eq!(rate(2, 3), "0.6667");
-        assert_eq!(rate(0, 0), "");
-    }
-
-    #[test]
-    fn periods() {
-        let p = Period::parse(Some("2026-11-01"), Some("2026-11-01")).unwrap();
-        assert_eq!(p.to - p.from, 86_400);
-        assert!(matches!(
-            Period::parse(Some("2026-11-02"), Some("2026-11-01")),
-            Err(ReportError::Reversed(..))
-        ));
-        assert!(matches!(
-            Period::parse(Some("1 Nov"), None),
-            Err(ReportError::BadDate("--from", _))
-        ));
-        assert!(Period::parse(None, None).is_ok());
-    }
-}
-
 /// The clicks CSV columns.
 pub const CLICK_COLUMNS: [&str; 7] = [
     "clicked_at",
@@ -298,4 +270,32 @@ pub async fn clicks_csv<W: Write>(
     }
     w.flush()?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_have_four_decimals_and_are_empty_without_a_base() {
+        assert_eq!(rate(1, 8), "0.1250");
+        assert_eq!(rate(1, 2), "0.5000");
+        assert_eq!(rate(2, 3), "0.6667");
+        assert_eq!(rate(0, 0), "");
+    }
+
+    #[test]
+    fn periods() {
+        let p = Period::parse(Some("2026-11-01"), Some("2026-11-01")).unwrap();
+        assert_eq!(p.to - p.from, 86_400);
+        assert!(matches!(
+            Period::parse(Some("2026-11-02"), Some("2026-11-01")),
+            Err(ReportError::Reversed(..))
+        ));
+        assert!(matches!(
+            Period::parse(Some("1 Nov"), None),
+            Err(ReportError::BadDate("--from", _))
+        ));
+        assert!(Period::parse(None, None).is_ok());
+    }
 }
