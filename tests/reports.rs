@@ -118,6 +118,19 @@ async fn response_rates_by_campaign_run_and_segment(db: common::Db) {
         200
     );
     assert_eq!(get(r1.link("?v=yes").unwrap(), BROWSER).await, 200);
+    // Clicks are written in batches off the request path: wait for the three.
+    for _ in 0..400 {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM events WHERE kind = 'click' AND delivery_id IS NOT NULL",
+        )
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+        if n == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
 
     let (code, csv, err) = export(&app, &["response-rates"]);
     assert_eq!(code, 0, "{err}");

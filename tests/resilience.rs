@@ -253,3 +253,92 @@ async fn two_instances_on_one_postgres_create_the_run_once_and_send_once() {
     let year = chrono::Datelike::year(&chrono::Utc::now());
     assert_eq!(runs[0].1, format!("{year}-01-01T00:00:00Z"));
 }
+
+#[tokio::test]
+async fn clicks_received_before_sigterm_are_all_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", tmp.path().join("r.db").display());
+    let store = Store::connect(&db).await.unwrap();
+    store.migrate().await.unwrap();
+    let learner = Answers {
+        engagement: Some("learner".into()),
+        employees: Some(5),
+        ..Answers::default()
+    };
+    store
+        .insert_profiles(
+            &[(Email::parse("clk@example.com").unwrap(), learner)],
+            Status::Subscribed,
+            "test",
+        )
+        .await
+        .unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    run_campaign(root, &db, "newsletter");
+    let outbox = tmp.path().join("outbox");
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--dir").arg(root).args([
+        "--database-url",
+        &db,
+        "serve",
+        "--bind",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    cmd.env("RAPPORT_OUTBOX_DIR", &outbox)
+        .env("RAPPORT_LOG", "warn")
+        .env("RAPPORT_PUBLIC_URL", format!("http://127.0.0.1:{port}"));
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut mail = None;
+    wait_until("the newsletter in the outbox", 30, || {
+        mail = common::read_messages(&outbox).into_iter().next();
+        mail.is_some()
+    })
+    .await;
+    let link = mail.unwrap().link("/c/").expect("a tracked link");
+    let raw = common::raw_pool(&db).await;
+    sqlx::query("UPDATE deliveries SET sent_at = sent_at - 3600")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let browser = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let clicks = (0..300).map(|_| {
+        let (client, link) = (client.clone(), link.clone());
+        async move {
+            client
+                .get(link)
+                .header("user-agent", browser)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(clicks).await;
+    assert!(statuses.iter().all(|s| *s == 302));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut child = child;
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM events WHERE kind = 'click' AND delivery_id IS NOT NULL",
+    )
+    .fetch_one(&raw)
+    .await
+    .unwrap();
+    assert_eq!(n, 300, "every click answered before the stop is recorded");
+}

@@ -252,6 +252,25 @@ async fn hits(app: &TestApp) -> Vec<(String, Option<String>, i64)> {
         .unwrap()
 }
 
+/// Waits until the recorded hits satisfy `done` (they are written in batches, off the
+/// request path).
+async fn hits_when(
+    app: &TestApp,
+    done: impl Fn(&[(String, Option<String>, i64)]) -> bool,
+) -> Vec<(String, Option<String>, i64)> {
+    for _ in 0..400 {
+        let h = hits(app).await;
+        if done(&h) {
+            return h;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!(
+        "hits never reached the expected state: {:?}",
+        hits(app).await
+    );
+}
+
 async fn clicks_and_opens(db: common::Db) {
     let Some(app) = common::spawn_app_with(db, &[("RAPPORT_WORKER", "off")]).await else {
         return;
@@ -304,7 +323,7 @@ async fn clicks_and_opens(db: common::Db) {
         .await
         .unwrap();
     assert_eq!(head.status().as_u16(), 302);
-    let h = hits(&app).await;
+    let h = hits_when(&app, |h| h.len() >= 4).await;
     assert_eq!(
         h.iter().map(|x| x.2).collect::<Vec<_>>(),
         [0, 0, 1, 1],
@@ -345,7 +364,10 @@ async fn clicks_and_opens(db: common::Db) {
             .contains("no-store")
     );
     assert_eq!(r.bytes().await.unwrap().len(), 43);
-    assert_eq!(hits(&app).await.last().unwrap().0, "open");
+    assert_eq!(
+        hits_when(&app, |h| h.len() >= 5).await.last().unwrap().0,
+        "open"
+    );
 
     // Tampered and wrong-purpose tokens: 404, nothing recorded.
     let before = hits(&app).await.len();
@@ -361,6 +383,7 @@ async fn clicks_and_opens(db: common::Db) {
     ] {
         assert_eq!(app.get(&path).await.status, 404, "{path}");
     }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(hits(&app).await.len(), before);
 
     // A burst of every link of a message at once is a scanner's.
@@ -377,9 +400,12 @@ async fn clicks_and_opens(db: common::Db) {
     assert!(links.len() >= 3, "{links:?}");
     let before = hits(&app).await.len();
     for l in &links[..3] {
-        click(l.clone(), BROWSER).await;
+        assert_eq!(click(l.clone(), BROWSER).await.status().as_u16(), 302);
     }
-    let h = hits(&app).await;
+    let h = hits_when(&app, |h| {
+        h.len() >= before + 3 && h[before..].iter().all(|x| x.2 == 1)
+    })
+    .await;
     assert!(
         h[before..].iter().all(|x| x.2 == 1),
         "every link of a message at once: automated {h:?}"

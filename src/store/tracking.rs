@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, now};
+use super::{Store, StoreError};
 
 /// A stored link of a campaign's messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,33 +97,91 @@ impl Store {
         .transpose()
     }
 
-    /// Records a click (with `link`) or an open (without).
-    pub async fn record_hit(&self, hit: &Hit<'_>) -> Result<(), StoreError> {
-        let d = hit.delivery;
-        let (kind, link_id, tag) = match hit.link {
-            Some(l) => (
-                "click",
-                Some(l.id),
-                (!l.tag.is_empty()).then_some(l.tag.as_str()),
-            ),
-            None => ("open", None, None),
-        };
-        sqlx::query(
-            "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, link_id, tag, user_agent, automated, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(d.profile_id)
-        .bind(kind)
-        .bind(d.campaign.as_str())
-        .bind(d.run_id)
-        .bind(d.id)
-        .bind(link_id)
-        .bind(tag)
-        .bind(hit.user_agent)
-        .bind(i64::from(hit.automated))
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
+    /// The deliveries behind a batch of hits.
+    pub async fn delivery_refs(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, DeliveryRef>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT id, profile_id, run_id, campaign, sent_at FROM deliveries WHERE id IN ({})",
+                (1..=chunk.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let d = DeliveryRef {
+                    id: r.try_get(0)?,
+                    profile_id: r.try_get(1)?,
+                    run_id: r.try_get(2)?,
+                    campaign: r.try_get(3)?,
+                    sent_at: r.try_get(4)?,
+                };
+                out.insert(d.id, d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records clicks (with a link) and opens (without), each at its time, in one
+    /// transaction.
+    pub async fn record_hits(&self, hits: &[(Hit<'_>, i64)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in hits.chunks(100) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 10;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7,
+                        b + 8,
+                        b + 9,
+                        b + 10
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, link_id, tag, user_agent, automated, created_at) VALUES {}",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (hit, at) in chunk {
+                let d = hit.delivery;
+                let (kind, link_id, tag) = match hit.link {
+                    Some(l) => (
+                        "click",
+                        Some(l.id),
+                        (!l.tag.is_empty()).then_some(l.tag.as_str()),
+                    ),
+                    None => ("open", None, None),
+                };
+                q = q
+                    .bind(d.profile_id)
+                    .bind(kind)
+                    .bind(d.campaign.as_str())
+                    .bind(d.run_id)
+                    .bind(d.id)
+                    .bind(link_id)
+                    .bind(tag)
+                    .bind(hit.user_agent)
+                    .bind(i64::from(hit.automated))
+                    .bind(*at);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -2,8 +2,10 @@
 //! automated hits are told from people.
 
 pub mod automated;
+mod hits;
 mod token;
 
+pub use hits::{HitQueue, PendingHit};
 pub use token::{Claims, MAX_TOKEN_LEN, Purpose, Signer, TokenError};
 
 use crate::render::PersonalLinks;

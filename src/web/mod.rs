@@ -48,6 +48,8 @@ pub struct AppState {
     pub worker: Worker,
     /// What `/admin` asks for.
     pub admin: admin::AdminKey,
+    /// Clicks and opens on their way to the database.
+    pub hits: crate::track::HitQueue,
     limiter: Option<Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>>,
 }
 
@@ -141,8 +143,12 @@ impl Application {
             },
         );
         let admin = admin::AdminKey::load(settings.admin_token.as_deref(), &store).await?;
+        let waker = worker.clone();
+        let hits =
+            crate::track::HitQueue::start(store.clone(), site_handle.clone(), move || waker.wake());
         let state = AppState {
             admin,
+            hits,
             store,
             site_handle,
             signer,
@@ -207,7 +213,9 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown)
         .await;
-        // Drain: the worker finishes the batch it holds, nothing new is claimed.
+        // Drain: every click and open received is written; the worker finishes the batch it
+        // holds and claims nothing new.
+        self.state.hits.drain().await;
         let _ = stop_tx.send(true);
         let _ = scheduler.await;
         if let Some(w) = worker {

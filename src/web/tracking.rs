@@ -225,117 +225,64 @@ const PIXEL: &[u8] = &[
     0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
-/// The delivery a click or open token names; `None` for any refused token.
-async fn tracked(
-    state: &AppState,
-    purpose: Purpose,
-    token: &str,
-) -> Result<Option<(crate::store::DeliveryRef, Claims)>, AppError> {
-    let Ok(claims) = state.signer.verify(purpose, token, now()) else {
-        return Ok(None);
-    };
-    Ok(state
-        .store
-        .delivery_ref(claims.id)
-        .await?
-        .map(|d| (d, claims)))
-}
-
-/// `GET /c/{token}`: records the click and redirects (302) to the URL stored for that link
-/// when the message was rendered. People's clicks start follow-ups.
+/// `GET /c/{token}`: redirects (302) to the URL stored for that link when the message was
+/// rendered, never to one taken from the request, and queues the click (see `track::hits`:
+/// recorded in batches, classified, follow-ups started for people).
 pub async fn click(
     State(state): State<AppState>,
     method: axum::http::Method,
     headers: HeaderMap,
     Token(token): Token,
 ) -> PageResult {
-    use crate::track::automated::{ALL_AT_ONCE_LINKS, ALL_AT_ONCE_SECS, looks_automated};
-    let site = state.site();
-    let Some((delivery, claims)) = tracked(&state, Purpose::Click, &token).await? else {
-        return pages::not_found(&site);
+    let Ok(claims) = state.signer.verify(Purpose::Click, &token, now()) else {
+        return pages::not_found(&state.site());
     };
-    let Some(link) = claims
-        .nonce
-        .parse::<i64>()
-        .ok()
-        .map(|id| state.store.link(id))
-    else {
-        return pages::not_found(&site);
+    let link = match claims.nonce.parse::<i64>() {
+        Ok(id) => state.hits.link(id).await?,
+        Err(_) => None,
     };
-    let Some(link) = link.await?.filter(|l| l.campaign == delivery.campaign) else {
-        return pages::not_found(&site);
+    let Some(link) = link else {
+        return pages::not_found(&state.site());
     };
-    let ua = user_agent(&headers);
-    let t = now();
-    let mut automated = looks_automated(
-        method == axum::http::Method::HEAD,
-        ua.as_deref(),
-        delivery.sent_at.map(|s| t - s),
-    );
-    let hit = crate::store::Hit {
-        delivery: &delivery,
-        link: Some(&link),
-        user_agent: ua.as_deref(),
-        automated,
-    };
-    state.store.record_hit(&hit).await?;
-    if !automated
-        && state
-            .store
-            .links_clicked_since(delivery.id, t - ALL_AT_ONCE_SECS)
-            .await?
-            >= ALL_AT_ONCE_LINKS
-    {
-        state
-            .store
-            .flag_clicks_automated(delivery.id, t - ALL_AT_ONCE_SECS)
-            .await?;
-        automated = true;
-    }
-    if !automated {
-        let tag = (!link.tag.is_empty()).then_some(link.tag.as_str());
-        let what = crate::schedule::Happened::Click {
-            tag,
-            campaign: Some(delivery.campaign.as_str()),
-        };
-        if crate::schedule::trigger(&state.store, &site, delivery.profile_id, what).await? > 0 {
-            state.worker.wake();
-        }
-    }
+    let location = link.url.clone();
+    state
+        .hits
+        .push(crate::track::PendingHit {
+            delivery_id: claims.id,
+            link: Some(link),
+            user_agent: user_agent(&headers),
+            head: method == axum::http::Method::HEAD,
+            at: now(),
+        })
+        .await;
     Ok(axum::response::Response::builder()
         .status(StatusCode::FOUND)
-        .header(axum::http::header::LOCATION, link.url.as_str())
+        .header(axum::http::header::LOCATION, location)
         .header(axum::http::header::CACHE_CONTROL, "no-store")
         .body(axum::body::Body::empty())
         .expect("valid response"))
 }
 
-/// `GET /o/{token}`: a 1×1 GIF that is never cached; records the open.
+/// `GET /o/{token}`: a 1×1 GIF that is never cached; queues the open.
 pub async fn open(
     State(state): State<AppState>,
     method: axum::http::Method,
     headers: HeaderMap,
     Token(token): Token,
 ) -> PageResult {
-    let site = state.site();
-    let Some((delivery, _)) = tracked(&state, Purpose::Open, &token).await? else {
-        return pages::not_found(&site);
+    let Ok(claims) = state.signer.verify(Purpose::Open, &token, now()) else {
+        return pages::not_found(&state.site());
     };
-    let ua = user_agent(&headers);
-    let automated = crate::track::automated::looks_automated(
-        method == axum::http::Method::HEAD,
-        ua.as_deref(),
-        delivery.sent_at.map(|s| now() - s),
-    );
     state
-        .store
-        .record_hit(&crate::store::Hit {
-            delivery: &delivery,
+        .hits
+        .push(crate::track::PendingHit {
+            delivery_id: claims.id,
             link: None,
-            user_agent: ua.as_deref(),
-            automated,
+            user_agent: user_agent(&headers),
+            head: method == axum::http::Method::HEAD,
+            at: now(),
         })
-        .await?;
+        .await;
     Ok(axum::response::Response::builder()
         .status(StatusCode::OK)
         .header(axum::http::header::CONTENT_TYPE, "image/gif")
