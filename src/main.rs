@@ -170,9 +170,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             preview(&cli.dir, &settings, &campaign, &email, format).await?;
         }
         Command::Run { campaign } => {
-            let site = Site::load(&cli.dir).map_err(|d| {
-                anyhow::anyhow!("the project files have problems (run rapport check):\n{d}")
-            })?;
+            let site = load_site(&cli.dir)?;
             let campaign = site.campaign(&campaign).with_context(|| {
                 let known: Vec<&str> = site.campaigns.iter().map(|c| c.id.as_str()).collect();
                 format!(
@@ -203,6 +201,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The project files, or an error that sends the user to `rapport check`.
+fn load_site(dir: &std::path::Path) -> anyhow::Result<Site> {
+    Site::load(dir)
+        .map_err(|d| anyhow::anyhow!("the project files have problems (run rapport check):\n{d}"))
 }
 
 /// `rapport check`: every problem on its own line, exit 1 when there is any.
@@ -246,9 +250,7 @@ async fn preview(
     format: PreviewFormat,
 ) -> anyhow::Result<()> {
     use rapport::profile::Email;
-    let site = Site::load(dir).map_err(|d| {
-        anyhow::anyhow!("the project files have problems (run rapport check):\n{d}")
-    })?;
+    let site = load_site(dir)?;
     let campaign = site.campaign(campaign_id).with_context(|| {
         let known: Vec<&str> = site.campaigns.iter().map(|c| c.id.as_str()).collect();
         format!(
@@ -317,9 +319,7 @@ async fn export_report(
     export: Export,
 ) -> anyhow::Result<()> {
     use rapport::report::{GroupByArg, Period};
-    let site = Site::load(dir).map_err(|d| {
-        anyhow::anyhow!("the project files have problems (run rapport check):\n{d}")
-    })?;
+    let site = load_site(dir)?;
     let store = Store::connect(&settings.database_url).await?;
     store.migrate().await?;
     let open = |output: &Option<PathBuf>| -> anyhow::Result<Box<dyn std::io::Write>> {

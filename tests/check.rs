@@ -5,33 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
+use common::example_copy;
+
 const BIN: &str = env!("CARGO_BIN_EXE_rapport");
-
-/// A copy of this repository's example project.
-fn example_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    copy_tree(&root.join("segments"), &dir.path().join("segments"));
-    copy_tree(&root.join("templates"), &dir.path().join("templates"));
-    std::fs::copy(
-        root.join("campaigns.toml"),
-        dir.path().join("campaigns.toml"),
-    )
-    .unwrap();
-    dir
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_tree(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).unwrap();
-        }
-    }
-}
 
 struct Outcome {
     code: i32,

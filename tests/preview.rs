@@ -149,38 +149,7 @@ async fn preview_errors_are_clear(app: TestApp) {
 
 #[tokio::test]
 async fn sighup_reloads_and_keeps_the_running_set_on_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(
-        root.join("campaigns.toml"),
-        dir.path().join("campaigns.toml"),
-    )
-    .unwrap();
-    for sub in [
-        "segments",
-        "templates",
-        "templates/sections",
-        "templates/pages",
-    ] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-    }
-    for f in std::fs::read_dir(root.join("segments")).unwrap().flatten() {
-        std::fs::copy(f.path(), dir.path().join("segments").join(f.file_name())).unwrap();
-    }
-    for f in [
-        "welcome.hbs",
-        "newsletter.hbs",
-        "training-follow-up.hbs",
-        "sections/training.hbs",
-        "sections/community.hbs",
-        "sections/experts.hbs",
-    ] {
-        std::fs::copy(
-            root.join("templates").join(f),
-            dir.path().join("templates").join(f),
-        )
-        .unwrap();
-    }
+    let dir = common::example_copy();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

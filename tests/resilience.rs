@@ -197,37 +197,12 @@ async fn two_instances_on_one_postgres_create_the_run_once_and_send_once() {
     subscribers(&db, "two", 80).await;
     // A project whose newsletter came due on 1 January, with a grace window that still
     // covers it: both instances find it due at start.
-    let tmp = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for sub in [
-        "segments",
-        "templates/sections",
-        "templates/partials",
-        "templates/pages",
-    ] {
-        std::fs::create_dir_all(tmp.path().join(sub)).unwrap();
-    }
-    let campaigns = std::fs::read_to_string(root.join("campaigns.toml"))
+    let tmp = common::example_copy();
+    let path = tmp.path().join("campaigns.toml");
+    let campaigns = std::fs::read_to_string(&path)
         .unwrap()
         .replace("0 0 9 1 * *", "0 0 0 1 1 *");
-    std::fs::write(tmp.path().join("campaigns.toml"), campaigns).unwrap();
-    for f in std::fs::read_dir(root.join("segments")).unwrap().flatten() {
-        std::fs::copy(f.path(), tmp.path().join("segments").join(f.file_name())).unwrap();
-    }
-    for f in [
-        "welcome.hbs",
-        "newsletter.hbs",
-        "training-follow-up.hbs",
-        "sections/training.hbs",
-        "sections/community.hbs",
-        "sections/experts.hbs",
-    ] {
-        std::fs::copy(
-            root.join("templates").join(f),
-            tmp.path().join("templates").join(f),
-        )
-        .unwrap();
-    }
+    std::fs::write(&path, campaigns).unwrap();
     let vars = [
         ("RAPPORT_SMTP_URL", sink.url()),
         ("RAPPORT_SCHEDULE_GRACE", "400d".into()),

@@ -1,8 +1,8 @@
 //! Behaviour facts: what one profile did, read from the events table (content selection,
 //! `unless`, previews). Whole audiences are selected in SQL (`store::AudienceQuery`).
 
-use super::rule::{Activity, Behaviour, Facts};
-use crate::store::{EventKind, EventSummary, Store, StoreError};
+use super::rule::{Behaviour, Facts};
+use crate::store::{EventSummary, Store, StoreError};
 
 fn since(now: i64, within_days: Option<u32>) -> i64 {
     within_days.map_or(i64::MIN, |d| now - i64::from(d) * 86_400)
@@ -27,7 +27,8 @@ impl EventFacts {
 
 impl Facts for EventFacts {
     fn has(&self, b: &Behaviour) -> bool {
-        let (kind, campaign, tag, within) = parts(b);
+        let q = b.event_query();
+        let (kind, campaign, tag, within) = (q.kind, q.campaign, q.tag, q.within_days);
         let from = since(self.now, within);
         self.events.iter().any(|e| {
             e.kind == kind
@@ -35,26 +36,5 @@ impl Facts for EventFacts {
                 && (tag.is_none() || e.tag.as_deref() == tag)
                 && e.last_at >= from
         })
-    }
-}
-
-/// A behaviour as an event query: kind, campaign, tag, window.
-fn parts(b: &Behaviour) -> (EventKind, Option<&str>, Option<&str>, Option<u32>) {
-    match b {
-        Behaviour::ClickedTag { tag, within_days } => {
-            (EventKind::Click, None, Some(tag.as_str()), *within_days)
-        }
-        Behaviour::Campaign {
-            activity,
-            campaign,
-            within_days,
-        } => {
-            let kind = match activity {
-                Activity::Received => EventKind::Sent,
-                Activity::Opened => EventKind::Open,
-                Activity::Clicked => EventKind::Click,
-            };
-            (kind, Some(campaign.as_str()), None, *within_days)
-        }
     }
 }

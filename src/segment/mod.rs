@@ -14,7 +14,9 @@ use crate::config::Diagnostic;
 use crate::profile::{Email, Form, Profile};
 
 pub use facts::EventFacts;
-pub use rule::{Activity, Behaviour, Facts, FieldTest, NoFacts, Rule, RuleError, RuleToml, Scalar};
+pub use rule::{
+    Activity, Behaviour, EventQuery, Facts, FieldTest, NoFacts, Rule, RuleError, RuleToml, Scalar,
+};
 
 /// The folder of segment files inside the project directory.
 pub const SEGMENTS_DIR: &str = "segments";

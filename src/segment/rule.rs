@@ -77,6 +77,47 @@ pub enum Behaviour {
     },
 }
 
+/// A behaviour as an event query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventQuery<'a> {
+    pub kind: crate::store::EventKind,
+    pub campaign: Option<&'a str>,
+    pub tag: Option<&'a str>,
+    pub within_days: Option<u32>,
+}
+
+impl Behaviour {
+    /// The events that prove this behaviour.
+    pub fn event_query(&self) -> EventQuery<'_> {
+        use crate::store::EventKind;
+        match self {
+            Behaviour::ClickedTag { tag, within_days } => EventQuery {
+                kind: EventKind::Click,
+                campaign: None,
+                tag: Some(tag),
+                within_days: *within_days,
+            },
+            Behaviour::Campaign {
+                activity,
+                campaign,
+                within_days,
+            } => {
+                let kind = match activity {
+                    Activity::Received => EventKind::Sent,
+                    Activity::Opened => EventKind::Open,
+                    Activity::Clicked => EventKind::Click,
+                };
+                EventQuery {
+                    kind,
+                    campaign: Some(campaign),
+                    tag: None,
+                    within_days: *within_days,
+                }
+            }
+        }
+    }
+}
+
 /// A parsed, checked rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {

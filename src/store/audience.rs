@@ -4,9 +4,9 @@
 //! and `present = false`), so `NOT` means "does not match" exactly as `Rule::matches` does;
 //! a property test holds the two to the same answers on both backends.
 
-use super::{EventKind, Store, StoreError};
+use super::{Store, StoreError};
 use crate::profile::{Kind, Question};
-use crate::segment::{Activity, Behaviour, FieldTest, Rule, Scalar};
+use crate::segment::{Behaviour, FieldTest, Rule, Scalar};
 
 /// A bound value of a compiled rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,23 +58,8 @@ impl Compiler {
     }
 
     fn behaviour(&mut self, b: &Behaviour) -> String {
-        let (kind, campaign, tag, within) = match b {
-            Behaviour::ClickedTag { tag, within_days } => {
-                (EventKind::Click, None, Some(tag), within_days)
-            }
-            Behaviour::Campaign {
-                activity,
-                campaign,
-                within_days,
-            } => {
-                let kind = match activity {
-                    Activity::Received => EventKind::Sent,
-                    Activity::Opened => EventKind::Open,
-                    Activity::Clicked => EventKind::Click,
-                };
-                (kind, Some(campaign), None, within_days)
-            }
-        };
+        let q = b.event_query();
+        let (kind, campaign, tag, within) = (q.kind, q.campaign, q.tag, q.within_days);
         let mut sql = format!(
             "(id IN (SELECT profile_id FROM events WHERE kind = {} AND automated = 0",
             self.arg(Arg::Text(kind.as_str().into()))
@@ -82,14 +67,17 @@ impl Compiler {
         if let Some(c) = campaign {
             sql.push_str(&format!(
                 " AND campaign = {}",
-                self.arg(Arg::Text(c.clone()))
+                self.arg(Arg::Text(c.to_string()))
             ));
         }
         if let Some(t) = tag {
-            sql.push_str(&format!(" AND tag = {}", self.arg(Arg::Text(t.clone()))));
+            sql.push_str(&format!(
+                " AND tag = {}",
+                self.arg(Arg::Text(t.to_string()))
+            ));
         }
         if let Some(d) = within {
-            let since = self.now - i64::from(*d) * 86_400;
+            let since = self.now - i64::from(d) * 86_400;
             sql.push_str(&format!(" AND created_at >= {}", self.arg(Arg::Int(since))));
         }
         sql.push_str("))");

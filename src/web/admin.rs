@@ -123,11 +123,20 @@ fn csv_response(body: Vec<u8>, name: &str) -> Response {
         .into_response()
 }
 
-fn bad_request(e: ReportError) -> Result<Response, AppError> {
-    match e {
-        ReportError::Store(s) => Err(AppError::Store(s)),
-        other => Ok((StatusCode::BAD_REQUEST, format!("{other}\n")).into_response()),
+/// A CSV report as a response: 400 with the message for a bad parameter, the file otherwise.
+fn csv_or_error(result: Result<Vec<u8>, ReportError>, name: &str) -> Result<Response, AppError> {
+    match result {
+        Ok(body) => Ok(csv_response(body, name)),
+        Err(ReportError::Store(s)) => Err(AppError::Store(s)),
+        Err(other) => Ok((StatusCode::BAD_REQUEST, format!("{other}\n")).into_response()),
     }
+}
+
+fn period(query: &Option<String>) -> Result<Period, ReportError> {
+    Period::parse(
+        param(query, "from").as_deref(),
+        param(query, "to").as_deref(),
+    )
 }
 
 /// `GET /admin/reports/response-rates.csv?by=campaign|run|segment&from=DATE&to=DATE`.
@@ -135,34 +144,21 @@ pub async fn response_rates_csv(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let by = match param(&query, "by")
-        .unwrap_or_default()
-        .parse::<GroupByArg>()
-    {
-        Ok(GroupByArg(by)) => by,
-        Err(e) => return bad_request(e),
+    let report = async {
+        let GroupByArg(by) = param(&query, "by").unwrap_or_default().parse()?;
+        let mut body = Vec::new();
+        crate::report::response_rates_csv(
+            &state.store,
+            &state.site(),
+            by,
+            period(&query)?,
+            &mut body,
+            |_| {},
+        )
+        .await?;
+        Ok(body)
     };
-    let period = match Period::parse(
-        param(&query, "from").as_deref(),
-        param(&query, "to").as_deref(),
-    ) {
-        Ok(p) => p,
-        Err(e) => return bad_request(e),
-    };
-    let mut body = Vec::new();
-    if let Err(e) = crate::report::response_rates_csv(
-        &state.store,
-        &state.site(),
-        by,
-        period,
-        &mut body,
-        |_| {},
-    )
-    .await
-    {
-        return bad_request(e);
-    }
-    Ok(csv_response(body, "response-rates.csv"))
+    csv_or_error(report.await, "response-rates.csv")
 }
 
 /// `GET /admin/reports/optin.csv?from=DATE&to=DATE`.
@@ -170,18 +166,12 @@ pub async fn optin_csv(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let period = match Period::parse(
-        param(&query, "from").as_deref(),
-        param(&query, "to").as_deref(),
-    ) {
-        Ok(p) => p,
-        Err(e) => return bad_request(e),
+    let report = async {
+        let mut body = Vec::new();
+        crate::report::optin_csv(&state.store, &state.site(), period(&query)?, &mut body).await?;
+        Ok(body)
     };
-    let mut body = Vec::new();
-    if let Err(e) = crate::report::optin_csv(&state.store, &state.site(), period, &mut body).await {
-        return bad_request(e);
-    }
-    Ok(csv_response(body, "optin.csv"))
+    csv_or_error(report.await, "optin.csv")
 }
 
 /// `GET /admin/reports/clicks.csv?from=DATE&to=DATE`.
@@ -189,18 +179,12 @@ pub async fn clicks_csv(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let period = match Period::parse(
-        param(&query, "from").as_deref(),
-        param(&query, "to").as_deref(),
-    ) {
-        Ok(p) => p,
-        Err(e) => return bad_request(e),
+    let report = async {
+        let mut body = Vec::new();
+        crate::report::clicks_csv(&state.store, period(&query)?, &mut body, |_| {}).await?;
+        Ok(body)
     };
-    let mut body = Vec::new();
-    if let Err(e) = crate::report::clicks_csv(&state.store, period, &mut body, |_| {}).await {
-        return bad_request(e);
-    }
-    Ok(csv_response(body, "clicks.csv"))
+    csv_or_error(report.await, "clicks.csv")
 }
 
 /// A horizontal bar for a rate, as inline SVG (nothing loaded from elsewhere).

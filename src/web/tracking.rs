@@ -225,6 +225,22 @@ const PIXEL: &[u8] = &[
     0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
+/// A hit as received, for the writer.
+fn pending(
+    delivery_id: i64,
+    link: Option<crate::store::Link>,
+    headers: &HeaderMap,
+    method: &axum::http::Method,
+) -> crate::track::PendingHit {
+    crate::track::PendingHit {
+        delivery_id,
+        link,
+        user_agent: user_agent(headers),
+        head: method == axum::http::Method::HEAD,
+        at: now(),
+    }
+}
+
 /// `GET /c/{token}`: redirects (302) to the URL stored for that link when the message was
 /// rendered, never to one taken from the request, and queues the click (see `track::hits`:
 /// recorded in batches, classified, follow-ups started for people).
@@ -247,13 +263,7 @@ pub async fn click(
     let location = link.url.clone();
     state
         .hits
-        .push(crate::track::PendingHit {
-            delivery_id: claims.id,
-            link: Some(link),
-            user_agent: user_agent(&headers),
-            head: method == axum::http::Method::HEAD,
-            at: now(),
-        })
+        .push(pending(claims.id, Some(link), &headers, &method))
         .await;
     Ok(axum::response::Response::builder()
         .status(StatusCode::FOUND)
@@ -275,13 +285,7 @@ pub async fn open(
     };
     state
         .hits
-        .push(crate::track::PendingHit {
-            delivery_id: claims.id,
-            link: None,
-            user_agent: user_agent(&headers),
-            head: method == axum::http::Method::HEAD,
-            at: now(),
-        })
+        .push(pending(claims.id, None, &headers, &method))
         .await;
     Ok(axum::response::Response::builder()
         .status(StatusCode::OK)

@@ -389,3 +389,29 @@ pub async fn raw_pool(database_url: &str) -> sqlx::AnyPool {
         .await
         .expect("raw pool")
 }
+
+/// A copy of this repository's example project in a temporary folder.
+pub fn example_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_tree(&root.join("segments"), &dir.path().join("segments"));
+    copy_tree(&root.join("templates"), &dir.path().join("templates"));
+    std::fs::copy(
+        root.join("campaigns.toml"),
+        dir.path().join("campaigns.toml"),
+    )
+    .unwrap();
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_tree(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
