@@ -66,6 +66,15 @@ enum Command {
         /// Campaign id from campaigns.toml.
         campaign: String,
     },
+    /// Bring in an existing list: columns named by question key, email required; new
+    /// addresses become subscribed with an `imported` consent record from SOURCE.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Where the list comes from (kept with each consent record), e.g. crm-2026.
+        #[arg(long)]
+        source: String,
+    },
     /// Write a report as CSV (to stdout, or -o FILE).
     #[command(subcommand)]
     Export(Export),
@@ -190,6 +199,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 queued.run_id, queued.campaign, queued.recipients
             );
         }
+        Command::Import { file, source } => {
+            return import(&cli.dir, &settings, &file, &source).await;
+        }
         Command::Export(export) => export_report(&cli.dir, &settings, export).await?,
         Command::Migrate => {
             let store = Store::connect(&settings.database_url).await?;
@@ -310,6 +322,50 @@ async fn preview(
         );
     }
     Ok(())
+}
+
+/// `rapport import`: progress on stderr, one line per skipped row, exit 1 if any.
+async fn import(
+    dir: &std::path::Path,
+    settings: &Settings,
+    file: &std::path::Path,
+    source: &str,
+) -> anyhow::Result<std::process::ExitCode> {
+    let site = load_site(dir)?;
+    let source = source.trim();
+    anyhow::ensure!(
+        !source.is_empty(),
+        "--source needs a name for where the list comes from, like crm-2026"
+    );
+    let store = Store::connect(&settings.database_url).await?;
+    store.migrate().await?;
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    let bar = indicatif::ProgressBar::new(size).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}")
+            .expect("valid template"),
+    );
+    let report = rapport::import::import_csv(
+        &store,
+        &site.project.form,
+        file,
+        &format!("import:{source}"),
+        |b| bar.set_position(b),
+    )
+    .await?;
+    bar.finish_and_clear();
+    for p in &report.problems {
+        println!("{p}");
+    }
+    eprintln!(
+        "imported {} row(s); {} row(s) skipped",
+        report.imported,
+        report.problems.len()
+    );
+    Ok(if report.problems.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }
 
 /// `rapport export ...`: a CSV report, with a progress line on stderr.

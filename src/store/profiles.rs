@@ -493,3 +493,83 @@ impl Store {
             .await?)
     }
 }
+
+impl Store {
+    /// Imports rows from an existing list in one transaction: new addresses become
+    /// subscribed profiles; known ones get the answers the row has (empty cells erase
+    /// nothing) and keep their status, so an import never re-subscribes anyone. Every row
+    /// appends an `imported` consent record with `source`. Returns the rows written.
+    pub async fn import_rows(
+        &self,
+        rows: &[(Email, Answers)],
+        source: &str,
+    ) -> Result<u64, StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let mut written = 0;
+        for chunk in rows.chunks(400) {
+            let mut sql = String::from(
+                "INSERT INTO profiles (email, email_key, status, name, role, products, employees, industry, \
+                 business_need, challenge, pcs, servers, engagement, source, created_at, updated_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                // $1 source, $2 time; then per row the address, its key and ten answers.
+                let b = i * 12;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, 'subscribed', {}, $1, $2, $2)",
+                    b + 3,
+                    b + 4,
+                    (5..=14)
+                        .map(|k| format!("${}", b + k))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            sql.push_str(
+                " ON CONFLICT (email_key) DO UPDATE SET name = COALESCE(excluded.name, profiles.name), \
+                 role = COALESCE(excluded.role, profiles.role), products = COALESCE(excluded.products, profiles.products), \
+                 employees = COALESCE(excluded.employees, profiles.employees), industry = COALESCE(excluded.industry, profiles.industry), \
+                 business_need = COALESCE(excluded.business_need, profiles.business_need), \
+                 challenge = COALESCE(excluded.challenge, profiles.challenge), pcs = COALESCE(excluded.pcs, profiles.pcs), \
+                 servers = COALESCE(excluded.servers, profiles.servers), \
+                 engagement = COALESCE(excluded.engagement, profiles.engagement), updated_at = excluded.updated_at \
+                 RETURNING id",
+            );
+            let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(source).bind(at);
+            for (email, a) in chunk {
+                q = q
+                    .bind(email.as_str())
+                    .bind(email_key(email))
+                    .bind(a.name.as_deref())
+                    .bind(a.role.as_deref())
+                    .bind(products_json(a))
+                    .bind(a.employees)
+                    .bind(a.industry.as_deref())
+                    .bind(a.business_need.as_deref())
+                    .bind(a.challenge.as_deref())
+                    .bind(a.pcs)
+                    .bind(a.servers)
+                    .bind(a.engagement.as_deref());
+            }
+            let ids = q.fetch_all(&mut *tx).await?;
+            let values: Vec<String> = (0..ids.len())
+                .map(|i| format!("(${}, 'imported', $1, $2)", i + 3))
+                .collect();
+            let consents_sql = format!(
+                "INSERT INTO consents (profile_id, action, source, created_at) VALUES {}",
+                values.join(", ")
+            );
+            let mut c = sqlx::query(&consents_sql).bind(source).bind(at);
+            for id in &ids {
+                c = c.bind(*id);
+            }
+            c.execute(&mut *tx).await?;
+            written += ids.len() as u64;
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+}

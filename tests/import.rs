@@ -1,0 +1,140 @@
+//! `rapport import`: upsert by address without erasing answers or re-subscribing anyone,
+//! bad rows reported as FILE:LINE and skipped, unknown columns refused before anything is
+//! written. On SQLite and PostgreSQL.
+
+mod common;
+
+use std::process::Command;
+
+use common::TestApp;
+use rapport::profile::{Email, Status};
+
+on_both_backends!(
+    imports_good_rows_and_reports_bad_ones,
+    refuses_unknown_columns_and_empty_files
+);
+
+const BIN: &str = env!("CARGO_BIN_EXE_rapport");
+
+fn import(app: &TestApp, file: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args([
+            "--dir",
+            env!("CARGO_MANIFEST_DIR"),
+            "--database-url",
+            &app.database_url,
+            "import",
+        ])
+        .arg(file)
+        .args(["--source", "crm"])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn profile(app: &TestApp, email: &str) -> Option<rapport::profile::Profile> {
+    app.store
+        .profile_by_email(&Email::parse(email).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn imports_good_rows_and_reports_bad_ones(app: TestApp) {
+    app.subscribed(
+        "known@example.com",
+        &[("name", "Kim Known"), ("employees", "4")],
+    )
+    .await;
+    app.subscribed("left@example.com", &[]).await;
+    let left = profile(&app, "left@example.com").await.unwrap();
+    app.store
+        .unsubscribe(left.id, &Default::default(), &Default::default())
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("list.csv");
+    let mut csv = b"email,name,employees,industry,products\n".to_vec();
+    csv.extend_from_slice(b"new@example.com,Nia New,12,retail,office;cloud\n"); // line 2
+    csv.extend_from_slice(b"KNOWN@example.com,,9,,\n"); // line 3: fills employees, keeps the name
+    csv.extend_from_slice(b"left@example.com,Lee Left,,,\n"); // line 4: stays unsubscribed
+    csv.extend_from_slice(b"not-an-address,X,1,,\n"); // line 5
+    csv.extend_from_slice(b"New@Example.com,Again,1,,\n"); // line 6: repeated address
+    csv.extend_from_slice(b"short@example.com,Short\n"); // line 7: too few fields
+    csv.extend_from_slice(b"bytes@example.com,\xff\xfe,1,,\n"); // line 8: not UTF-8
+    csv.extend_from_slice(b"typo@example.com,Ty,3,retial,\n"); // line 9: not a choice
+    csv.extend_from_slice(b"last@example.com,Lars Last,,healthcare,\n"); // line 10
+    std::fs::write(&file, csv).unwrap();
+
+    let (code, out, err) = import(&app, &file);
+    assert_eq!(code, 1, "bad rows make a non-zero exit: {err}");
+    let name = file.display().to_string();
+    for (line, text) in [
+        (5, "email"),
+        (6, "already on line 2"),
+        (7, "field"),
+        (8, "UTF-8"),
+        (9, "retial"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("{name}:{line}: ")) && l.contains(text)),
+            "line {line} ({text}) in:\n{out}"
+        );
+    }
+    assert_eq!(out.lines().count(), 5, "{out}");
+    assert!(err.contains("imported 4 row(s); 5 row(s) skipped"), "{err}");
+
+    let new = profile(&app, "new@example.com").await.unwrap();
+    assert_eq!(new.status, Status::Subscribed);
+    assert_eq!(
+        new.answers.products,
+        Some(vec!["office".to_string(), "cloud".to_string()])
+    );
+    let consents = app.store.consents(new.id).await.unwrap();
+    assert_eq!(
+        (consents[0].0.as_str(), consents[0].1.as_str()),
+        ("imported", "import:crm")
+    );
+    let known = profile(&app, "known@example.com").await.unwrap();
+    assert_eq!(
+        known.answers.name.as_deref(),
+        Some("Kim Known"),
+        "an empty cell erases nothing"
+    );
+    assert_eq!(known.answers.employees, Some(9));
+    assert_eq!(
+        profile(&app, "left@example.com").await.unwrap().status,
+        Status::Unsubscribed,
+        "an import never re-subscribes"
+    );
+    assert!(profile(&app, "typo@example.com").await.is_none());
+    assert!(
+        profile(&app, "last@example.com").await.is_some(),
+        "rows after bad ones are imported"
+    );
+}
+
+async fn refuses_unknown_columns_and_empty_files(app: TestApp) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("odd.csv");
+    std::fs::write(&file, "email,nmae,colour\na@example.com,A,red\n").unwrap();
+    let (code, _, err) = import(&app, &file);
+    assert_eq!(code, 1);
+    assert!(err.contains(":1: unknown column(s) nmae, colour"), "{err}");
+    assert!(err.contains("Nothing was imported"));
+    assert_eq!(app.store.profile_count().await.unwrap(), 0);
+
+    std::fs::write(&file, "").unwrap();
+    let (code, _, err) = import(&app, &file);
+    assert_eq!(code, 1);
+    assert!(err.contains("empty"), "{err}");
+    std::fs::write(&file, "name\nAnn\n").unwrap();
+    let (code, _, err) = import(&app, &file);
+    assert_eq!(code, 1);
+    assert!(err.contains("no email column"), "{err}");
+}
