@@ -439,7 +439,7 @@ impl Store {
         let at = now();
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
-        for chunk in rows.chunks(500) {
+        for chunk in rows.chunks(super::rows_per_statement(16)) {
             let mut sql = String::from(
                 "INSERT INTO profiles (email, email_key, status, name, role, products, employees, \
                  industry, business_need, challenge, pcs, servers, engagement, source, created_at, \
@@ -507,7 +507,7 @@ impl Store {
         let at = now();
         let mut tx = self.pool.begin().await?;
         let mut written = 0;
-        for chunk in rows.chunks(400) {
+        for chunk in rows.chunks(super::rows_per_statement(12)) {
             let mut sql = String::from(
                 "INSERT INTO profiles (email, email_key, status, name, role, products, employees, industry, \
                  business_need, challenge, pcs, servers, engagement, source, created_at, updated_at) VALUES ",

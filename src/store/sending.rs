@@ -262,7 +262,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // One UPDATE per hundred: `UPDATE ... FROM (VALUES ...)` reads the same on SQLite
         // (3.33+) and PostgreSQL, whose VALUES columns are both named column1, column2.
-        for chunk in sent.chunks(100) {
+        for chunk in sent.chunks(super::rows_per_statement(2)) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| format!("(${}, ${})", i * 2 + 2, i * 2 + 3))
                 .collect();
@@ -277,7 +277,7 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        for chunk in sent.chunks(100) {
+        for chunk in sent.chunks(super::rows_per_statement(5)) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {
                     format!(

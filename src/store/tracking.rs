@@ -103,7 +103,7 @@ impl Store {
         ids: &[i64],
     ) -> Result<std::collections::HashMap<i64, DeliveryRef>, StoreError> {
         let mut out = std::collections::HashMap::new();
-        for chunk in ids.chunks(500) {
+        for chunk in ids.chunks(super::MAX_PARAMS) {
             let sql = format!(
                 "SELECT id, profile_id, run_id, campaign, sent_at FROM deliveries WHERE id IN ({})",
                 (1..=chunk.len())
@@ -133,7 +133,7 @@ impl Store {
     /// transaction.
     pub async fn record_hits(&self, hits: &[(Hit<'_>, i64)]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for chunk in hits.chunks(100) {
+        for chunk in hits.chunks(super::rows_per_statement(10)) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {
                     let b = i * 10;
