@@ -75,11 +75,23 @@ enum Command {
         #[arg(long)]
         source: String,
     },
+    /// A person's data: everything held about them, or erasure on request.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Write a report as CSV (to stdout, or -o FILE).
     #[command(subcommand)]
     Export(Export),
     /// Apply database migrations and exit.
     Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProfileCommand {
+    /// Print everything held about the address as JSON: profile, consents, events.
+    Export { email: String },
+    /// Erase the person: address and answers removed, consents deleted, aggregates kept,
+    /// and the address suppressed so that an import cannot bring it back.
+    Erase { email: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,6 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Import { file, source } => {
             return import(&cli.dir, &settings, &file, &source).await;
         }
+        Command::Profile(cmd) => profile_command(&settings, cmd).await?,
         Command::Export(export) => export_report(&cli.dir, &settings, export).await?,
         Command::Migrate => {
             let store = Store::connect(&settings.database_url).await?;
@@ -320,6 +333,33 @@ async fn preview(
             "note: {address} is {}; rapport sends campaigns to subscribed profiles only",
             profile.status.as_str()
         );
+    }
+    Ok(())
+}
+
+/// `rapport profile export|erase EMAIL`.
+async fn profile_command(settings: &Settings, cmd: ProfileCommand) -> anyhow::Result<()> {
+    use rapport::profile::Email;
+    let (ProfileCommand::Export { email } | ProfileCommand::Erase { email }) = &cmd;
+    let address = Email::parse(email).map_err(|e| anyhow::anyhow!("{email:?}: {e}"))?;
+    let store = Store::connect(&settings.database_url).await?;
+    store.migrate().await?;
+    let profile = store.profile_by_email(&address).await?.with_context(|| {
+        format!(
+            "no profile with the address {address}; nothing is held about it (or it was erased)"
+        )
+    })?;
+    match cmd {
+        ProfileCommand::Export { .. } => {
+            let data = store.personal_data(&profile).await?;
+            println!("{}", serde_json::to_string_pretty(&data)?);
+        }
+        ProfileCommand::Erase { .. } => {
+            store.erase(&profile).await?;
+            eprintln!(
+                "erased {address}: address and answers removed, consent records deleted, counts kept; imports will skip it"
+            );
+        }
     }
     Ok(())
 }

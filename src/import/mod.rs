@@ -130,6 +130,7 @@ pub async fn import_reader<R: Read>(
         return Err(ImportError::NoEmail(name.to_string()));
     }
 
+    let check_suppressed = store.suppression_count().await? > 0;
     let mut report = ImportReport::default();
     let mut seen: HashMap<u64, u64> = HashMap::new();
     let mut batch: Vec<(Email, Answers)> = Vec::with_capacity(BATCH);
@@ -159,6 +160,12 @@ pub async fn import_reader<R: Read>(
                     continue;
                 }
                 seen.insert(h, line);
+                if check_suppressed && store.is_suppressed(&email).await? {
+                    report.problems.push(format!(
+                        "{name}:{line}: {email} was erased on request and is not imported again"
+                    ));
+                    continue;
+                }
                 batch.push((email, answers));
                 if batch.len() >= BATCH {
                     report.imported += store.import_rows(&batch, source).await?;

@@ -7,6 +7,7 @@ mod profiles;
 mod audience;
 mod events;
 mod reports;
+mod rights;
 mod sending;
 mod tracking;
 
@@ -20,6 +21,7 @@ pub use audience::AudienceQuery;
 pub use events::{EventKind, EventOrigin, EventSummary};
 pub use profiles::{Confirmation, ConsentMeta, OptIn};
 pub use reports::{ClickRow, GroupBy, OptinDay, RateCounts, RunSummary, Totals};
+pub use rights::PersonalData;
 pub use sending::{Claimed, RunOrigin, RunProgress, STANDING};
 pub use tracking::{DeliveryRef, Hit, Link};
 

@@ -250,6 +250,7 @@ pub fn router(state: AppState) -> Router {
             "/profile/{token}",
             get(public::profile).post(public::profile_update),
         )
+        .route("/profile/{token}/data", get(public::profile_data))
         .route("/c/{token}", get(tracking::click))
         .route("/o/{token}", get(tracking::open))
         .route(

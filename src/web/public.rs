@@ -509,6 +509,29 @@ pub async fn profile_update(
     .render(&site, StatusCode::OK)
 }
 
+/// `GET /profile/{token}/data`: everything held about the person, as a JSON download.
+pub async fn profile_data(State(state): State<AppState>, Token(token): Token) -> PageResult {
+    let site = state.site();
+    let Some(profile) = centre_profile(&state, &token).await? else {
+        return pages::not_found(&site);
+    };
+    let data = state.store.personal_data(&profile).await?;
+    let body = serde_json::to_vec_pretty(&data).expect("JSON values serialise");
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"my-data.json\"",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 /// `GET /healthz`: 200 when the database answers, 503 otherwise.
 pub async fn healthz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
