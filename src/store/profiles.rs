@@ -358,6 +358,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if updated.is_none() {
+            tx.rollback().await?;
             return Ok(None);
         }
         let fields: Vec<&str> = crate::profile::Question::ALL
