@@ -6,6 +6,7 @@
 pub mod campaign;
 pub mod config;
 pub mod delivery;
+pub mod demo;
 pub mod import;
 pub mod profile;
 pub mod render;

@@ -75,6 +75,16 @@ enum Command {
         #[arg(long)]
         source: String,
     },
+    /// Fill the store with clearly marked demo profiles and six months of history, so the
+    /// dashboard and exports show a living programme (refuses a store with real profiles).
+    Demo {
+        /// How many demo profiles.
+        #[arg(long, default_value_t = 300)]
+        profiles: usize,
+        /// Write demo data even though the store holds other profiles.
+        #[arg(long)]
+        force: bool,
+    },
     /// A person's data: everything held about them, or erasure on request.
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -213,6 +223,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Import { file, source } => {
             return import(&cli.dir, &settings, &file, &source).await;
+        }
+        Command::Demo { profiles, force } => {
+            let site = load_site(&cli.dir)?;
+            let store = Store::connect(&settings.database_url).await?;
+            store.migrate().await?;
+            eprintln!("writing {profiles} demo profiles and six months of newsletters...");
+            let s = rapport::demo::fill(&store, &site, profiles, force).await?;
+            println!(
+                "demo data: {} profiles (under demo.example), {} runs, {} events; open /admin to see them",
+                s.profiles, s.runs, s.events
+            );
         }
         Command::Profile(cmd) => profile_command(&settings, cmd).await?,
         Command::Export(export) => export_report(&cli.dir, &settings, export).await?,

@@ -5,6 +5,7 @@
 #[macro_use]
 mod profiles;
 mod audience;
+mod demo;
 mod events;
 mod reports;
 mod rights;
@@ -18,6 +19,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use audience::AudienceQuery;
+pub use demo::NewEvent;
 pub use events::{EventKind, EventOrigin, EventSummary};
 pub use profiles::{Confirmation, ConsentMeta, OptIn};
 pub use reports::{ClickRow, GroupBy, OptinDay, RateCounts, RunSummary, Totals};

@@ -1,0 +1,79 @@
+//! `rapport demo`: demo profiles and history that the dashboard and exports show, clearly
+//! marked, and never mixed into a store with real profiles unless forced. On SQLite and
+//! PostgreSQL.
+
+mod common;
+
+use std::process::Command;
+
+use common::TestApp;
+
+on_both_backends!(demo_fills_reports_and_refuses_real_stores);
+
+const BIN: &str = env!("CARGO_BIN_EXE_rapport");
+
+fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args([
+            "--dir",
+            env!("CARGO_MANIFEST_DIR"),
+            "--database-url",
+            &app.database_url,
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn demo_fills_reports_and_refuses_real_stores(app: TestApp) {
+    let (code, out, err) = cli(&app, &["demo", "--profiles", "120"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("120 profiles") && out.contains("6 runs"),
+        "{out}"
+    );
+    assert_eq!(app.store.real_profile_count().await.unwrap(), 0);
+    assert_eq!(app.store.profile_count().await.unwrap(), 120);
+
+    let (_, csv, _) = cli(&app, &["export", "response-rates", "--by", "run"]);
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 6, "{csv}");
+    for r in &rows {
+        assert_eq!(r[0], "newsletter");
+        let open_rate: f64 = r[7].parse().unwrap();
+        let click_rate: f64 = r[9].parse().unwrap();
+        assert!(open_rate > 0.2 && open_rate < 0.8, "{csv}");
+        assert!(click_rate > 0.0 && click_rate < open_rate, "{csv}");
+    }
+    let (_, funnel, _) = cli(&app, &["export", "optin"]);
+    assert!(
+        funnel.lines().count() >= 30,
+        "a month of sign-ups: {funnel}"
+    );
+
+    let page = app
+        .client
+        .get(app.url("/admin"))
+        .header("authorization", format!("Bearer {}", common::ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    let body = page.text().await.unwrap();
+    assert!(body.contains("newsletter") && !body.contains("Nothing sent yet"));
+
+    // A store with a real profile is refused, unless forced.
+    app.subscribe("real@example.com", &[]).await;
+    let (code, _, err) = cli(&app, &["demo", "--profiles", "10"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("1 profile(s) that are not demo data"), "{err}");
+    assert_eq!(app.store.profile_count().await.unwrap(), 121);
+}
