@@ -11,7 +11,8 @@ use rapport::profile::{Email, Status};
 
 on_both_backends!(
     imports_good_rows_and_reports_bad_ones,
-    refuses_unknown_columns_and_empty_files
+    refuses_unknown_columns_and_empty_files,
+    repeats_are_found_across_batches,
 );
 
 const BIN: &str = env!("CARGO_BIN_EXE_rapport");
@@ -137,4 +138,27 @@ async fn refuses_unknown_columns_and_empty_files(app: TestApp) {
     let (code, _, err) = import(&app, &file);
     assert_eq!(code, 1);
     assert!(err.contains("no email column"), "{err}");
+}
+
+async fn repeats_are_found_across_batches(app: TestApp) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.csv");
+    let mut csv = String::from("email,employees\n");
+    for i in 0..4500 {
+        csv.push_str(&format!("p{i}@example.com,{}\n", i % 300 + 1));
+    }
+    csv.push_str("P7@example.com,3\n"); // line 4502, first seen on line 9, batches earlier
+    std::fs::write(&file, csv).unwrap();
+    let (code, out, err) = import(&app, &file);
+    assert_eq!(code, 1, "{err}");
+    let name = file.display().to_string();
+    assert_eq!(
+        out.trim(),
+        format!("{name}:4502: P7@example.com is already on line 9; skipped")
+    );
+    assert!(
+        err.contains("imported 4500 row(s); 1 row(s) skipped"),
+        "{err}"
+    );
+    assert_eq!(app.store.profile_count().await.unwrap(), 4500);
 }

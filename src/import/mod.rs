@@ -4,7 +4,6 @@
 //! the good ones are written in batches.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::Path;
 
@@ -52,15 +51,9 @@ pub struct ImportReport {
     pub problems: Vec<String>,
 }
 
-fn key_hash(email: &Email) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    email.as_str().to_lowercase().hash(&mut h);
-    h.finish()
-}
-
 /// Imports `path`, recording `source` with each row's consent. `progress` gets the bytes
-/// read so far. Memory stays bounded by the batch, plus 16 bytes per address for finding
-/// repeated addresses.
+/// read so far. Memory is bounded by the batch (and the list of skipped rows): repeated
+/// addresses are found through the database, not a set of every address in memory.
 pub async fn import_csv(
     store: &Store,
     form: &Form,
@@ -132,8 +125,9 @@ pub async fn import_reader<R: Read>(
 
     let check_suppressed = store.suppression_count().await? > 0;
     let mut report = ImportReport::default();
-    let mut seen: HashMap<u64, u64> = HashMap::new();
-    let mut batch: Vec<(Email, Answers)> = Vec::with_capacity(BATCH);
+    let import_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut problems: Vec<(u64, String)> = Vec::new();
+    let mut batch: Vec<(Email, Answers, u64)> = Vec::with_capacity(BATCH);
     let mut record = csv::ByteRecord::new();
     loop {
         let line = reader.position().line() + 1;
@@ -142,44 +136,90 @@ pub async fn import_reader<R: Read>(
             Ok(true) => {}
             Err(e) => {
                 let at = e.position().map_or(line, |p| p.line());
-                report
-                    .problems
-                    .push(format!("{name}:{at}: {}", describe_csv_error(&e)));
+                problems.push((at, format!("{name}:{at}: {}", describe_csv_error(&e))));
                 continue;
             }
         }
         let line = record.position().map_or(line, |p| p.line());
         match parse_row(form, &columns, &record) {
-            Err(message) => report.problems.push(format!("{name}:{line}: {message}")),
+            Err(message) => problems.push((line, format!("{name}:{line}: {message}"))),
             Ok((email, answers)) => {
-                let h = key_hash(&email);
-                if let Some(first) = seen.get(&h) {
-                    report.problems.push(format!(
-                        "{name}:{line}: {email} is already on line {first}; skipped"
-                    ));
-                    continue;
-                }
-                seen.insert(h, line);
                 if check_suppressed && store.is_suppressed(&email).await? {
-                    report.problems.push(format!(
-                        "{name}:{line}: {email} was erased on request and is not imported again"
+                    problems.push((
+                        line,
+                        format!(
+                            "{name}:{line}: {email} was erased on request and is not imported again"
+                        ),
                     ));
                     continue;
                 }
-                batch.push((email, answers));
+                batch.push((email, answers, line));
                 if batch.len() >= BATCH {
-                    report.imported += store.import_rows(&batch, source).await?;
-                    batch.clear();
+                    report.imported +=
+                        write_batch(store, &import_id, name, source, &mut batch, &mut problems)
+                            .await?;
                     progress(reader.position().byte());
                 }
             }
         }
     }
-    if !batch.is_empty() {
-        report.imported += store.import_rows(&batch, source).await?;
-    }
+    report.imported +=
+        write_batch(store, &import_id, name, source, &mut batch, &mut problems).await?;
+    store.import_done(&import_id).await?;
     progress(reader.position().byte());
+    problems.sort_by_key(|(line, _)| *line);
+    report.problems = problems.into_iter().map(|(_, m)| m).collect();
     Ok(report)
+}
+
+/// Writes a batch, leaving out (and reporting) addresses this import has seen before: on an
+/// earlier line of this batch, or of an earlier one (the database remembers those).
+async fn write_batch(
+    store: &Store,
+    import_id: &str,
+    name: &str,
+    source: &str,
+    batch: &mut Vec<(Email, Answers, u64)>,
+    problems: &mut Vec<(u64, String)>,
+) -> Result<u64, ImportError> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let mut first_in_batch: HashMap<String, u64> = HashMap::new();
+    let mut keep = vec![true; batch.len()];
+    for (i, (email, _, line)) in batch.iter().enumerate() {
+        let key = email.as_str().to_lowercase();
+        if let Some(first) = first_in_batch.get(&key) {
+            problems.push((
+                *line,
+                format!("{name}:{line}: {email} is already on line {first}; skipped"),
+            ));
+            keep[i] = false;
+        } else {
+            first_in_batch.insert(key, *line);
+        }
+    }
+    let candidates: Vec<usize> = (0..batch.len()).filter(|i| keep[*i]).collect();
+    let seen_rows: Vec<(&Email, u64)> = candidates
+        .iter()
+        .map(|i| (&batch[*i].0, batch[*i].2))
+        .collect();
+    for (j, first) in store.import_seen(import_id, &seen_rows).await? {
+        let i = candidates[j];
+        let (email, _, line) = &batch[i];
+        problems.push((
+            *line,
+            format!("{name}:{line}: {email} is already on line {first}; skipped"),
+        ));
+        keep[i] = false;
+    }
+    let rows: Vec<(Email, Answers)> = batch
+        .drain(..)
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|((e, a, _), _)| (e, a))
+        .collect();
+    Ok(store.import_rows(&rows, source).await?)
 }
 
 fn describe_csv_error(e: &csv::Error) -> String {

@@ -574,3 +574,53 @@ impl Store {
         Ok(written)
     }
 }
+
+impl Store {
+    /// Marks the addresses of a batch as seen by import `import_id`; returns, for those seen
+    /// before, (index in `rows`, line where it was first seen).
+    pub async fn import_seen(
+        &self,
+        import_id: &str,
+        rows: &[(&Email, u64)],
+    ) -> Result<Vec<(usize, i64)>, StoreError> {
+        let mut repeats = Vec::new();
+        for (chunk_no, chunk) in rows.chunks(super::rows_per_statement(3)).enumerate() {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("($1, ${}, ${})", i * 2 + 2, i * 2 + 3))
+                .collect();
+            let sql = format!(
+                "INSERT INTO import_seen (import_id, email_key, line) VALUES {} ON CONFLICT (import_id, email_key) DO NOTHING RETURNING email_key",
+                values.join(", ")
+            );
+            let mut q = sqlx::query_scalar::<_, String>(&sql).bind(import_id);
+            for (email, line) in chunk {
+                q = q.bind(email_key(email)).bind(*line as i64);
+            }
+            let inserted: std::collections::HashSet<String> =
+                q.fetch_all(&self.pool).await?.into_iter().collect();
+            for (i, (email, _)) in chunk.iter().enumerate() {
+                let key = email_key(email);
+                if !inserted.contains(&key) {
+                    let first: i64 = sqlx::query_scalar(
+                        "SELECT line FROM import_seen WHERE import_id = $1 AND email_key = $2",
+                    )
+                    .bind(import_id)
+                    .bind(&key)
+                    .fetch_one(&self.pool)
+                    .await?;
+                    repeats.push((chunk_no * super::rows_per_statement(3) + i, first));
+                }
+            }
+        }
+        Ok(repeats)
+    }
+
+    /// Forgets what import `import_id` saw.
+    pub async fn import_done(&self, import_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM import_seen WHERE import_id = $1")
+            .bind(import_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,8 @@
+-- Addresses seen by an import in progress, so that an address repeated in one file is
+-- reported without keeping every address of a large file in memory. Emptied at the end.
+CREATE TABLE import_seen (
+    import_id TEXT    NOT NULL,
+    email_key TEXT    NOT NULL,
+    line      BIGINT  NOT NULL,
+    PRIMARY KEY (import_id, email_key)
+);
