@@ -4,34 +4,12 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::TestApp;
 
 on_both_backends!(demo_fills_reports_and_refuses_real_stores);
 
-const BIN: &str = env!("CARGO_BIN_EXE_rapport");
-
-fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args([
-            "--dir",
-            env!("CARGO_MANIFEST_DIR"),
-            "--database-url",
-            &app.database_url,
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 async fn demo_fills_reports_and_refuses_real_stores(app: TestApp) {
-    let (code, out, err) = cli(&app, &["demo", "--profiles", "120"]);
+    let (code, out, err) = app.cli(&["demo", "--profiles", "120"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("120 profiles") && out.contains("6 runs"),
@@ -40,7 +18,7 @@ async fn demo_fills_reports_and_refuses_real_stores(app: TestApp) {
     assert_eq!(app.store.real_profile_count().await.unwrap(), 0);
     assert_eq!(app.store.profile_count().await.unwrap(), 120);
 
-    let (_, csv, _) = cli(&app, &["export", "response-rates", "--by", "run"]);
+    let (_, csv, _) = app.cli(&["export", "response-rates", "--by", "run"]);
     let rows: Vec<Vec<&str>> = csv
         .lines()
         .skip(1)
@@ -54,7 +32,7 @@ async fn demo_fills_reports_and_refuses_real_stores(app: TestApp) {
         assert!(open_rate > 0.2 && open_rate < 0.8, "{csv}");
         assert!(click_rate > 0.0 && click_rate < open_rate, "{csv}");
     }
-    let (_, funnel, _) = cli(&app, &["export", "optin"]);
+    let (_, funnel, _) = app.cli(&["export", "optin"]);
     assert!(
         funnel.lines().count() >= 30,
         "a month of sign-ups: {funnel}"
@@ -72,7 +50,7 @@ async fn demo_fills_reports_and_refuses_real_stores(app: TestApp) {
 
     // A store with a real profile is refused, unless forced.
     app.subscribe("real@example.com", &[]).await;
-    let (code, _, err) = cli(&app, &["demo", "--profiles", "10"]);
+    let (code, _, err) = app.cli(&["demo", "--profiles", "10"]);
     assert_eq!(code, 1);
     assert!(err.contains("1 profile(s) that are not demo data"), "{err}");
     assert_eq!(app.store.profile_count().await.unwrap(), 121);

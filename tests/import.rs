@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::TestApp;
 use rapport::profile::{Email, Status};
 
@@ -15,26 +13,8 @@ on_both_backends!(
     repeats_are_found_across_batches,
 );
 
-const BIN: &str = env!("CARGO_BIN_EXE_rapport");
-
 fn import(app: &TestApp, file: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args([
-            "--dir",
-            env!("CARGO_MANIFEST_DIR"),
-            "--database-url",
-            &app.database_url,
-            "import",
-        ])
-        .arg(file)
-        .args(["--source", "crm"])
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    app.cli(&["import", file.to_str().unwrap(), "--source", "crm"])
 }
 
 async fn profile(app: &TestApp, email: &str) -> Option<rapport::profile::Profile> {

@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::TestApp;
 use rapport::delivery::Transport;
 use rapport::delivery::worker::{Worker, WorkerConfig};
 use rapport::profile::{Answers, Email, Status};
@@ -17,28 +14,8 @@ on_both_databases!(
     optin_funnel_per_day
 );
 
-const BIN: &str = env!("CARGO_BIN_EXE_rapport");
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 const SCANNER: &str = "Mozilla/5.0 (compatible; Barracuda Sentinel)";
-
-fn export(app: &TestApp, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args([
-            "--dir",
-            env!("CARGO_MANIFEST_DIR"),
-            "--database-url",
-            &app.database_url,
-            "export",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn rows(csv: &str) -> Vec<Vec<String>> {
     csv.lines()
@@ -132,7 +109,7 @@ async fn response_rates_by_campaign_run_and_segment(db: common::Db) {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 
-    let (code, csv, err) = export(&app, &["response-rates"]);
+    let (code, csv, err) = app.cli(&["export", "response-rates"]);
     assert_eq!(code, 0, "{err}");
     let t = rows(&csv);
     assert_eq!(
@@ -182,7 +159,7 @@ async fn response_rates_by_campaign_run_and_segment(db: common::Db) {
         ]
     );
 
-    let (_, csv, _) = export(&app, &["response-rates", "--by", "run"]);
+    let (_, csv, _) = app.cli(&["export", "response-rates", "--by", "run"]);
     let t = rows(&csv);
     assert_eq!(t.len(), 3);
     let runs = app.store.runs_of("newsletter").await.unwrap();
@@ -191,16 +168,14 @@ async fn response_rates_by_campaign_run_and_segment(db: common::Db) {
     assert_eq!(t[1][9], "0.5000");
 
     let file = tempfile::NamedTempFile::new().unwrap();
-    let (code, _, _) = export(
-        &app,
-        &[
-            "response-rates",
-            "--by",
-            "segment",
-            "-o",
-            file.path().to_str().unwrap(),
-        ],
-    );
+    let (code, _, _) = app.cli(&[
+        "export",
+        "response-rates",
+        "--by",
+        "segment",
+        "-o",
+        file.path().to_str().unwrap(),
+    ]);
     assert_eq!(code, 0);
     let csv = std::fs::read_to_string(file.path()).unwrap();
     let t = rows(&csv);
@@ -217,37 +192,33 @@ async fn response_rates_by_campaign_run_and_segment(db: common::Db) {
         "segments without deliveries have no row: {csv}"
     );
 
-    let (code, _, err) = export(
-        &app,
-        &[
-            "response-rates",
-            "--from",
-            "2026-11-02",
-            "--to",
-            "2026-11-01",
-        ],
-    );
+    let (code, _, err) = app.cli(&[
+        "export",
+        "response-rates",
+        "--from",
+        "2026-11-02",
+        "--to",
+        "2026-11-01",
+    ]);
     assert_eq!(code, 1);
     assert!(
         err.contains("--from 2026-11-02 is after --to 2026-11-01"),
         "{err}"
     );
-    let (code, _, err) = export(&app, &["response-rates", "--from", "yesterday"]);
+    let (code, _, err) = app.cli(&["export", "response-rates", "--from", "yesterday"]);
     assert_eq!(code, 1);
     assert!(err.contains("YYYY-MM-DD"), "{err}");
-    let (code, _, err) = export(&app, &["response-rates", "--by", "colour"]);
+    let (code, _, err) = app.cli(&["export", "response-rates", "--by", "colour"]);
     assert_eq!(code, 1);
     assert!(err.contains("campaign, run or segment"), "{err}");
-    let (_, csv, _) = export(
-        &app,
-        &[
-            "response-rates",
-            "--from",
-            "2000-01-01",
-            "--to",
-            "2000-01-31",
-        ],
-    );
+    let (_, csv, _) = app.cli(&[
+        "export",
+        "response-rates",
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2000-01-31",
+    ]);
     assert_eq!(
         rows(&csv).len(),
         1,
@@ -263,7 +234,7 @@ async fn optin_funnel_per_day(db: common::Db) {
     app.get("/").await;
     app.subscribed("f0@example.com", &[]).await;
     app.subscribe("f1@example.com", &[]).await;
-    let (code, csv, err) = export(&app, &["optin"]);
+    let (code, csv, err) = app.cli(&["export", "optin"]);
     assert_eq!(code, 0, "{err}");
     let t = rows(&csv);
     assert_eq!(

@@ -4,32 +4,10 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::TestApp;
 use rapport::profile::Email;
 
 on_both_backends!(export_and_erase);
-
-const BIN: &str = env!("CARGO_BIN_EXE_rapport");
-
-fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args([
-            "--dir",
-            env!("CARGO_MANIFEST_DIR"),
-            "--database-url",
-            &app.database_url,
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 async fn export_and_erase(app: TestApp) {
     let centre = app
@@ -38,7 +16,7 @@ async fn export_and_erase(app: TestApp) {
             &[("name", "Dana Doe"), ("employees", "7")],
         )
         .await;
-    let (code, json, err) = cli(&app, &["profile", "export", "dana@example.com"]);
+    let (code, json, err) = app.cli(&["profile", "export", "dana@example.com"]);
     assert_eq!(code, 0, "{err}");
     let data: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(data["profile"]["name"], "Dana Doe");
@@ -64,7 +42,7 @@ async fn export_and_erase(app: TestApp) {
     let web: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(web["profile"]["email"], "dana@example.com");
 
-    let (code, _, err) = cli(&app, &["profile", "erase", "Dana@Example.com"]);
+    let (code, _, err) = app.cli(&["profile", "erase", "Dana@Example.com"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         app.store
@@ -83,13 +61,13 @@ async fn export_and_erase(app: TestApp) {
         200,
         "the old link shows only what is left"
     );
-    let (code, _, err) = cli(&app, &["profile", "export", "dana@example.com"]);
+    let (code, _, err) = app.cli(&["profile", "export", "dana@example.com"]);
     assert_eq!(code, 1);
     assert!(
         err.contains("no profile with the address dana@example.com"),
         "{err}"
     );
-    let (code, _, err) = cli(&app, &["profile", "erase", "nobody@example.com"]);
+    let (code, _, err) = app.cli(&["profile", "erase", "nobody@example.com"]);
     assert_eq!(code, 1);
     assert!(err.contains("no profile"), "{err}");
 
@@ -101,10 +79,7 @@ async fn export_and_erase(app: TestApp) {
         "email,name\ndana@example.com,Dana Doe\nnew@example.com,New Person\n",
     )
     .unwrap();
-    let (code, out, _) = cli(
-        &app,
-        &["import", file.to_str().unwrap(), "--source", "old-crm"],
-    );
+    let (code, out, _) = app.cli(&["import", file.to_str().unwrap(), "--source", "old-crm"]);
     assert_eq!(code, 1);
     assert!(
         out.contains(":2: dana@example.com was erased on request"),

@@ -200,6 +200,27 @@ impl TestApp {
         );
     }
 
+    /// Runs the `rapport` binary on this app's database and the example project; returns
+    /// (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rapport"))
+            .args([
+                "--dir",
+                env!("CARGO_MANIFEST_DIR"),
+                "--database-url",
+                &self.database_url,
+            ])
+            .args(args)
+            .env("RAPPORT_SECRET", SECRET)
+            .output()
+            .expect("run rapport");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Waits for an outbox message that `pred` accepts.
     pub async fn wait_for_mail(&self, pred: impl Fn(&Mail) -> bool) -> Mail {
         for _ in 0..400 {
