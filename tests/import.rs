@@ -142,3 +142,69 @@ async fn repeats_are_found_across_batches(app: TestApp) {
     );
     assert_eq!(app.store.profile_count().await.unwrap(), 4500);
 }
+
+/// A 100 MB file is streamed: the import's peak memory stays well below the file's size.
+#[tokio::test]
+async fn a_100_mb_file_is_streamed_in_bounded_memory() {
+    let time = std::path::Path::new("/usr/bin/time");
+    if !time.exists() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "/usr/bin/time missing under CI: .ci/run installs it"
+        );
+        eprintln!("SKIPPED: /usr/bin/time (Debian package time) is needed to measure peak memory");
+        return;
+    }
+    let app = common::spawn_app(common::Db::Sqlite).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.csv");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        writeln!(w, "email,name,employees,challenge").unwrap();
+        let challenge =
+            "Keeping up with the tools and the paperwork while running the shop ".repeat(7);
+        let (mut i, mut written) = (0u64, 0usize);
+        while written < 100 * 1024 * 1024 {
+            let line = format!(
+                "person{i}@big.example,Person {i},{},{}\n",
+                i % 300 + 1,
+                challenge.trim()
+            );
+            w.write_all(line.as_bytes()).unwrap();
+            written += line.len();
+            i += 1;
+        }
+    }
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size >= 100 * 1024 * 1024);
+    let out = std::process::Command::new(time)
+        .args(["-f", "peak-rss-kb=%M"])
+        .arg(env!("CARGO_BIN_EXE_rapport"))
+        .args([
+            "--dir",
+            env!("CARGO_MANIFEST_DIR"),
+            "--database-url",
+            &app.database_url,
+            "import",
+        ])
+        .arg(&file)
+        .args(["--source", "big"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let kb: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kb="))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        kb * 1024 < size / 2,
+        "peak memory {kb} KB for a {size}-byte file"
+    );
+    let rows = app.store.profile_count().await.unwrap();
+    assert!(rows > 150_000, "{rows}");
+}
