@@ -236,7 +236,30 @@ async fn scheduled_runs_are_created_once_per_period(db: Db) {
         1,
         "missed while down, started within the grace window"
     );
+    // In a configured time zone, 09:00 is 09:00 there.
+    let ny = rapport::schedule::tick_in(
+        &app.store,
+        &site,
+        at("2027-02-01 09:00:05"),
+        grace,
+        chrono_tz::America::New_York,
+    )
+    .await
+    .unwrap();
+    assert!(ny.is_empty(), "09:00 UTC is 04:00 in New York");
+    let ny = rapport::schedule::tick_in(
+        &app.store,
+        &site,
+        at("2027-02-01 14:00:05"),
+        grace,
+        chrono_tz::America::New_York,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ny.len(), 1);
     let runs = app.store.runs_of("newsletter").await.unwrap();
+    assert_eq!(runs.last().unwrap().1, "2027-02-01T14:00:00Z");
+    let runs = &runs[..2];
     let keys: Vec<&str> = runs.iter().map(|r| r.1.as_str()).collect();
     assert_eq!(keys, ["2026-12-01T09:00:00Z", "2027-01-01T09:00:00Z"]);
 }

@@ -31,6 +31,8 @@ pub struct Settings {
     pub send_rate: Option<u32>,
     /// How late a scheduled run may still start (after downtime) before it is skipped.
     pub schedule_grace: Duration,
+    /// The time zone schedules are read in (UTC by default).
+    pub schedule_tz: chrono_tz::Tz,
     /// Attempts before a transiently failing delivery is given up.
     pub max_attempts: i64,
     /// Whether this process sends (false: web and scheduler only, e.g. a web-only instance).
@@ -169,7 +171,21 @@ impl Settings {
                 });
             }
         };
+        let schedule_tz = match non_empty("RAPPORT_TIMEZONE") {
+            None => chrono_tz::UTC,
+            Some(v) => v
+                .trim()
+                .parse::<chrono_tz::Tz>()
+                .map_err(|_| SettingError {
+                    var: "RAPPORT_TIMEZONE",
+                    value: v.clone(),
+                    problem:
+                        "expected an IANA time zone name, like Europe/Berlin or America/New_York"
+                            .into(),
+                })?,
+        };
         Ok(Settings {
+            schedule_tz,
             admin_token: non_empty("RAPPORT_ADMIN_TOKEN").map(|t| t.trim().to_string()),
             dkim,
             worker,
@@ -237,6 +253,13 @@ mod tests {
         let s = with(&[("RAPPORT_SEND_RATE", "50"), ("RAPPORT_SMTP_POOL", "16")]).unwrap();
         assert_eq!((s.smtp_pool, s.send_rate), (16, Some(50)));
         assert!(with(&[("RAPPORT_SMTP_POOL", "0")]).is_err());
+        assert_eq!(
+            with(&[("RAPPORT_TIMEZONE", "Europe/Berlin")])
+                .unwrap()
+                .schedule_tz,
+            chrono_tz::Europe::Berlin
+        );
+        assert!(with(&[("RAPPORT_TIMEZONE", "Mars/Olympus")]).is_err());
         let s = with(&[
             ("RAPPORT_CONFIRM_TTL", "2d"),
             ("RAPPORT_SUBSCRIBE_LIMIT", "off"),

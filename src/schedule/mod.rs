@@ -1,5 +1,5 @@
-//! When campaigns go out: newsletter schedules (cron, UTC), manual runs, and the triggers
-//! of welcome and follow-up campaigns.
+//! When campaigns go out: newsletter schedules (cron, in UTC or `RAPPORT_TIMEZONE`), manual
+//! runs, and the triggers of welcome and follow-up campaigns.
 //!
 //! The scheduler is a once-a-second tick rather than a timer per job: each tick asks croner
 //! for the last occurrence of every schedule and creates the run for that occurrence if it
@@ -40,22 +40,37 @@ fn period_key(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Starts every scheduled run that is due at `at` (and not older than `grace`), and
-/// finishes queuing runs a crash interrupted. Returns the runs this call queued.
+/// Starts every scheduled run that is due at `at` (and not older than `grace`), with
+/// schedules read in UTC, and finishes queuing runs a crash interrupted. Returns the runs
+/// this call queued.
 pub async fn tick(
     store: &Store,
     site: &Site,
     at: DateTime<Utc>,
     grace: Duration,
 ) -> Result<Vec<Queued>, StoreError> {
+    tick_in(store, site, at, grace, chrono_tz::UTC).await
+}
+
+/// [`tick`] with schedules read in time zone `tz` (`RAPPORT_TIMEZONE`): `0 0 9 1 * *` is
+/// 09:00 on the 1st there. Period keys stay in UTC.
+pub async fn tick_in(
+    store: &Store,
+    site: &Site,
+    at: DateTime<Utc>,
+    grace: Duration,
+    tz: chrono_tz::Tz,
+) -> Result<Vec<Queued>, StoreError> {
     let mut out = Vec::new();
+    let local = at.with_timezone(&tz);
     for campaign in site.campaigns.iter().filter(|c| c.kind == Kind::Newsletter) {
         let Some(schedule) = &campaign.schedule else {
             continue;
         };
-        let Ok(last) = schedule.cron.find_previous_occurrence(&at, true) else {
+        let Ok(last) = schedule.cron.find_previous_occurrence(&local, true) else {
             continue;
         };
+        let last = last.with_timezone(&Utc);
         let late = (at - last).to_std().unwrap_or_default();
         if late > grace {
             continue;
@@ -200,6 +215,7 @@ pub async fn run(
     store: Store,
     site: crate::site::SiteHandle,
     grace: Duration,
+    tz: chrono_tz::Tz,
     on_queued: impl Fn(),
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -207,7 +223,7 @@ pub async fn run(
         if *stop.borrow() {
             break;
         }
-        match tick(&store, &site.get(), Utc::now(), grace).await {
+        match tick_in(&store, &site.get(), Utc::now(), grace, tz).await {
             Ok(q) if !q.is_empty() => on_queued(),
             Ok(_) => {}
             Err(e) => {

@@ -201,6 +201,7 @@ impl Application {
             self.state.store.clone(),
             self.state.site_handle.clone(),
             self.state.settings.schedule_grace,
+            self.state.settings.schedule_tz,
             move || waker.wake(),
             stop_rx,
         ));
