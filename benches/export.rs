@@ -1,0 +1,67 @@
+//! Response-rate export over a large event table: 200,000 subscribers, one newsletter run
+//! delivered to all, and 10,000,000 events (opens, clicks, some automated, feedback,
+//! unsubscribes) spread over the deliveries; then `rapport export response-rates` by
+//! campaign, by run and by segment, timed. The events are generated in SQL (a recursive
+//! CTE) because inserting ten million rows one by one would take longer than the export.
+//! Run: `cargo build --release && cargo bench --bench export` (`EVENTS=N` to change).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use rapport::profile::{Answers, Email, Status};
+use rapport::store::Store;
+
+#[tokio::main]
+async fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = root.join("target/release/rapport");
+    assert!(bin.exists(), "build the release binary first: cargo build --release");
+    let events: i64 = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
+    let people = 200_000usize;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("export.db").display());
+    let store = Store::connect(&db).await.unwrap();
+    store.migrate().await.unwrap();
+    let t = Instant::now();
+    let rows: Vec<(Email, Answers)> = (0..people)
+        .map(|i| {
+            let a = Answers { employees: Some((i % 300) as i64 + 1), engagement: Some(["learner", "connector", "collaborator"][i % 3].into()), ..Answers::default() };
+            (Email::parse(&format!("p{i}@export.example")).unwrap(), a)
+        })
+        .collect();
+    store.insert_profiles(&rows, Status::Subscribed, "demo").await.unwrap();
+    let ids: Vec<i64> = (1..=people as i64).collect();
+    let (run_id, _) = store.demo_run("newsletter", "2026-11-01T09:00:00Z", 1_790_000_000, &ids).await.unwrap();
+    sqlx::any::install_default_drivers();
+    let raw = sqlx::AnyPool::connect(&db).await.unwrap();
+    let sql = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) \
+         INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, link_id, tag, value, automated, created_at) \
+         SELECT 1 + i % {people}, CASE i % 10 WHEN 0 THEN 'click' WHEN 1 THEN 'click' WHEN 2 THEN 'feedback' ELSE 'open' END, \
+         'newsletter', {run_id}, 1 + i % {people}, NULL, CASE i % 10 WHEN 0 THEN 'training' ELSE NULL END, \
+         CASE i % 10 WHEN 2 THEN CASE WHEN i % 7 = 0 THEN 'no' ELSE 'yes' END ELSE NULL END, \
+         CASE WHEN i % 13 = 0 THEN 1 ELSE 0 END, 1790000000 + i % 864000 FROM n",
+        last = events - 1
+    );
+    sqlx::query(&sql).execute(&raw).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&raw).await.unwrap();
+    println!("filled {people} profiles, 1 run, {n} events in {:.1?}", t.elapsed());
+    for by in ["campaign", "run", "segment"] {
+        let t = Instant::now();
+        let out = Command::new(&bin)
+            .arg("--dir")
+            .arg(root)
+            .args(["--database-url", &db, "export", "response-rates", "--by", by])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let csv = String::from_utf8_lossy(&out.stdout);
+        println!(
+            "export response-rates --by {by}: {:.2} s, {} row(s); first: {}",
+            t.elapsed().as_secs_f64(),
+            csv.lines().count() - 1,
+            csv.lines().nth(1).unwrap_or("")
+        );
+    }
+}
