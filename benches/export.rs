@@ -16,8 +16,14 @@ use rapport::store::Store;
 async fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let bin = root.join("target/release/rapport");
-    assert!(bin.exists(), "build the release binary first: cargo build --release");
-    let events: i64 = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
+    assert!(
+        bin.exists(),
+        "build the release binary first: cargo build --release"
+    );
+    let events: i64 = std::env::var("EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
     let people = 200_000usize;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("export.db").display());
@@ -26,13 +32,23 @@ async fn main() {
     let t = Instant::now();
     let rows: Vec<(Email, Answers)> = (0..people)
         .map(|i| {
-            let a = Answers { employees: Some((i % 300) as i64 + 1), engagement: Some(["learner", "connector", "collaborator"][i % 3].into()), ..Answers::default() };
+            let a = Answers {
+                employees: Some((i % 300) as i64 + 1),
+                engagement: Some(["learner", "connector", "collaborator"][i % 3].into()),
+                ..Answers::default()
+            };
             (Email::parse(&format!("p{i}@export.example")).unwrap(), a)
         })
         .collect();
-    store.insert_profiles(&rows, Status::Subscribed, "demo").await.unwrap();
+    store
+        .insert_profiles(&rows, Status::Subscribed, "demo")
+        .await
+        .unwrap();
     let ids: Vec<i64> = (1..=people as i64).collect();
-    let (run_id, _) = store.demo_run("newsletter", "2026-11-01T09:00:00Z", 1_790_000_000, &ids).await.unwrap();
+    let (run_id, _) = store
+        .demo_run("newsletter", "2026-11-01T09:00:00Z", 1_790_000_000, &ids)
+        .await
+        .unwrap();
     sqlx::any::install_default_drivers();
     let raw = sqlx::AnyPool::connect(&db).await.unwrap();
     let sql = format!(
@@ -45,17 +61,34 @@ async fn main() {
         last = events - 1
     );
     sqlx::query(&sql).execute(&raw).await.unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&raw).await.unwrap();
-    println!("filled {people} profiles, 1 run, {n} events in {:.1?}", t.elapsed());
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    println!(
+        "filled {people} profiles, 1 run, {n} events in {:.1?}",
+        t.elapsed()
+    );
     for by in ["campaign", "run", "segment"] {
         let t = Instant::now();
         let out = Command::new(&bin)
             .arg("--dir")
             .arg(root)
-            .args(["--database-url", &db, "export", "response-rates", "--by", by])
+            .args([
+                "--database-url",
+                &db,
+                "export",
+                "response-rates",
+                "--by",
+                by,
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let csv = String::from_utf8_lossy(&out.stdout);
         println!(
             "export response-rates --by {by}: {:.2} s, {} row(s); first: {}",
