@@ -58,6 +58,35 @@ pub struct Confirmation {
     pub newly_confirmed: bool,
 }
 
+/// Binds the ten answers in column order: name, role, products, employees, industry,
+/// business_need, challenge, pcs, servers, engagement (every profile write uses it).
+trait BindAnswers<'q>: Sized {
+    fn bind_answers(self, a: &'q Answers) -> Self;
+}
+
+/// One body for both query types sqlx offers.
+macro_rules! impl_bind_answers {
+    ($($generic:ident)?; $ty:ty) => {
+        impl<'q $(, $generic)?> BindAnswers<'q> for $ty {
+            fn bind_answers(self, a: &'q Answers) -> Self {
+                self.bind(a.name.as_deref())
+                    .bind(a.role.as_deref())
+                    .bind(products_json(a))
+                    .bind(a.employees)
+                    .bind(a.industry.as_deref())
+                    .bind(a.business_need.as_deref())
+                    .bind(a.challenge.as_deref())
+                    .bind(a.pcs)
+                    .bind(a.servers)
+                    .bind(a.engagement.as_deref())
+            }
+        }
+    };
+}
+
+impl_bind_answers!(; sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>);
+impl_bind_answers!(O; sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>>);
+
 fn email_key(email: &Email) -> String {
     email.as_str().to_lowercase()
 }
@@ -182,16 +211,7 @@ impl Store {
         )
         .bind(email.as_str())
         .bind(email_key(email))
-        .bind(answers.name.as_deref())
-        .bind(answers.role.as_deref())
-        .bind(products_json(answers))
-        .bind(answers.employees)
-        .bind(answers.industry.as_deref())
-        .bind(answers.business_need.as_deref())
-        .bind(answers.challenge.as_deref())
-        .bind(answers.pcs)
-        .bind(answers.servers)
-        .bind(answers.engagement.as_deref())
+        .bind_answers(answers)
         .bind(new_nonce())
         .bind(&meta.source)
         .bind(at)
@@ -212,16 +232,7 @@ impl Store {
                      WHERE email_key = $1 RETURNING id",
                 )
                 .bind(email_key(email))
-                .bind(answers.name.as_deref())
-                .bind(answers.role.as_deref())
-                .bind(products_json(answers))
-                .bind(answers.employees)
-                .bind(answers.industry.as_deref())
-                .bind(answers.business_need.as_deref())
-                .bind(answers.challenge.as_deref())
-                .bind(answers.pcs)
-                .bind(answers.servers)
-                .bind(answers.engagement.as_deref())
+                .bind_answers(answers)
                 .bind(new_nonce())
                 .bind(at)
                 .fetch_one(&mut *tx)
@@ -344,16 +355,7 @@ impl Store {
              updated_at = $12 WHERE id = $1 RETURNING id",
         )
         .bind(id)
-        .bind(answers.name.as_deref())
-        .bind(answers.role.as_deref())
-        .bind(products_json(answers))
-        .bind(answers.employees)
-        .bind(answers.industry.as_deref())
-        .bind(answers.business_need.as_deref())
-        .bind(answers.challenge.as_deref())
-        .bind(answers.pcs)
-        .bind(answers.servers)
-        .bind(answers.engagement.as_deref())
+        .bind_answers(answers)
         .bind(at)
         .fetch_optional(&mut *tx)
         .await?;
@@ -467,16 +469,7 @@ impl Store {
                     .bind(email.as_str())
                     .bind(email_key(email))
                     .bind(status.as_str())
-                    .bind(a.name.as_deref())
-                    .bind(a.role.as_deref())
-                    .bind(products_json(a))
-                    .bind(a.employees)
-                    .bind(a.industry.as_deref())
-                    .bind(a.business_need.as_deref())
-                    .bind(a.challenge.as_deref())
-                    .bind(a.pcs)
-                    .bind(a.servers)
-                    .bind(a.engagement.as_deref())
+                    .bind_answers(a)
                     .bind(source)
                     .bind(at)
                     .bind(at);
@@ -544,16 +537,7 @@ impl Store {
                 q = q
                     .bind(email.as_str())
                     .bind(email_key(email))
-                    .bind(a.name.as_deref())
-                    .bind(a.role.as_deref())
-                    .bind(products_json(a))
-                    .bind(a.employees)
-                    .bind(a.industry.as_deref())
-                    .bind(a.business_need.as_deref())
-                    .bind(a.challenge.as_deref())
-                    .bind(a.pcs)
-                    .bind(a.servers)
-                    .bind(a.engagement.as_deref());
+                    .bind_answers(a);
             }
             let ids = q.fetch_all(&mut *tx).await?;
             let values: Vec<String> = (0..ids.len())
