@@ -93,14 +93,17 @@ impl Site {
     ) -> crate::render::Personal<'a> {
         let when = time::OffsetDateTime::from_unix_timestamp(at)
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        // Each segment is evaluated once: `in_segment`, the sections, and the worker's
+        // audience and `unless` checks all read these memberships.
+        let segments: std::collections::BTreeMap<String, bool> = self
+            .segments
+            .iter()
+            .map(|s| (s.name.clone(), s.matches(profile, facts)))
+            .collect();
         crate::render::Personal {
             profile,
-            segments: self
-                .segments
-                .iter()
-                .map(|s| (s.name.clone(), s.matches(profile, facts)))
-                .collect(),
-            sections: campaign.sections_for(&self.segments, profile, facts),
+            sections: campaign.sections_in(&segments),
+            segments,
             month: when.month().to_string(),
             year: when.year(),
             links,

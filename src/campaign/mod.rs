@@ -6,9 +6,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::config::{CampaignToml, Diagnostic, Project, parse_duration};
-use crate::profile::Profile;
 use crate::render::Templates;
-use crate::segment::{EVERYONE, Facts, Segments};
+use crate::segment::{EVERYONE, Segments};
 
 /// The three kinds of campaign the programme needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,20 +74,15 @@ pub struct Campaign {
 }
 
 impl Campaign {
-    /// The sections for one person: every section whose segment they are in, in order.
-    pub fn sections_for(
+    /// The sections for one person, given which segments they are in: every section whose
+    /// segment they are in, in order.
+    pub fn sections_in(
         &self,
-        segments: &Segments,
-        profile: &Profile,
-        facts: &dyn Facts,
+        memberships: &std::collections::BTreeMap<String, bool>,
     ) -> Vec<Section> {
         self.sections
             .iter()
-            .filter(|s| {
-                segments
-                    .get(&s.segment)
-                    .is_some_and(|seg| seg.matches(profile, facts))
-            })
+            .filter(|s| memberships.get(&s.segment).copied().unwrap_or(false))
             .cloned()
             .collect()
     }

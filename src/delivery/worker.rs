@@ -358,26 +358,6 @@ impl Worker {
             events: events.get(&profile.id).cloned().unwrap_or_default(),
             now: t,
         };
-        if campaign.audience != EVERYONE {
-            if let Some(seg) = site.segments.get(&campaign.audience) {
-                if !seg.matches(profile, &facts) {
-                    return skip(format!(
-                        "no longer in the audience \"{}\"",
-                        campaign.audience
-                    ))
-                    .await;
-                }
-            }
-        }
-        if let Some(unless) = &campaign.unless {
-            if site
-                .segments
-                .get(unless)
-                .is_some_and(|seg| seg.matches(profile, &facts))
-            {
-                return skip(format!("in the unless segment \"{unless}\"")).await;
-            }
-        }
         let mailto = site.project.sender.from.email.to_string();
         let links = personal_links(
             &self.signer,
@@ -387,6 +367,20 @@ impl Worker {
             crate::track::Origin::Delivery(d.id),
         );
         let person = site.personalise(campaign, profile, &facts, links, t);
+        let member = |segment: &str| person.segments.get(segment).copied().unwrap_or(false);
+        if campaign.audience != EVERYONE
+            && site.segments.get(&campaign.audience).is_some()
+            && !member(&campaign.audience)
+        {
+            return skip(format!(
+                "no longer in the audience \"{}\"",
+                campaign.audience
+            ))
+            .await;
+        }
+        if let Some(unless) = campaign.unless.as_deref().filter(|u| member(u)) {
+            return skip(format!("in the unless segment \"{unless}\"")).await;
+        }
         let composed = match self.tracked_message(site, campaign, &person, d).await {
             Ok(c) => c,
             Err(e) => {

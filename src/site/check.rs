@@ -1,7 +1,7 @@
 //! `rapport check`: renders every campaign for a sample person of every segment and for a
 //! person with no optional answers, so that template mistakes surface before a send.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
 use rand::rngs::StdRng;
@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use super::Site;
 use crate::config::{CAMPAIGNS_FILE, Diagnostic, line_col};
 use crate::profile::{Answers, Email, Kind, Profile, Question, Status};
-use crate::render::{KeepLinks, Personal, PersonalLinks};
+use crate::render::{KeepLinks, PersonalLinks};
 use crate::segment::{Behaviour, Facts, FieldTest, Rule, Scalar};
 
 /// A set of behaviour facts a sample person has.
@@ -181,19 +181,14 @@ pub fn check(site: &Site) -> (Vec<Diagnostic>, Vec<String>) {
     let campaigns_path = site.project.dir.join(CAMPAIGNS_FILE);
     for campaign in &site.campaigns {
         for sample in &samples {
-            let segments: BTreeMap<String, bool> = site
-                .segments
-                .iter()
-                .map(|s| (s.name.clone(), s.matches(&sample.profile, &sample.facts)))
-                .collect();
-            let person = Personal {
-                profile: &sample.profile,
-                segments,
-                sections: campaign.sections_for(&site.segments, &sample.profile, &sample.facts),
-                month: "January".into(),
-                year: 2030,
-                links: sample_links(),
-            };
+            // Rendered as of mid-January 2030, whatever today is.
+            let person = site.personalise(
+                campaign,
+                &sample.profile,
+                &sample.facts,
+                sample_links(),
+                1_894_700_000,
+            );
             let mut seam = KeepLinks::default();
             let Err(e) =
                 site.templates
