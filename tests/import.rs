@@ -64,7 +64,7 @@ async fn imports_good_rows_and_reports_bad_ones(app: TestApp) {
         assert!(
             out.lines()
                 .any(|l| l.starts_with(&format!("{name}:{line}: ")) && l.contains(text)),
-            "line {line} ({text}) in:\n{out}"
+            "line {line} ({text}) in:\n{out}\nstderr: {err}"
         );
     }
     assert_eq!(out.lines().count(), 5, "{out}");

@@ -106,7 +106,7 @@ impl Store {
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute(
-                            "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                            "PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
                         )
                         .await?;
                         Ok(())
