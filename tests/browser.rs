@@ -29,6 +29,24 @@ fn artefacts() -> PathBuf {
     dir
 }
 
+async fn click(c: &fantoccini::Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn type_into(c: &fantoccini::Client, id: &str, text: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
 async fn shot(c: &fantoccini::Client, name: &str) {
     let png = c.screenshot().await.unwrap();
     std::fs::write(artefacts().join(name), png).unwrap();
@@ -103,30 +121,15 @@ async fn opt_in_confirm_and_two_steps_on_a_phone() {
     shot(&c, "01-form.png").await;
 
     // A bad address: the message appears next to the field, what was typed is kept.
-    c.find(Locator::Id("email"))
-        .await
-        .unwrap()
-        .send_keys("phone-at-example.com")
-        .await
-        .unwrap();
-    c.find(Locator::Id("name"))
-        .await
-        .unwrap()
-        .send_keys("Pat Phone")
-        .await
-        .unwrap();
+    type_into(&c, "email", "phone-at-example.com").await;
+    type_into(&c, "name", "Pat Phone").await;
     c.find(Locator::Id("consent"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "button[type=submit]").await;
     let error = c
         .wait()
         .for_element(Locator::Id("email-error"))
@@ -157,22 +160,12 @@ async fn opt_in_confirm_and_two_steps_on_a_phone() {
     // Corrected, sent: check your inbox.
     email.clear().await.unwrap();
     email.send_keys("pat@example.com").await.unwrap();
-    c.find(Locator::Id("employees"))
-        .await
-        .unwrap()
-        .send_keys("7")
-        .await
-        .unwrap();
+    type_into(&c, "employees", "7").await;
     let consent = c.find(Locator::Id("consent")).await.unwrap();
     if consent.prop("checked").await.unwrap().as_deref() != Some("true") {
         consent.click().await.unwrap();
     }
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "button[type=submit]").await;
     c.wait()
         .for_element(Locator::XPath("//h1[contains(., 'Check your inbox')]"))
         .await
@@ -191,47 +184,17 @@ async fn opt_in_confirm_and_two_steps_on_a_phone() {
         .await
         .unwrap();
     shot(&c, "04-confirmed-step-2.png").await;
-    c.find(Locator::Css("select#role option[value=owner]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=engagement][value=learner]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "select#role option[value=owner]").await;
+    click(&c, "input[name=engagement][value=learner]").await;
+    click(&c, "button[type=submit]").await;
     c.wait()
         .for_element(Locator::Css("input[name=products]"))
         .await
         .unwrap();
     shot(&c, "05-step-3.png").await;
-    c.find(Locator::Css("select#industry option[value=retail]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=products][value=office]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "select#industry option[value=retail]").await;
+    click(&c, "input[name=products][value=office]").await;
+    click(&c, "button[type=submit]").await;
     c.wait()
         .for_element(Locator::Id("challenge"))
         .await
