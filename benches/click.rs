@@ -1,6 +1,9 @@
 //! Click redirects under wrk on loopback, beside a bare axum handler that answers the same
 //! 302 in the same run: `rapport serve` verifies the signed token, finds the stored link
-//! (from memory after the first time) and queues the click for the batched writer.
+//! (from memory after the first time) and queues the click for the batched writer, which
+//! classifies it and starts the follow-up. CLICKERS (default 2,000) people received the
+//! newsletter; each request clicks the first link of one of their messages, chosen at
+//! random, more than five seconds after sending (so the clicks count as people's).
 //! Run: `cargo build --release && cargo bench --bench click` (needs wrk).
 
 use std::path::Path;
@@ -18,8 +21,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wrk(url: &str) -> String {
-    let out = Command::new("wrk")
+/// wrk against `url`, or against random paths of `paths` on `url`'s host.
+fn wrk(url: &str, script: Option<&Path>) -> String {
+    let mut cmd = Command::new("wrk");
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+    }
+    let out = cmd
         .args([
             "-t2",
             "-c64",
@@ -50,17 +58,25 @@ async fn main() {
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());
     let store = Store::connect(&db).await.unwrap();
     store.migrate().await.unwrap();
+    let clickers: usize = std::env::var("CLICKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
     let learner = Answers {
         engagement: Some("learner".into()),
         employees: Some(5),
         ..Answers::default()
     };
+    let people: Vec<(Email, Answers)> = (0..clickers)
+        .map(|i| {
+            (
+                Email::parse(&format!("clicker{i}@example.com")).unwrap(),
+                learner.clone(),
+            )
+        })
+        .collect();
     store
-        .insert_profiles(
-            &[(Email::parse("clicker@example.com").unwrap(), learner)],
-            Status::Subscribed,
-            "bench",
-        )
+        .insert_profiles(&people, Status::Subscribed, "bench")
         .await
         .unwrap();
     Command::new(&bin)
@@ -87,37 +103,68 @@ async fn main() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut link = None;
-    for _ in 0..200 {
-        if let Some(Ok(e)) = std::fs::read_dir(&outbox).ok().and_then(|mut d| d.next()) {
-            let raw = std::fs::read(e.path()).unwrap();
-            let mail = mailparse::parse_mail(&raw).unwrap();
-            let html = mail
-                .subparts
-                .iter()
-                .find(|p| p.ctype.mimetype == "text/html")
-                .unwrap()
-                .get_body()
-                .unwrap();
-            let start = html.find("/c/").unwrap();
-            let begin = html[..start].rfind("href=\"").unwrap() + 6;
-            link = Some(html[begin..begin + html[begin..].find('"').unwrap()].to_string());
+    for _ in 0..600 {
+        let sent = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
+        if sent >= clickers {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let link = link.expect("the newsletter was sent");
-    println!("rapport click redirect ({link}):\n{}", wrk(&link));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let clicks: i64 =
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events WHERE kind = 'click'")
-            .fetch_one(&{
-                sqlx::any::install_default_drivers();
-                sqlx::AnyPool::connect(&db).await.unwrap()
-            })
-            .await
+    // Clicks within five seconds of sending are a scanner's (track::automated).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut paths = Vec::new();
+    for e in std::fs::read_dir(&outbox).unwrap() {
+        let raw = std::fs::read(e.unwrap().path()).unwrap();
+        let mail = mailparse::parse_mail(&raw).unwrap();
+        let html = mail
+            .subparts
+            .iter()
+            .find(|p| p.ctype.mimetype == "text/html")
+            .unwrap()
+            .get_body()
             .unwrap();
-    println!("clicks recorded: {clicks}");
+        let start = html.find("/c/").unwrap();
+        let end = start + html[start..].find('"').unwrap();
+        paths.push(html[start..end].to_string());
+    }
+    assert_eq!(paths.len(), clickers, "every newsletter was sent");
+    let script = dir.path().join("clicks.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "local paths = {{{}}}\nrequest = function()\n  return wrk.format(nil, paths[math.random(#paths)])\nend\n",
+            paths
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    )
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    println!(
+        "rapport click redirect ({clickers} people's links, e.g. {base}{}):\n{}",
+        paths[0],
+        wrk(&base, Some(&script))
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    println!(
+        "clicks recorded: {} ({} counted as people's); follow-ups queued: {}",
+        count("SELECT COUNT(*) FROM events WHERE kind = 'click'").await,
+        count("SELECT COUNT(*) FROM events WHERE kind = 'click' AND automated = 0").await,
+        count("SELECT COUNT(*) FROM deliveries WHERE campaign = 'training-follow-up'").await,
+    );
     let _ = serve.kill();
     let _ = serve.wait();
 
@@ -141,7 +188,7 @@ async fn main() {
         .unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let bare = format!("http://127.0.0.1:{bare_port}/c/x");
-    let bare_result = tokio::task::spawn_blocking(move || wrk(&bare))
+    let bare_result = tokio::task::spawn_blocking(move || wrk(&bare, None))
         .await
         .unwrap();
     println!("bare axum 302:\n{bare_result}");

@@ -12,7 +12,7 @@ use common::{Db, TestApp};
 use rapport::delivery::Transport;
 use rapport::delivery::worker::{Worker, WorkerConfig};
 use rapport::profile::{Answers, Email, Status};
-use rapport::schedule::{Happened, manual_run, tick, trigger};
+use rapport::schedule::{Happened, manual_run, tick, trigger, trigger_many};
 use rapport::site::{Site, SiteHandle};
 use rapport::store::{ConsentMeta, EventKind, now};
 
@@ -23,6 +23,7 @@ on_both_databases!(
     permanent_refusal_bounces_the_address,
     transient_failure_is_retried,
     status_and_unless_are_checked_right_before_sending,
+    a_batch_of_clicks_starts_each_follow_up_once_per_person,
 );
 
 fn site() -> Site {
@@ -454,6 +455,48 @@ async fn status_and_unless_are_checked_right_before_sending(db: Db) {
         "{:?}",
         mails.iter().map(|m| &m.subject).collect::<Vec<_>>()
     );
+}
+
+/// The click writer starts follow-ups for a whole batch at once: more people than one
+/// statement holds, each of them clicking twice, one of them already queued, and clicks
+/// that start nothing.
+async fn a_batch_of_clicks_starts_each_follow_up_once_per_person(db: Db) {
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_WORKER", "off")]).await else {
+        return;
+    };
+    let ids = add_subscribers(&app, "batch", 450, Answers::default()).await;
+    let site = site();
+    let training = Happened::Click {
+        tag: Some("training"),
+        campaign: Some("newsletter"),
+    };
+    assert_eq!(
+        trigger(&app.store, &site, ids[0], training).await.unwrap(),
+        1
+    );
+    let mut clicks = Vec::new();
+    for id in &ids {
+        clicks.push((*id, training));
+        clicks.push((*id, training));
+        clicks.push((
+            *id,
+            Happened::Click {
+                tag: Some("community"),
+                campaign: Some("newsletter"),
+            },
+        ));
+    }
+    let queued = trigger_many(&app.store, &site, &clicks).await.unwrap();
+    assert_eq!(
+        queued, 449,
+        "everyone once, the one already queued not again"
+    );
+    assert_eq!(trigger_many(&app.store, &site, &clicks).await.unwrap(), 0);
+    let runs = app.store.runs_of("training-follow-up").await.unwrap();
+    assert_eq!(runs.len(), 1, "one standing run");
+    assert_eq!(runs[0].2, 450, "the run counts each recipient once");
+    let p = app.store.run_progress(runs[0].0).await.unwrap();
+    assert_eq!(p.queued, 450);
 }
 
 #[tokio::test]

@@ -148,7 +148,7 @@ pub async fn manual_run(
 }
 
 /// Something a person did that may start triggered campaigns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Happened<'a> {
     /// They confirmed their subscription (welcome campaigns).
     Confirmed,
@@ -185,17 +185,37 @@ pub async fn trigger(
     profile_id: i64,
     what: Happened<'_>,
 ) -> Result<usize, StoreError> {
+    trigger_many(store, site, &[(profile_id, what)]).await
+}
+
+/// [`trigger`] for many (profile, what happened) pairs at once, e.g. a batch of clicks:
+/// one statement per campaign started rather than one per person.
+pub async fn trigger_many(
+    store: &Store,
+    site: &Site,
+    happened: &[(i64, Happened<'_>)],
+) -> Result<usize, StoreError> {
     let mut queued = 0;
-    for campaign in site.campaigns.iter().filter(|c| starts(c, &what)) {
+    for campaign in &site.campaigns {
+        let mut people: Vec<i64> = happened
+            .iter()
+            .filter(|(_, what)| starts(campaign, what))
+            .map(|(id, _)| *id)
+            .collect();
+        if people.is_empty() {
+            continue;
+        }
+        people.sort_unstable();
+        people.dedup();
         let run_id = store.standing_run(&campaign.id).await?;
         let due = now() + campaign.delay.as_secs() as i64;
-        if store
-            .queue_delivery(run_id, &campaign.id, profile_id, due)
-            .await?
-        {
-            tracing::info!(campaign = %campaign.id, profile_id, due, "triggered delivery queued");
-            queued += 1;
+        let n = store
+            .queue_deliveries(run_id, &campaign.id, &people, due)
+            .await?;
+        if n > 0 {
+            tracing::info!(campaign = %campaign.id, people = n, due, "triggered deliveries queued");
         }
+        queued += n as usize;
     }
     Ok(queued)
 }

@@ -448,21 +448,9 @@ impl Store {
                  industry, business_need, challenge, pcs, servers, engagement, source, created_at, \
                  updated_at) VALUES ",
             );
-            for i in 0..chunk.len() {
-                let b = i * 16;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push('(');
-                sql.push_str(
-                    &(1..=16)
-                        .map(|k| format!("${}", b + k))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                );
-                sql.push(')');
-            }
+            sql.push_str(&super::value_rows(1, chunk.len(), 16));
             sql.push_str(" ON CONFLICT (email_key) DO NOTHING");
+            let sql = self.positional(sql);
             let mut q = sqlx::query(&sql);
             for (email, a) in chunk {
                 q = q
@@ -501,29 +489,12 @@ impl Store {
         let at = now();
         let mut tx = self.pool.begin().await?;
         let mut written = 0;
-        for chunk in rows.chunks(super::rows_per_statement(12)) {
-            let mut sql = String::from(
+        for chunk in rows.chunks(super::rows_per_statement(15)) {
+            // Per row: the address, its key, ten answers, the source and the time twice.
+            let sql = self.positional(format!(
                 "INSERT INTO profiles (email, email_key, status, name, role, products, employees, industry, \
-                 business_need, challenge, pcs, servers, engagement, source, created_at, updated_at) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                // $1 source, $2 time; then per row the address, its key and ten answers.
-                let b = i * 12;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, 'subscribed', {}, $1, $2, $2)",
-                    b + 3,
-                    b + 4,
-                    (5..=14)
-                        .map(|k| format!("${}", b + k))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            sql.push_str(
-                " ON CONFLICT (email_key) DO UPDATE SET name = COALESCE(excluded.name, profiles.name), \
+                 business_need, challenge, pcs, servers, engagement, source, created_at, updated_at) VALUES {} \
+                 ON CONFLICT (email_key) DO UPDATE SET name = COALESCE(excluded.name, profiles.name), \
                  role = COALESCE(excluded.role, profiles.role), products = COALESCE(excluded.products, profiles.products), \
                  employees = COALESCE(excluded.employees, profiles.employees), industry = COALESCE(excluded.industry, profiles.industry), \
                  business_need = COALESCE(excluded.business_need, profiles.business_need), \
@@ -531,25 +502,42 @@ impl Store {
                  servers = COALESCE(excluded.servers, profiles.servers), \
                  engagement = COALESCE(excluded.engagement, profiles.engagement), updated_at = excluded.updated_at \
                  RETURNING id",
-            );
-            let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(source).bind(at);
+                (0..chunk.len())
+                    .map(|i| format!(
+                        "(${}, ${}, 'subscribed', {})",
+                        i * 15 + 1,
+                        i * 15 + 2,
+                        super::params(i * 15 + 3, 13)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            let mut q = sqlx::query_scalar::<_, i64>(&sql);
             for (email, a) in chunk {
                 q = q
                     .bind(email.as_str())
                     .bind(email_key(email))
-                    .bind_answers(a);
+                    .bind_answers(a)
+                    .bind(source)
+                    .bind(at)
+                    .bind(at);
             }
             let ids = q.fetch_all(&mut *tx).await?;
-            let values: Vec<String> = (0..ids.len())
-                .map(|i| format!("(${}, 'imported', $1, $2)", i + 3))
-                .collect();
-            let consents_sql = format!(
+            let consents_sql = self.positional(format!(
                 "INSERT INTO consents (profile_id, action, source, created_at) VALUES {}",
-                values.join(", ")
-            );
-            let mut c = sqlx::query(&consents_sql).bind(source).bind(at);
+                (0..ids.len())
+                    .map(|i| format!(
+                        "(${}, 'imported', ${}, ${})",
+                        i * 3 + 1,
+                        i * 3 + 2,
+                        i * 3 + 3
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            let mut c = sqlx::query(&consents_sql);
             for id in &ids {
-                c = c.bind(*id);
+                c = c.bind(*id).bind(source).bind(at);
             }
             c.execute(&mut *tx).await?;
             written += ids.len() as u64;
@@ -569,16 +557,13 @@ impl Store {
     ) -> Result<Vec<(usize, i64)>, StoreError> {
         let mut repeats = Vec::new();
         for (chunk_no, chunk) in rows.chunks(super::rows_per_statement(3)).enumerate() {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("($1, ${}, ${})", i * 2 + 2, i * 2 + 3))
-                .collect();
-            let sql = format!(
+            let sql = self.positional(format!(
                 "INSERT INTO import_seen (import_id, email_key, line) VALUES {} ON CONFLICT (import_id, email_key) DO NOTHING RETURNING email_key",
-                values.join(", ")
-            );
-            let mut q = sqlx::query_scalar::<_, String>(&sql).bind(import_id);
+                super::value_rows(1, chunk.len(), 3)
+            ));
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
             for (email, line) in chunk {
-                q = q.bind(email_key(email)).bind(*line as i64);
+                q = q.bind(import_id).bind(email_key(email)).bind(*line as i64);
             }
             let inserted: std::collections::HashSet<String> =
                 q.fetch_all(&self.pool).await?.into_iter().collect();

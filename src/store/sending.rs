@@ -123,7 +123,7 @@ impl Store {
         at: i64,
     ) -> Result<i64, StoreError> {
         let n = q.arg_count();
-        let sql = format!(
+        let sql = self.positional(format!(
             "INSERT INTO deliveries (run_id, profile_id, campaign, status, attempts, next_attempt_at, created_at) \
              SELECT ${}, id, ${}, 'queued', 0, ${}, ${} FROM profiles WHERE status = 'subscribed' AND {} \
              ON CONFLICT (run_id, profile_id) DO NOTHING",
@@ -132,7 +132,7 @@ impl Store {
             n + 3,
             n + 3,
             q.sql()
-        );
+        ));
         let mut tx = self.pool.begin().await?;
         q.bind_all(sqlx::query(&sql))
             .bind(run_id)
@@ -163,24 +163,64 @@ impl Store {
         profile_id: i64,
         at: i64,
     ) -> Result<bool, StoreError> {
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO deliveries (run_id, profile_id, campaign, status, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, 'queued', 0, $4, $5) ON CONFLICT (run_id, profile_id) DO NOTHING RETURNING id",
-        )
-        .bind(run_id)
-        .bind(profile_id)
-        .bind(campaign)
-        .bind(at)
-        .bind(now())
-        .fetch_optional(&self.pool)
-        .await?;
-        if inserted.is_some() {
-            sqlx::query("UPDATE campaign_runs SET recipients = recipients + 1 WHERE id = $1")
+        Ok(self
+            .queue_deliveries(run_id, campaign, &[profile_id], at)
+            .await?
+            > 0)
+    }
+
+    /// Queues one delivery of a run for each profile that has none yet, due `at`, in one
+    /// transaction (a batch of clicks starting a follow-up for many people at once).
+    /// Returns how many were queued.
+    pub async fn queue_deliveries(
+        &self,
+        run_id: i64,
+        campaign: &str,
+        profile_ids: &[i64],
+        at: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut queued = 0;
+        let created = now();
+        for chunk in profile_ids.chunks(super::rows_per_statement(5)) {
+            let rows = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 5;
+                    format!(
+                        "(${}, ${}, ${}, 'queued', 0, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = self.positional(format!(
+                "INSERT INTO deliveries (run_id, profile_id, campaign, status, attempts, next_attempt_at, created_at) \
+                 VALUES {rows} ON CONFLICT (run_id, profile_id) DO NOTHING"
+            ));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q
+                    .bind(run_id)
+                    .bind(*id)
+                    .bind(campaign)
+                    .bind(at)
+                    .bind(created);
+            }
+            queued += q.execute(&mut *tx).await?.rows_affected();
+        }
+        if queued > 0 {
+            sqlx::query("UPDATE campaign_runs SET recipients = recipients + $1 WHERE id = $2")
+                .bind(queued as i64)
                 .bind(run_id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
         }
-        Ok(inserted.is_some())
+        tx.commit().await?;
+        Ok(queued)
     }
 
     /// Claims up to `limit` due deliveries for `lease` seconds. On PostgreSQL concurrent
@@ -195,12 +235,12 @@ impl Store {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let sql = format!(
+        let sql = self.positional(format!(
             "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = $1 \
              WHERE id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= $2 \
              ORDER BY next_attempt_at, id LIMIT $3{lock}) \
              RETURNING id, run_id, profile_id, campaign, attempts"
-        );
+        ));
         let rows = sqlx::query(&sql)
             .bind(at + lease)
             .bind(at)
@@ -228,13 +268,10 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        let sql = format!(
+        let sql = self.positional(format!(
             "UPDATE deliveries SET lease_until = $1 WHERE status = 'sending' AND id IN ({})",
-            (2..ids.len() + 2)
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+            super::params(2, ids.len())
+        ));
         let mut q = sqlx::query(&sql).bind(now() + lease);
         for id in ids {
             q = q.bind(*id);
@@ -266,11 +303,11 @@ impl Store {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| format!("(${}, ${})", i * 2 + 2, i * 2 + 3))
                 .collect();
-            let sql = format!(
+            let sql = self.positional(format!(
                 "UPDATE deliveries SET status = 'sent', message_id = v.column2, sent_at = $1, lease_until = NULL, \
                  last_error = NULL FROM (VALUES {}) AS v WHERE deliveries.id = v.column1",
                 values.join(", ")
-            );
+            ));
             let mut q = sqlx::query(&sql).bind(at);
             for (d, message_id) in chunk {
                 q = q.bind(d.id).bind(message_id.as_str());
@@ -290,10 +327,10 @@ impl Store {
                     )
                 })
                 .collect();
-            let sql = format!(
+            let sql = self.positional(format!(
                 "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, created_at) VALUES {}",
                 values.join(", ")
-            );
+            ));
             let mut q = sqlx::query(&sql);
             for (d, _) in chunk {
                 q = q
@@ -404,14 +441,14 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let sql = format!(
+        let sql = self.positional(format!(
             concat!(
                 "SELECT ",
                 profile_columns!(),
                 " FROM profiles WHERE id IN ({})"
             ),
-            placeholders(ids.len())
-        );
+            super::params(1, ids.len())
+        ));
         let mut q = sqlx::query(&sql);
         for id in ids {
             q = q.bind(*id);
@@ -431,11 +468,11 @@ impl Store {
         if ids.is_empty() {
             return Ok(out);
         }
-        let sql = format!(
+        let sql = self.positional(format!(
             "SELECT profile_id, kind, campaign, tag, MAX(created_at) AS last_at FROM events \
              WHERE profile_id IN ({}) AND automated = 0 GROUP BY profile_id, kind, campaign, tag",
-            placeholders(ids.len())
-        );
+            super::params(1, ids.len())
+        ));
         let mut q = sqlx::query(&sql);
         for id in ids {
             q = q.bind(*id);
@@ -456,11 +493,4 @@ impl Store {
         }
         Ok(out)
     }
-}
-
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

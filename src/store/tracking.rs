@@ -104,13 +104,10 @@ impl Store {
     ) -> Result<std::collections::HashMap<i64, DeliveryRef>, StoreError> {
         let mut out = std::collections::HashMap::new();
         for chunk in ids.chunks(super::MAX_PARAMS) {
-            let sql = format!(
+            let sql = self.positional(format!(
                 "SELECT id, profile_id, run_id, campaign, sent_at FROM deliveries WHERE id IN ({})",
-                (1..=chunk.len())
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+                super::params(1, chunk.len())
+            ));
             let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(*id);
@@ -134,28 +131,10 @@ impl Store {
     pub async fn record_hits(&self, hits: &[(Hit<'_>, i64)]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for chunk in hits.chunks(super::rows_per_statement(10)) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = i * 10;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7,
-                        b + 8,
-                        b + 9,
-                        b + 10
-                    )
-                })
-                .collect();
-            let sql = format!(
+            let sql = self.positional(format!(
                 "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, link_id, tag, user_agent, automated, created_at) VALUES {}",
-                values.join(", ")
-            );
+                super::value_rows(1, chunk.len(), 10)
+            ));
             let mut q = sqlx::query(&sql);
             for (hit, at) in chunk {
                 let d = hit.delivery;
@@ -185,34 +164,50 @@ impl Store {
         Ok(())
     }
 
-    /// Flags the clicks of a delivery since `since` as automated (a burst: see
+    /// Flags the clicks of these deliveries since `since` as automated (a burst: see
     /// `track::automated`).
     pub async fn flag_clicks_automated(
         &self,
-        delivery_id: i64,
+        delivery_ids: &[i64],
         since: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE events SET automated = 1 WHERE delivery_id = $1 AND kind = 'click' AND created_at >= $2")
-            .bind(delivery_id)
-            .bind(since)
-            .execute(&self.pool)
-            .await?;
+        for chunk in delivery_ids.chunks(super::MAX_PARAMS - 1) {
+            let sql = self.positional(format!(
+                "UPDATE events SET automated = 1 WHERE kind = 'click' AND created_at >= $1 AND delivery_id IN ({})",
+                super::params(2, chunk.len())
+            ));
+            let mut q = sqlx::query(&sql).bind(since);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&self.pool).await?;
+        }
         Ok(())
     }
 
-    /// Distinct links of a delivery clicked since `since` (to spot a scanner that follows
-    /// every link of a message at once).
+    /// For each of these deliveries, how many distinct links were clicked since `since`
+    /// (to spot a scanner that follows every link of a message at once). Deliveries
+    /// without clicks are left out.
     pub async fn links_clicked_since(
         &self,
-        delivery_id: i64,
+        delivery_ids: &[i64],
         since: i64,
-    ) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(DISTINCT link_id) FROM events WHERE delivery_id = $1 AND kind = 'click' AND created_at >= $2",
-        )
-        .bind(delivery_id)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?)
+    ) -> Result<std::collections::HashMap<i64, i64>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in delivery_ids.chunks(super::MAX_PARAMS - 1) {
+            let sql = self.positional(format!(
+                "SELECT delivery_id, COUNT(DISTINCT link_id) FROM events \
+                 WHERE kind = 'click' AND created_at >= $1 AND delivery_id IN ({}) GROUP BY delivery_id",
+                super::params(2, chunk.len())
+            ));
+            let mut q = sqlx::query(&sql).bind(since);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.insert(r.try_get(0)?, r.try_get(1)?);
+            }
+        }
+        Ok(out)
     }
 }

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::automated::{ALL_AT_ONCE_LINKS, ALL_AT_ONCE_SECS, looks_automated};
-use crate::schedule::{Happened, trigger};
+use super::automated::{ALL_AT_ONCE_LINKS, ALL_AT_ONCE_SECS, RecentClicks, looks_automated};
+use crate::schedule::{Happened, trigger_many};
 use crate::site::SiteHandle;
-use crate::store::{Hit, Link, Store, StoreError, now};
+use crate::store::{DeliveryRef, Hit, Link, Store, StoreError, now};
 
 /// A click (with a link) or an open, as received.
 #[derive(Debug, Clone)]
@@ -47,6 +47,7 @@ impl HitQueue {
         let (tx, mut rx) = mpsc::channel::<Msg>(65_536);
         let writer_store = store.clone();
         tokio::spawn(async move {
+            let mut recent = RecentClicks::default();
             while let Some(first) = rx.recv().await {
                 let mut hits = Vec::new();
                 let mut waiting = Vec::new();
@@ -61,7 +62,7 @@ impl HitQueue {
                     }
                 }
                 if !hits.is_empty() {
-                    match write(&writer_store, &site, &hits).await {
+                    match write(&writer_store, &site, &mut recent, &hits).await {
                         Ok(true) => on_queued(),
                         Ok(false) => {}
                         Err(e) => {
@@ -119,7 +120,12 @@ impl HitQueue {
 
 /// Writes a batch: classifies each hit, stores them in one transaction, flags bursts, and
 /// starts follow-ups for people's clicks. True when follow-ups were queued.
-async fn write(store: &Store, site: &SiteHandle, hits: &[PendingHit]) -> Result<bool, StoreError> {
+async fn write(
+    store: &Store,
+    site: &SiteHandle,
+    recent: &mut RecentClicks,
+    hits: &[PendingHit],
+) -> Result<bool, StoreError> {
     let ids: Vec<i64> = {
         let mut v: Vec<i64> = hits.iter().map(|h| h.delivery_id).collect();
         v.sort_unstable();
@@ -127,15 +133,16 @@ async fn write(store: &Store, site: &SiteHandle, hits: &[PendingHit]) -> Result<
         v
     };
     let deliveries = store.delivery_refs(&ids).await?;
-    let mut rows = Vec::with_capacity(hits.len());
-    for h in hits {
-        let Some(d) = deliveries.get(&h.delivery_id) else {
-            continue;
-        };
-        let automated =
-            looks_automated(h.head, h.user_agent.as_deref(), d.sent_at.map(|s| h.at - s));
-        rows.push((h, d, automated));
-    }
+    let rows: Vec<(&PendingHit, &DeliveryRef, bool)> = hits
+        .iter()
+        .filter_map(|h| {
+            let d = deliveries.get(&h.delivery_id)?;
+            let automated =
+                looks_automated(h.head, h.user_agent.as_deref(), d.sent_at.map(|s| h.at - s))
+                    || (h.link.is_some() && recent.in_burst(d.id, h.at));
+            Some((h, d, automated))
+        })
+        .collect();
     let batch: Vec<(Hit<'_>, i64)> = rows
         .iter()
         .map(|(h, d, automated)| {
@@ -149,30 +156,50 @@ async fn write(store: &Store, site: &SiteHandle, hits: &[PendingHit]) -> Result<
         })
         .collect();
     store.record_hits(&batch).await?;
-    let site = site.get();
-    let mut queued = false;
+    // People's clicks: a message with several different links clicked at once is a
+    // scanner after all (the whole burst is flagged); the rest start follow-ups. Only a
+    // click on a link not seen lately can make a burst, so only those are counted.
+    let mut new_links: Vec<i64> = rows
+        .iter()
+        .filter(|(_, _, automated)| !automated)
+        .filter_map(|(h, d, _)| {
+            let link = h.link.as_ref()?;
+            recent.note(d.id, link.id, h.at).then_some(d.id)
+        })
+        .collect();
+    new_links.sort_unstable();
+    new_links.dedup();
     let t = now();
-    for (h, d, automated) in rows {
-        let Some(link) = &h.link else { continue };
-        if automated {
-            continue;
+    let mut bursts = std::collections::HashSet::new();
+    if !new_links.is_empty() {
+        let since = t - ALL_AT_ONCE_SECS;
+        let counts = store.links_clicked_since(&new_links, since).await?;
+        bursts.extend(
+            counts
+                .into_iter()
+                .filter(|(_, n)| *n >= ALL_AT_ONCE_LINKS)
+                .map(|(id, _)| id),
+        );
+        if !bursts.is_empty() {
+            let flagged: Vec<i64> = bursts.iter().copied().collect();
+            store.flag_clicks_automated(&flagged, since).await?;
+            for id in flagged {
+                recent.burst(id, t);
+            }
         }
-        if store
-            .links_clicked_since(d.id, t - ALL_AT_ONCE_SECS)
-            .await?
-            >= ALL_AT_ONCE_LINKS
-        {
-            store
-                .flag_clicks_automated(d.id, t - ALL_AT_ONCE_SECS)
-                .await?;
-            continue;
-        }
-        let tag = (!link.tag.is_empty()).then_some(link.tag.as_str());
-        let what = Happened::Click {
-            tag,
-            campaign: Some(d.campaign.as_str()),
-        };
-        queued |= trigger(store, &site, d.profile_id, what).await? > 0;
     }
-    Ok(queued)
+    recent.prune(t);
+    let happened: Vec<(i64, Happened<'_>)> = rows
+        .iter()
+        .filter(|(_, d, automated)| !automated && !bursts.contains(&d.id))
+        .filter_map(|(h, d, _)| {
+            let link = h.link.as_ref()?;
+            let what = Happened::Click {
+                tag: (!link.tag.is_empty()).then_some(link.tag.as_str()),
+                campaign: Some(d.campaign.as_str()),
+            };
+            Some((d.profile_id, what))
+        })
+        .collect();
+    Ok(trigger_many(store, &site.get(), &happened).await? > 0)
 }

@@ -34,9 +34,20 @@ pub use error::AppError;
 /// Largest request body accepted (form posts); larger ones get a 413 page.
 pub const MAX_BODY: usize = 16 * 1024;
 
-/// What every handler can reach.
+/// What every handler can reach. Cheap to clone (axum clones it for every request): one
+/// reference count, whatever the state holds.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub store: Store,
     pub site_handle: SiteHandle,
     pub signer: Signer,
@@ -53,7 +64,7 @@ pub struct AppState {
     limiter: Option<Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>>,
 }
 
-impl AppState {
+impl Shared {
     /// The current marketer's files.
     pub fn site(&self) -> Arc<Site> {
         self.site_handle.get()
@@ -146,7 +157,7 @@ impl Application {
         let waker = worker.clone();
         let hits =
             crate::track::HitQueue::start(store.clone(), site_handle.clone(), move || waker.wake());
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             admin,
             hits,
             store,
@@ -157,7 +168,7 @@ impl Application {
             settings: Arc::new(settings),
             worker,
             limiter,
-        };
+        }));
         Ok(Application {
             listener,
             address,
