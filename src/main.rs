@@ -331,7 +331,7 @@ async fn preview(
     );
     let person = site.personalise(campaign, &profile, &facts, links, now);
     let mut seam = rapport::render::KeepLinks::default();
-    let composed = site.campaign_message(campaign, &person, &mut seam)?;
+    let composed = site.campaign_message(campaign, &person, &mut seam, true)?;
     let out = match format {
         PreviewFormat::Eml => String::from_utf8_lossy(&composed.message.formatted()).into_owned(),
         PreviewFormat::Html | PreviewFormat::Text => {

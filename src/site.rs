@@ -110,17 +110,19 @@ impl Site {
         }
     }
 
-    /// The full message of `campaign` for one person, with `List-Unsubscribe` headers.
+    /// The full message of `campaign` for one person, with `List-Unsubscribe` headers
+    /// (`eight_bit`: see [`crate::render::compose`]).
     pub fn campaign_message(
         &self,
         campaign: &Campaign,
         person: &crate::render::Personal<'_>,
         seam: &mut dyn crate::render::LinkSeam,
+        eight_bit: bool,
     ) -> Result<crate::render::Composed, CampaignMessageError> {
         let r = self
             .templates
             .render_campaign(campaign, &self.project.sender, person, seam)?;
-        self.compose_rendered(person, r)
+        self.compose_rendered(person, r, eight_bit)
     }
 
     /// Wraps a rendered campaign message for its recipient, with `List-Unsubscribe` headers.
@@ -128,6 +130,7 @@ impl Site {
         &self,
         person: &crate::render::Personal<'_>,
         r: crate::render::Rendered,
+        eight_bit: bool,
     ) -> Result<crate::render::Composed, CampaignMessageError> {
         let headers = [
             (
@@ -151,6 +154,7 @@ impl Site {
             &r.html,
             Some(r.text),
             &headers,
+            eight_bit,
         )?)
     }
 }

@@ -197,6 +197,17 @@ impl Transport {
         }
     }
 
+    /// Whether messages may carry 8-bit bodies: files may; an SMTP server must offer
+    /// 8BITMIME, which our pool learns on connecting (until then messages are encoded).
+    /// `smtps://` goes through lettre's transport, which does not tell: encoded.
+    pub fn eight_bit(&self) -> bool {
+        match &self.route {
+            Route::Outbox { .. } => true,
+            Route::Smtps { .. } => false,
+            Route::Smtp { pool, .. } => pool.eight_bit(),
+        }
+    }
+
     /// Hands one message over.
     pub async fn send(&self, mut message: Message) -> Result<(), SendError> {
         if let Some(dkim) = &self.dkim {

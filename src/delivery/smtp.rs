@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::extension::{ClientId, Extension};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
@@ -103,6 +103,9 @@ pub struct SmtpPool {
     max_idle: usize,
     /// At most `max_idle` connections exist at once: senders beyond that wait their turn.
     slots: tokio::sync::Semaphore,
+    /// The server offered 8BITMIME on the latest connection (false until one has said so:
+    /// messages composed before that are encoded, which every server takes).
+    eight_bit: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SmtpPool {
@@ -119,7 +122,13 @@ impl SmtpPool {
             idle: Mutex::new(Vec::new()),
             max_idle,
             slots: tokio::sync::Semaphore::new(max_idle),
+            eight_bit: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether the server takes 8-bit bodies (as far as the pool knows).
+    pub fn eight_bit(&self) -> bool {
+        self.eight_bit.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, PoolError> {
@@ -137,6 +146,10 @@ impl SmtpPool {
             conn.starttls(TlsParameters::new(c.host.clone())?, &hello)
                 .await?;
         }
+        self.eight_bit.store(
+            conn.server_info().supports_feature(Extension::EightBitMime),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if let Some((user, pass)) = &c.credentials {
             conn.auth(
                 &[Mechanism::Plain, Mechanism::Login],

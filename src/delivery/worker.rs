@@ -216,8 +216,13 @@ impl Worker {
         let events = Arc::new(events);
         let slots = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency * 4));
         let mut tasks = tokio::task::JoinSet::new();
+        let mut first_error = None;
         for d in batch {
             let permit = slots.clone().acquire_owned().await.expect("never closed");
+            // Collect what has finished, so a big batch holds no more than is in flight.
+            while let Some(joined) = tasks.try_join_next() {
+                first_error = first_error.or(task_error(joined));
+            }
             let (worker, site, profiles, events) =
                 (self.clone(), site.clone(), profiles.clone(), events.clone());
             tasks.spawn(async move {
@@ -227,17 +232,8 @@ impl Worker {
                     .await
             });
         }
-        let mut first_error = None;
         while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => first_error = first_error.or(Some(e)),
-                Err(e) => {
-                    first_error = first_error.or(Some(StoreError::Corrupt(format!(
-                        "a delivery task failed: {e}"
-                    ))))
-                }
-            }
+            first_error = first_error.or(task_error(joined));
         }
         renew.abort();
         match first_error {
@@ -257,7 +253,7 @@ impl Worker {
         d: &Claimed,
     ) -> Result<crate::render::Composed, String> {
         let mut seam = KeepLinks::default();
-        let marker = |i: usize| format!("{}/c/__rapport_link_{i}__", self.public_url);
+        let marker = |i: usize| format!("{}{i}__", marker_prefix(&self.public_url));
         struct Placeholders<'a> {
             inner: &'a mut KeepLinks,
             marker: &'a dyn Fn(usize) -> String,
@@ -280,7 +276,8 @@ impl Worker {
                 },
             )
             .map_err(|e| e.to_string())?;
-        for (i, (url, tag)) in seam.links.iter().enumerate().rev() {
+        let mut tracked = Vec::with_capacity(seam.links.len());
+        for (url, tag) in &seam.links {
             let tag = tag.as_deref().unwrap_or("");
             let key = (campaign.id.clone(), url.clone(), tag.to_string());
             let cached = self
@@ -307,11 +304,11 @@ impl Worker {
             let token = self
                 .signer
                 .sign(Purpose::Click, d.id, None, &link_id.to_string());
-            let tracked = format!("{}/c/{token}", self.public_url);
-            // Highest index first, so that link 1 does not match inside link 10.
-            r.html = r.html.replace(&marker(i), &tracked);
-            r.text = r.text.replace(&marker(i), &tracked);
+            tracked.push(format!("{}/c/{token}", self.public_url));
         }
+        let prefix = marker_prefix(&self.public_url);
+        r.html = fill_links(&r.html, &prefix, &tracked);
+        r.text = fill_links(&r.text, &prefix, &tracked);
         let open = self.signer.sign(Purpose::Open, d.id, None, "");
         let pixel = format!(
             "<img src=\"{}/o/{open}\" width=\"1\" height=\"1\" alt=\"\" style=\"display:block;border:0\">",
@@ -321,7 +318,8 @@ impl Worker {
             Some(at) => r.html.insert_str(at, &pixel),
             None => r.html.push_str(&pixel),
         }
-        site.compose_rendered(person, r).map_err(|e| e.to_string())
+        site.compose_rendered(person, r, self.transport.eight_bit())
+            .map_err(|e| e.to_string())
     }
 
     async fn deliver(
@@ -436,6 +434,52 @@ impl Worker {
     }
 }
 
+/// The error a finished delivery task ended with, if any.
+fn task_error(
+    joined: Result<Result<Outcome, StoreError>, tokio::task::JoinError>,
+) -> Option<StoreError> {
+    match joined {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e),
+        Err(e) => Some(StoreError::Corrupt(format!("a delivery task failed: {e}"))),
+    }
+}
+
+/// What a link placeholder starts with; the link's number and `__` follow.
+fn marker_prefix(public_url: &str) -> String {
+    format!("{public_url}/c/__rapport_link_")
+}
+
+/// `text` with every link placeholder (`PREFIX{i}__`) replaced by `tracked[i]`, in one pass.
+/// A placeholder with a number out of range is left as it is.
+fn fill_links(text: &str, prefix: &str, tracked: &[String]) -> String {
+    let mut out = String::with_capacity(text.len() + tracked.len() * 64);
+    let mut rest = text;
+    while let Some(at) = rest.find(prefix) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + prefix.len()..];
+        let digits = after
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let link = after[..digits]
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| tracked.get(i));
+        match link {
+            Some(url) if after[digits..].starts_with("__") => {
+                out.push_str(url);
+                rest = &after[digits + 2..];
+            }
+            _ => {
+                out.push_str(&rest[at..at + prefix.len()]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Seconds to wait after the `attempts`-th failure: 30 s doubling up to 6 h, ±20 % jitter
 /// so that a failing server is not hit by every retry at once.
 pub fn backoff(attempts: i64) -> i64 {
@@ -448,7 +492,23 @@ pub fn backoff(attempts: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::backoff;
+    use super::{backoff, fill_links};
+
+    #[test]
+    fn links_are_filled_in_one_pass() {
+        let p = "https://n.example/c/__rapport_link_";
+        let tracked: Vec<String> = (0..12)
+            .map(|i| format!("https://n.example/c/T{i}"))
+            .collect();
+        let text = format!("a {p}1__ b {p}10__ c {p}11__{p}0__ {p}99__ {p}x__ end");
+        assert_eq!(
+            fill_links(&text, p, &tracked),
+            format!(
+                "a https://n.example/c/T1 b https://n.example/c/T10 c https://n.example/c/T11https://n.example/c/T0 {p}99__ {p}x__ end"
+            )
+        );
+        assert_eq!(fill_links("no links", p, &tracked), "no links");
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -282,6 +282,7 @@ async fn send_confirmation(
         &html,
         text,
         &[],
+        state.transport.eight_bit(),
     )?;
     state.transport.send(composed.message).await?;
     tracing::info!(profile_id = profile.id, message_id = %composed.message_id, "confirmation email sent");
