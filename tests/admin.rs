@@ -111,7 +111,7 @@ async fn admin_needs_the_token_and_serves_reports(app: TestApp) {
     assert!(metrics.contains("rapport_profiles{status=\"subscribed\"} 1"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_is_generated_once_when_none_is_configured() {
     let app = common::spawn_app_with(common::Db::Sqlite, &[("RAPPORT_ADMIN_TOKEN", "")])
         .await

@@ -52,7 +52,7 @@ async fn shot(c: &fantoccini::Client, name: &str) {
     std::fs::write(artefacts().join(name), png).unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opt_in_confirm_and_two_steps_on_a_phone() {
     if !Path::new(CHROMIUM).exists() || !Path::new(DRIVER).exists() {
         assert!(

@@ -144,7 +144,7 @@ async fn repeats_are_found_across_batches(app: TestApp) {
 }
 
 /// A 100 MB file is streamed: the import's peak memory stays well below the file's size.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_file_is_streamed_in_bounded_memory() {
     let time = std::path::Path::new("/usr/bin/time");
     if !time.exists() {

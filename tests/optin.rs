@@ -570,7 +570,7 @@ async fn health_and_unknown_paths(app: TestApp) {
     assert_eq!(page.status, 404);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_is_rate_limited_per_client() {
     let app = common::spawn_app_with(common::Db::Sqlite, &[("RAPPORT_SUBSCRIBE_LIMIT", "3")])
         .await
@@ -586,7 +586,7 @@ async fn subscribe_is_rate_limited_per_client() {
     assert!(profile_of(&app, "r9@example.com").await.is_none());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_is_generated_once_and_kept() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("s.db").display());

@@ -147,7 +147,7 @@ async fn preview_errors_are_clear(app: TestApp) {
     assert!(err.contains("--email"), "{err}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_and_keeps_the_running_set_on_errors() {
     let dir = common::example_copy();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -86,7 +86,7 @@ async fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_run_then_restart_finishes_the_run_once_each() {
     let Some(sink) = SmtpSink::start(&[]) else {
         return;
@@ -144,7 +144,7 @@ async fn kill_9_mid_run_then_restart_finishes_the_run_once_each() {
     assert!(twice.is_empty(), "nobody twice: {twice:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_sends() {
     let Some(sink) = SmtpSink::start(&[]) else {
         return;
@@ -182,7 +182,7 @@ async fn sigterm_drains_in_flight_sends() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     not(rapport_pg),
     ignore = "PostgreSQL half skipped: set RAPPORT_TEST_POSTGRES_URL to run it"
@@ -229,7 +229,7 @@ async fn two_instances_on_one_postgres_create_the_run_once_and_send_once() {
     assert_eq!(runs[0].1, format!("{year}-01-01T00:00:00Z"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clicks_received_before_sigterm_are_all_recorded() {
     let tmp = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", tmp.path().join("r.db").display());

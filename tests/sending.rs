@@ -499,7 +499,7 @@ async fn a_batch_of_clicks_starts_each_follow_up_once_per_person(db: Db) {
     assert_eq!(p.queued, 450);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_are_dkim_signed_when_a_key_is_configured() {
     use base64::Engine;
     let dir = tempfile::tempdir().unwrap();

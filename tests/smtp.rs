@@ -5,7 +5,7 @@ mod common;
 
 use common::smtp::SmtpSink;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirmation_goes_out_by_smtp() {
     let Some(sink) = SmtpSink::start(&[]) else {
         return;
@@ -61,7 +61,7 @@ async fn confirmation_goes_out_by_smtp() {
     assert!(ida.html.contains('\u{b7}') && ida.link("/confirm/").is_some());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_8bitmime_every_message_is_encoded() {
     // smtp-sink -8: 8BITMIME is not offered.
     let Some(sink) = SmtpSink::start(&["-8"]) else {
@@ -86,7 +86,7 @@ async fn without_8bitmime_every_message_is_encoded() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_refusal_is_reported_and_the_profile_kept() {
     // Every RCPT TO is refused (smtp-sink's -r answers 450).
     let Some(sink) = SmtpSink::start(&["-r", "rcpt"]) else {

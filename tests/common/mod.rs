@@ -85,6 +85,12 @@ pub async fn spawn_app_with(db: Db, vars: &[(&str, &str)]) -> Option<TestApp> {
 
 /// Starts the server on the project in `dir` with extra settings.
 pub async fn spawn_app_in(db: Db, dir: &Path, vars: &[(&str, &str)]) -> Option<TestApp> {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
     let tmp = tempfile::tempdir().expect("temp dir");
     let database_url = match db {
         Db::Sqlite => format!("sqlite://{}", tmp.path().join("rapport.db").display()),
@@ -201,7 +207,10 @@ impl TestApp {
     }
 
     /// Runs the `rapport` binary on this app's database and the example project; returns
-    /// (exit code, stdout, stderr).
+    /// (exit code, stdout, stderr). It blocks its thread until the command ends, so every
+    /// test runs on a multi-thread runtime: on a current-thread one the app's own tasks
+    /// (the send recorder halfway through a transaction, say) would stop with it, and a
+    /// CLI writing to SQLite would wait on the app's write lock until the busy timeout.
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_rapport"))
             .args([
@@ -356,7 +365,7 @@ macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let app = $crate::common::spawn_app($crate::common::Db::Sqlite).await.expect("sqlite app");
                     super::$name(app).await;
@@ -365,7 +374,7 @@ macro_rules! on_both_backends {
         }
         mod postgres {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 #[cfg_attr(not(rapport_pg), ignore = "PostgreSQL half skipped: set RAPPORT_TEST_POSTGRES_URL to run it")]
                 async fn $name() {
                     match $crate::common::spawn_app($crate::common::Db::Postgres).await {
@@ -384,7 +393,7 @@ macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::common::Db::Sqlite).await;
                 }
@@ -392,7 +401,7 @@ macro_rules! on_both_databases {
         }
         mod postgres {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 #[cfg_attr(not(rapport_pg), ignore = "PostgreSQL half skipped: set RAPPORT_TEST_POSTGRES_URL to run it")]
                 async fn $name() {
                     super::$name($crate::common::Db::Postgres).await;
