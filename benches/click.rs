@@ -6,20 +6,14 @@
 //! random, more than five seconds after sending (so the clicks count as people's).
 //! Run: `cargo build --release && cargo bench --bench click` (needs wrk).
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rapport::profile::{Answers, Email, Status};
 use rapport::store::Store;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// wrk against `url`, or against random paths of `paths` on `url`'s host.
 fn wrk(url: &str, script: Option<&Path>) -> String {
@@ -48,20 +42,13 @@ fn wrk(url: &str, script: Option<&Path>) -> String {
 
 #[tokio::main]
 async fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let bin = root.join("target/release/rapport");
-    assert!(
-        bin.exists(),
-        "build the release binary first: cargo build --release"
-    );
+    let root = common::root();
+    let bin = common::release_binary();
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());
     let store = Store::connect(&db).await.unwrap();
     store.migrate().await.unwrap();
-    let clickers: usize = std::env::var("CLICKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000);
+    let clickers: usize = common::knob("CLICKERS", 2_000);
     let learner = Answers {
         engagement: Some("learner".into()),
         employees: Some(5),
@@ -86,7 +73,7 @@ async fn main() {
         .output()
         .unwrap();
     let outbox = dir.path().join("outbox");
-    let port = free_port();
+    let port = common::free_port();
     let mut serve = Command::new(&bin)
         .arg("--dir")
         .arg(root)
@@ -169,7 +156,7 @@ async fn main() {
     let _ = serve.wait();
 
     // The same 302 from a bare axum handler, in this process.
-    let bare_port = free_port();
+    let bare_port = common::free_port();
     let target = "https://learn.contoso.example/courses/invoicing".to_string();
     let app = axum::Router::new().route(
         "/c/{token}",

@@ -5,7 +5,8 @@
 //! CTE) because inserting ten million rows one by one would take longer than the export.
 //! Run: `cargo build --release && cargo bench --bench export` (`EVENTS=N` to change).
 
-use std::path::Path;
+mod common;
+
 use std::process::Command;
 use std::time::Instant;
 
@@ -14,16 +15,9 @@ use rapport::store::Store;
 
 #[tokio::main]
 async fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let bin = root.join("target/release/rapport");
-    assert!(
-        bin.exists(),
-        "build the release binary first: cargo build --release"
-    );
-    let events: i64 = std::env::var("EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000);
+    let root = common::root();
+    let bin = common::release_binary();
+    let events: i64 = common::knob("EVENTS", 10_000_000);
     let people = 200_000usize;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("export.db").display());

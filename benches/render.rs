@@ -2,6 +2,8 @@
 //! sections selected, every link through a signing link seam (as tracking will), CSS
 //! inlined and the text part derived. Run: `cargo bench --bench render`.
 
+mod common;
+
 use std::time::Instant;
 
 use rapport::profile::{Answers, Email, Profile, Status};
@@ -31,11 +33,8 @@ impl LinkSeam for Signing<'_> {
 }
 
 fn main() {
-    let n: usize = std::env::var("RENDERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    let site = Site::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).expect("example loads");
+    let n: usize = common::knob("RENDERS", 20_000);
+    let site = Site::load(common::root()).expect("example loads");
     let campaign = site.campaign("newsletter").unwrap();
     let signer = Signer::new(b"bench secret bench secret bench!");
     let mut profile = Profile {

@@ -4,6 +4,8 @@
 //! `any` and a behaviour test): counted, and paged through in id order as a run does.
 //! Run: `cargo bench --bench segments`.
 
+mod common;
+
 use std::time::Instant;
 
 use rapport::profile::{Answers, Email, Status};
@@ -11,15 +13,12 @@ use rapport::store::{AudienceQuery, EventKind, Store, now};
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("PROFILES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let n: usize = common::knob("PROFILES", 1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let store = Store::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::root();
     let site = rapport::site::Site::load(root).expect("example project loads");
     let seg = site.segments.get("small-learners").unwrap();
 

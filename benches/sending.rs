@@ -12,6 +12,8 @@
 //!
 //! Run: `cargo build --release && cargo bench --bench sending` (needs smtp-sink).
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,14 +22,6 @@ use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::extension::ClientId;
 use rapport::profile::{Answers, Email, Status};
 use rapport::store::Store;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Kill(std::process::Child);
 impl Drop for Kill {
@@ -103,21 +97,11 @@ fn peak_rss_mb(pid: u32) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let bin = root.join("target/release/rapport");
-    assert!(
-        bin.exists(),
-        "build the release binary first: cargo build --release"
-    );
-    let n: usize = std::env::var("PROFILES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let pool: usize = std::env::var("POOL")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16);
-    let port = free_port();
+    let root = common::root();
+    let bin = common::release_binary();
+    let n: usize = common::knob("PROFILES", 100_000);
+    let pool: usize = common::knob("POOL", 16);
+    let port = common::free_port();
     let _sink = sink(port, None);
 
     // A message of the size rapport sends: the example newsletter for one person.
@@ -198,7 +182,7 @@ async fn main() {
         .unwrap();
     print!("{}", String::from_utf8_lossy(&out.stdout));
     let run_id = store.runs_of("newsletter").await.unwrap()[0].0;
-    let bind = format!("127.0.0.1:{}", free_port());
+    let bind = format!("127.0.0.1:{}", common::free_port());
     let t = Instant::now();
     let serve = Kill(
         Command::new(&bin)
@@ -251,9 +235,9 @@ async fn main() {
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
-    let wport = free_port();
+    let wport = common::free_port();
     let _wsink = sink(wport, Some(dump.path()));
-    let bind = format!("127.0.0.1:{}", free_port());
+    let bind = format!("127.0.0.1:{}", common::free_port());
     let _serve = Kill(
         Command::new(&bin)
             .arg("--dir")

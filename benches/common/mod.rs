@@ -1,0 +1,36 @@
+//! What the benches share: the release binary they drive, their size knobs, free ports.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The crate's folder (the example project the benches run on).
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/release/rapport`, which the benches measure as users run it.
+pub fn release_binary() -> PathBuf {
+    let bin = root().join("target/release/rapport");
+    assert!(
+        bin.exists(),
+        "build the release binary first: cargo build --release"
+    );
+    bin
+}
+
+/// A size knob from the environment (`PROFILES=1000 cargo bench ...`), or its default.
+pub fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A loopback port nobody listens on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
