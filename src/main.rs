@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rapport::config::Settings;
+use rapport::report::Period;
 use rapport::store::Store;
 use rapport::telemetry::{self, LogFormat};
 use rapport::web::{Application, Site};
@@ -111,34 +112,48 @@ enum Export {
         /// One row per campaign, per run, or per campaign and segment.
         #[arg(long, default_value = "campaign")]
         by: String,
-        /// First day included (YYYY-MM-DD, UTC).
-        #[arg(long)]
-        from: Option<String>,
-        /// Last day included (YYYY-MM-DD, UTC).
-        #[arg(long)]
-        to: Option<String>,
-        /// Write to this file instead of stdout.
-        #[arg(short = 'o', long = "output")]
-        output: Option<PathBuf>,
+        #[command(flatten)]
+        range: ExportRange,
     },
     /// Every click: who clicked which link of which run, when.
     Clicks {
-        #[arg(long)]
-        from: Option<String>,
-        #[arg(long)]
-        to: Option<String>,
-        #[arg(short = 'o', long = "output")]
-        output: Option<PathBuf>,
+        #[command(flatten)]
+        range: ExportRange,
     },
     /// The opt-in funnel per day.
     Optin {
-        #[arg(long)]
-        from: Option<String>,
-        #[arg(long)]
-        to: Option<String>,
-        #[arg(short = 'o', long = "output")]
-        output: Option<PathBuf>,
+        #[command(flatten)]
+        range: ExportRange,
     },
+}
+
+/// The days an export covers and where it goes; the same for every export.
+#[derive(Debug, clap::Args)]
+struct ExportRange {
+    /// First day included (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    from: Option<String>,
+    /// Last day included (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    to: Option<String>,
+    /// Write to this file instead of stdout.
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
+}
+
+impl ExportRange {
+    /// The period, and the output file (created) or stdout.
+    fn open(&self) -> anyhow::Result<(Period, Box<dyn std::io::Write>)> {
+        let period = Period::parse(self.from.as_deref(), self.to.as_deref())?;
+        let out: Box<dyn std::io::Write> = match &self.output {
+            Some(p) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
+            )),
+            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        };
+        Ok((period, out))
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -435,49 +450,32 @@ async fn export_report(
     settings: &Settings,
     export: Export,
 ) -> anyhow::Result<()> {
-    use rapport::report::{GroupByArg, Period};
+    use rapport::report::GroupByArg;
     let site = load_site(dir)?;
     let store = Store::connect(&settings.database_url).await?;
     store.migrate().await?;
-    let open = |output: &Option<PathBuf>| -> anyhow::Result<Box<dyn std::io::Write>> {
-        Ok(match output {
-            Some(p) => Box::new(std::io::BufWriter::new(
-                std::fs::File::create(p)
-                    .with_context(|| format!("cannot create {}", p.display()))?,
-            )),
-            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-        })
-    };
     let bar = indicatif::ProgressBar::new_spinner().with_message("counting in the database");
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let (rows, what) = match export {
-        Export::ResponseRates {
-            by,
-            from,
-            to,
-            output,
-        } => {
+        Export::ResponseRates { by, range } => {
             let GroupByArg(by) = by.parse()?;
-            let period = Period::parse(from.as_deref(), to.as_deref())?;
-            let out = open(&output)?;
+            let (period, out) = range.open()?;
             let n = rapport::report::response_rates_csv(&store, &site, by, period, out, |n| {
                 bar.set_message(format!("{n} row(s) written"))
             })
             .await?;
             (n, "response rates")
         }
-        Export::Clicks { from, to, output } => {
-            let period = Period::parse(from.as_deref(), to.as_deref())?;
-            let out = open(&output)?;
+        Export::Clicks { range } => {
+            let (period, out) = range.open()?;
             let n = rapport::report::clicks_csv(&store, period, out, |n| {
                 bar.set_message(format!("{n} click(s) written"))
             })
             .await?;
             (n, "clicks")
         }
-        Export::Optin { from, to, output } => {
-            let period = Period::parse(from.as_deref(), to.as_deref())?;
-            let out = open(&output)?;
+        Export::Optin { range } => {
+            let (period, out) = range.open()?;
             (
                 rapport::report::optin_csv(&store, &site, period, out).await?,
                 "opt-in funnel",

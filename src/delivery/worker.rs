@@ -253,7 +253,8 @@ impl Worker {
         d: &Claimed,
     ) -> Result<crate::render::Composed, String> {
         let mut seam = KeepLinks::default();
-        let marker = |i: usize| format!("{}{i}__", marker_prefix(&self.public_url));
+        let prefix = marker_prefix(&self.public_url);
+        let marker = |i: usize| format!("{prefix}{i}__");
         struct Placeholders<'a> {
             inner: &'a mut KeepLinks,
             marker: &'a dyn Fn(usize) -> String,
@@ -306,7 +307,6 @@ impl Worker {
                 .sign(Purpose::Click, d.id, None, &link_id.to_string());
             tracked.push(format!("{}/c/{token}", self.public_url));
         }
-        let prefix = marker_prefix(&self.public_url);
         r.html = fill_links(&r.html, &prefix, &tracked);
         r.text = fill_links(&r.text, &prefix, &tracked);
         let open = self.signer.sign(Purpose::Open, d.id, None, "");

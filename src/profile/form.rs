@@ -174,6 +174,11 @@ impl Form {
         &self.steps
     }
 
+    /// Every question of every step, in order (what "answered every step" counts).
+    pub fn questions(&self) -> Vec<Question> {
+        self.steps.iter().flatten().copied().collect()
+    }
+
     /// The accepted values of a choice question (empty for other questions).
     pub fn choices(&self, q: Question) -> &[Choice] {
         self.choices.get(&q).map(Vec::as_slice).unwrap_or_default()

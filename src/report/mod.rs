@@ -194,14 +194,7 @@ pub async fn optin_csv<W: Write>(
     period: Period,
     out: W,
 ) -> Result<usize, ReportError> {
-    let questions: Vec<_> = site
-        .project
-        .form
-        .steps()
-        .iter()
-        .flatten()
-        .copied()
-        .collect();
+    let questions = site.project.form.questions();
     let days = store
         .optin_days(period.from / 86_400, (period.to - 1) / 86_400, &questions)
         .await?;

@@ -154,21 +154,6 @@ impl Store {
         Ok(count)
     }
 
-    /// Queues one delivery of a triggered campaign, due `at`. False when the person already
-    /// has one in this run (each person gets a welcome or a follow-up once).
-    pub async fn queue_delivery(
-        &self,
-        run_id: i64,
-        campaign: &str,
-        profile_id: i64,
-        at: i64,
-    ) -> Result<bool, StoreError> {
-        Ok(self
-            .queue_deliveries(run_id, campaign, &[profile_id], at)
-            .await?
-            > 0)
-    }
-
     /// Queues one delivery of a run for each profile that has none yet, due `at`, in one
     /// transaction (a batch of clicks starting a follow-up for many people at once).
     /// Returns how many were queued.

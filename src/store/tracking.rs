@@ -79,22 +79,7 @@ impl Store {
 
     /// The delivery a tracking token names.
     pub async fn delivery_ref(&self, id: i64) -> Result<Option<DeliveryRef>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, profile_id, run_id, campaign, sent_at FROM deliveries WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(DeliveryRef {
-                id: r.try_get(0)?,
-                profile_id: r.try_get(1)?,
-                run_id: r.try_get(2)?,
-                campaign: r.try_get(3)?,
-                sent_at: r.try_get(4)?,
-            })
-        })
-        .transpose()
+        Ok(self.delivery_refs(&[id]).await?.remove(&id))
     }
 
     /// The deliveries behind a batch of hits.

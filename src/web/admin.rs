@@ -218,14 +218,7 @@ pub async fn dashboard(State(state): State<AppState>) -> Result<Response, AppErr
             })
         })
         .collect();
-    let questions: Vec<_> = site
-        .project
-        .form
-        .steps()
-        .iter()
-        .flatten()
-        .copied()
-        .collect();
+    let questions = site.project.form.questions();
     let today = now() / 86_400;
     let funnel: Vec<_> = state
         .store
