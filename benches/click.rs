@@ -3,7 +3,10 @@
 //! (from memory after the first time) and queues the click for the batched writer, which
 //! classifies it and starts the follow-up. CLICKERS (default 2,000) people received the
 //! newsletter; each request clicks the first link of one of their messages, chosen at
-//! random, more than five seconds after sending (so the clicks count as people's).
+//! random, more than five seconds after sending (so the clicks count as people's). The bare
+//! handler gets the same requests from the same wrk script, so that wrk spends the same
+//! CPU per request on both sides of the comparison (a Lua `request` function costs wrk far
+//! more than a fixed request, and wrk shares the two cores with the server).
 //! Run: `cargo build --release && cargo bench --bench click` (needs wrk).
 
 mod common;
@@ -174,8 +177,9 @@ async fn main() {
         .await
         .unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let bare = format!("http://127.0.0.1:{bare_port}/c/x");
-    let bare_result = tokio::task::spawn_blocking(move || wrk(&bare, None))
+    // The same requests (the same script, so wrk does the same work per request).
+    let bare = format!("http://127.0.0.1:{bare_port}");
+    let bare_result = tokio::task::spawn_blocking(move || wrk(&bare, Some(&script)))
         .await
         .unwrap();
     println!("bare axum 302:\n{bare_result}");

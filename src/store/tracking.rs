@@ -114,6 +114,10 @@ impl Store {
     /// Records clicks (with a link) and opens (without), each at its time, in one
     /// transaction.
     pub async fn record_hits(&self, hits: &[(Hit<'_>, i64)]) -> Result<(), StoreError> {
+        // In the order of the per-person and per-delivery indexes: each index page the
+        // batch touches is then visited once, not once per row that lands on it.
+        let mut hits: Vec<&(Hit<'_>, i64)> = hits.iter().collect();
+        hits.sort_by_key(|(h, _)| (h.delivery.profile_id, h.delivery.id));
         let mut tx = self.pool.begin().await?;
         for chunk in hits.chunks(super::rows_per_statement(10)) {
             let sql = self.positional(format!(
@@ -149,48 +153,64 @@ impl Store {
         Ok(())
     }
 
-    /// Flags the clicks of these deliveries since `since` as automated (a burst: see
-    /// `track::automated`).
+    /// Flags the clicks of these messages, given as (profile, delivery), since `since` as
+    /// automated (a burst: see `track::automated`). Found through the per-person index:
+    /// events have no index by delivery (see migration 0006).
     pub async fn flag_clicks_automated(
         &self,
-        delivery_ids: &[i64],
+        messages: &[(i64, i64)],
         since: i64,
     ) -> Result<(), StoreError> {
-        for chunk in delivery_ids.chunks(super::MAX_PARAMS - 1) {
+        for chunk in messages.chunks((super::MAX_PARAMS - 1) / 2) {
             let sql = self.positional(format!(
-                "UPDATE events SET automated = 1 WHERE kind = 'click' AND created_at >= $1 AND delivery_id IN ({})",
-                super::params(2, chunk.len())
+                "UPDATE events SET automated = 1 WHERE profile_id IN ({}) AND kind = 'click' AND created_at >= ${} AND delivery_id IN ({})",
+                super::params(1, chunk.len()),
+                chunk.len() + 1,
+                super::params(chunk.len() + 2, chunk.len())
             ));
-            let mut q = sqlx::query(&sql).bind(since);
-            for id in chunk {
-                q = q.bind(*id);
+            let mut q = sqlx::query(&sql);
+            for (profile, _) in chunk {
+                q = q.bind(*profile);
+            }
+            q = q.bind(since);
+            for (_, delivery) in chunk {
+                q = q.bind(*delivery);
             }
             q.execute(&self.pool).await?;
         }
         Ok(())
     }
 
-    /// For each of these deliveries, how many distinct links were clicked since `since`
-    /// (to spot a scanner that follows every link of a message at once). Deliveries
-    /// without clicks are left out.
+    /// For each of these messages, given as (profile, delivery), how many distinct links
+    /// were clicked since `since` (to spot a scanner that follows every link of a message
+    /// at once), by delivery. Messages without clicks are left out.
     pub async fn links_clicked_since(
         &self,
-        delivery_ids: &[i64],
+        messages: &[(i64, i64)],
         since: i64,
     ) -> Result<std::collections::HashMap<i64, i64>, StoreError> {
+        let wanted: std::collections::HashSet<i64> = messages.iter().map(|m| m.1).collect();
+        let mut profiles: Vec<i64> = messages.iter().map(|m| m.0).collect();
+        profiles.sort_unstable();
+        profiles.dedup();
         let mut out = std::collections::HashMap::new();
-        for chunk in delivery_ids.chunks(super::MAX_PARAMS - 1) {
+        for chunk in profiles.chunks(super::MAX_PARAMS - 1) {
             let sql = self.positional(format!(
                 "SELECT delivery_id, COUNT(DISTINCT link_id) FROM events \
-                 WHERE kind = 'click' AND created_at >= $1 AND delivery_id IN ({}) GROUP BY delivery_id",
-                super::params(2, chunk.len())
+                 WHERE profile_id IN ({}) AND kind = 'click' AND created_at >= ${} GROUP BY delivery_id",
+                super::params(1, chunk.len()),
+                chunk.len() + 1
             ));
-            let mut q = sqlx::query(&sql).bind(since);
+            let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(*id);
             }
+            q = q.bind(since);
             for r in q.fetch_all(&self.pool).await? {
-                out.insert(r.try_get(0)?, r.try_get(1)?);
+                let delivery: Option<i64> = r.try_get(0)?;
+                if let Some(d) = delivery.filter(|d| wanted.contains(d)) {
+                    out.insert(d, r.try_get(1)?);
+                }
             }
         }
         Ok(out)

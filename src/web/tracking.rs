@@ -228,7 +228,7 @@ const PIXEL: &[u8] = &[
 /// A hit as received, for the writer.
 fn pending(
     delivery_id: i64,
-    link: Option<crate::store::Link>,
+    link: Option<std::sync::Arc<crate::store::Link>>,
     headers: &HeaderMap,
     method: &axum::http::Method,
 ) -> crate::track::PendingHit {
