@@ -197,14 +197,15 @@ async fn main() {
             .unwrap(),
     );
     let pid = serve.0.id();
-    // Polled through the due-deliveries index (one row looked up), so that watching the
+    // Polled through the in-flight indexes (one row looked up), so that watching the
     // run costs the machine nothing next to the run itself.
     sqlx::any::install_default_drivers();
     let watch = sqlx::AnyPool::connect(&db).await.unwrap();
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let pending: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM deliveries WHERE status IN ('queued', 'sending') LIMIT 1",
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM deliveries WHERE status = 'queued') \
+             OR EXISTS (SELECT 1 FROM deliveries WHERE status = 'sending')",
         )
         .fetch_optional(&watch)
         .await

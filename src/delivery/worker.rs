@@ -141,14 +141,28 @@ impl Worker {
         self.wake.notify_one();
     }
 
-    /// Runs until `stop` turns true: then finishes the batch in flight and returns.
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// Runs until `stop` turns true: then finishes the batches in flight and returns.
+    ///
+    /// Two claim loops run side by side, so that while one waits for the last sends of its
+    /// batch, claims the next and loads its profiles, the other keeps the SMTP connections
+    /// busy (one loop left them idle between batches).
+    pub async fn run(self, stop: tokio::sync::watch::Receiver<bool>) {
+        tokio::join!(
+            self.claim_loop(stop.clone(), true),
+            self.claim_loop(stop, false)
+        );
+        tracing::info!("delivery worker stopped");
+    }
+
+    /// Claims and delivers batches until `stop`; `reclaims` also puts deliveries whose
+    /// worker died back in the queue.
+    async fn claim_loop(&self, mut stop: tokio::sync::watch::Receiver<bool>, reclaims: bool) {
         let mut last_reclaim = 0;
         loop {
             if *stop.borrow() {
                 break;
             }
-            if now() - last_reclaim >= (self.config.lease / 2).clamp(1, 30) {
+            if reclaims && now() - last_reclaim >= (self.config.lease / 2).clamp(1, 30) {
                 last_reclaim = now();
                 match self.store.reclaim_expired().await {
                     Ok(0) => {}
@@ -173,7 +187,6 @@ impl Worker {
                 }
             }
         }
-        tracing::info!("delivery worker stopped");
     }
 
     /// Claims one batch and delivers it; returns how many deliveries it handled.

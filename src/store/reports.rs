@@ -230,7 +230,7 @@ impl Store {
                 .await?,
             sent: one("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'").await?,
             failed: one("SELECT COUNT(*) FROM deliveries WHERE status = 'failed'").await?,
-            queued: one("SELECT COUNT(*) FROM deliveries WHERE status IN ('queued', 'sending')")
+            queued: one("SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 'queued') + (SELECT COUNT(*) FROM deliveries WHERE status = 'sending')")
                 .await?,
             clicks: one("SELECT COUNT(*) FROM events WHERE kind = 'click' AND automated = 0")
                 .await?,

@@ -1,0 +1,7 @@
+-- The due-deliveries index held every delivery ever made, and each send moved its entry
+-- twice (queued -> sending -> sent). Two partial indexes hold only what is in flight: the
+-- queue, in the order it is claimed, and the claimed deliveries, by when their lease ends
+-- (to put back those whose worker died). A sent delivery leaves both.
+DROP INDEX deliveries_due;
+CREATE INDEX deliveries_queued ON deliveries (next_attempt_at) WHERE status = 'queued';
+CREATE INDEX deliveries_sending ON deliveries (lease_until) WHERE status = 'sending';
