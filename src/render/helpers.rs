@@ -14,12 +14,13 @@ pub fn register(hbs: &mut Handlebars<'static>) {
         "upper",
         Box::new(
             |h: &Helper,
-             _: &Handlebars,
+             hbs: &Handlebars,
              _: &Context,
              _: &mut RenderContext,
              out: &mut dyn Output|
              -> HelperResult {
-                out.write(&text_param(h).to_uppercase())?;
+                // Escaped like `{{value}}`: the value is the recipient's own text.
+                out.write(&hbs.get_escape_fn()(&text_param(h).to_uppercase()))?;
                 Ok(())
             },
         ),
@@ -28,12 +29,13 @@ pub fn register(hbs: &mut Handlebars<'static>) {
         "lower",
         Box::new(
             |h: &Helper,
-             _: &Handlebars,
+             hbs: &Handlebars,
              _: &Context,
              _: &mut RenderContext,
              out: &mut dyn Output|
              -> HelperResult {
-                out.write(&text_param(h).to_lowercase())?;
+                // Escaped like `{{value}}`: the value is the recipient's own text.
+                out.write(&hbs.get_escape_fn()(&text_param(h).to_lowercase()))?;
                 Ok(())
             },
         ),

@@ -293,6 +293,25 @@ mod tests {
     }
 
     #[test]
+    fn upper_and_lower_escape_what_they_write() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+        std::fs::write(
+            dir.path().join("templates/shout.hbs"),
+            "{{upper name}}|{{lower name}}",
+        )
+        .unwrap();
+        let t = Templates::load(dir.path(), true).unwrap();
+        let out = t
+            .render("shout", &serde_json::json!({"name": "<b>Ann</b> & Co"}))
+            .unwrap();
+        assert_eq!(
+            out,
+            "&lt;B&gt;ANN&lt;/B&gt; &amp; CO|&lt;b&gt;ann&lt;/b&gt; &amp; co"
+        );
+    }
+
+    #[test]
     fn names_follow_paths() {
         let root = Path::new("/p/templates");
         assert_eq!(
