@@ -126,8 +126,11 @@ impl Templates {
         ctx.data_mut()["body"] = Value::String(body);
         let html = self.render_ctx("email-layout", &ctx)?;
         let mut replaced = Vec::new();
-        let html = rewrite_links(&html, seam, &mut replaced)
-            .map_err(|e| RenderError::other(&campaign.template, e))?;
+        let html = match &self.links {
+            Some(prepared) => prepared.fill(&html, seam, &mut replaced),
+            None => rewrite_links(&html, seam, &mut replaced),
+        }
+        .map_err(|e| RenderError::other(&campaign.template, e))?;
         let html = if self.inline_at_send {
             super::inline::inline_document(&html)
                 .map_err(|e| RenderError::other("email-layout", e))?

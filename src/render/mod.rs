@@ -4,6 +4,7 @@
 mod campaign;
 mod helpers;
 mod inline;
+mod links;
 mod message;
 
 use std::path::{Path, PathBuf};
@@ -88,6 +89,9 @@ pub struct Templates {
     /// Some email template could not be CSS-inlined at load time (see `inline`), so every
     /// campaign render inlines the whole document instead.
     inline_at_send: bool,
+    /// The email templates' links, found at load time (see `links`); `None` when some
+    /// link is written by data, and every campaign render parses its HTML for links.
+    links: Option<links::PreparedLinks>,
 }
 
 /// Templates that are pages or page parts, not email: never CSS-inlined.
@@ -104,6 +108,16 @@ impl Templates {
     /// With `inline_css`, email templates get the layout's CSS inlined once here (see
     /// `inline`); `check` loads without it so that positions in messages match the files.
     pub fn load(dir: &Path, inline_css: bool) -> Result<Templates, Vec<Diagnostic>> {
+        Templates::load_with(dir, inline_css, inline_css)
+    }
+
+    /// [`Templates::load`], choosing separately whether links are found at load time (see
+    /// `links`; with `false`, every campaign render parses its HTML for links).
+    pub fn load_with(
+        dir: &Path,
+        inline_css: bool,
+        links_at_load: bool,
+    ) -> Result<Templates, Vec<Diagnostic>> {
         let mut hbs = Handlebars::new();
         hbs.set_strict_mode(true);
         helpers::register(&mut hbs);
@@ -159,6 +173,8 @@ impl Templates {
         }
         // CSS inlining once per template, where it is lossless (see `inline`).
         let mut inline_at_send = false;
+        // Email templates as they will be registered (CSS inlined where lossless).
+        let mut email = std::collections::BTreeMap::new();
         if problems.is_empty() && inline_css {
             let css = inline::style_blocks(&sources["email-layout"]);
             for (name, src) in sources.iter().filter(|(n, _)| is_email_template(n)) {
@@ -170,16 +186,34 @@ impl Templates {
                 } else {
                     inline::pre_inline(src, &css)
                 };
-                match inlined {
-                    Some(html) => hbs
-                        .register_template_string(name, html)
-                        .expect("inlining keeps the syntax"),
+                if inlined.is_none() {
+                    tracing::debug!(template = %name, "CSS will be inlined at send time");
+                    inline_at_send = true;
+                }
+                email.insert(name.clone(), inlined.unwrap_or_else(|| src.clone()));
+            }
+        }
+        // Links found once here where every link is written out in the templates.
+        let mut links = (links_at_load && !email.is_empty()).then(links::PreparedLinks::default);
+        let mut marked = std::collections::BTreeMap::new();
+        if let Some(found) = links.as_mut() {
+            for (name, src) in &email {
+                match found.prepare(src, name == "email-layout") {
+                    Some(m) => {
+                        marked.insert(name.clone(), m);
+                    }
                     None => {
-                        tracing::debug!(template = %name, "CSS will be inlined at send time");
-                        inline_at_send = true;
+                        tracing::debug!(template = %name, "links will be found at send time");
+                        links = None;
+                        break;
                     }
                 }
             }
+        }
+        let prepared = if links.is_some() { marked } else { email };
+        for (name, src) in prepared {
+            hbs.register_template_string(&name, src)
+                .expect("inlining and link markers keep the syntax");
         }
         if problems.is_empty() {
             Ok(Templates {
@@ -187,6 +221,7 @@ impl Templates {
                 plain,
                 files: by_name,
                 inline_at_send,
+                links,
             })
         } else {
             Err(problems)
@@ -290,6 +325,67 @@ mod tests {
             .render("sections/training", &serde_json::json!({}))
             .unwrap();
         assert!(out.contains("<h2 style="), "{out}");
+    }
+
+    /// Numbers each link and puts characters in it that must be attribute-encoded.
+    struct Numbered(Vec<(String, Option<String>)>);
+    impl LinkSeam for Numbered {
+        fn track(&mut self, url: &str, tag: Option<&str>) -> String {
+            self.0.push((url.to_string(), tag.map(str::to_string)));
+            format!("https://t.example/c/{}?a=1&b=\"2\"", self.0.len())
+        }
+    }
+
+    #[test]
+    fn links_found_at_load_render_the_same_as_links_found_at_send() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let prepared = crate::site::Site::load(root).unwrap();
+        let mut parsed = crate::site::Site::load(root).unwrap();
+        assert!(prepared.templates.links.is_some(), "the examples qualify");
+        parsed.templates = Templates::load_with(root, true, false).unwrap();
+        assert!(parsed.templates.links.is_none());
+        let profile = crate::profile::Profile {
+            id: 7,
+            email: crate::profile::Email::parse("ann@example.com").unwrap(),
+            status: crate::profile::Status::Subscribed,
+            answers: crate::profile::Answers {
+                name: Some("Ann <b>\u{1}Lee</b>".into()),
+                engagement: Some("learner".into()),
+                employees: Some(5),
+                ..Default::default()
+            },
+            confirm_nonce: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let signer = crate::track::Signer::new(b"test secret test secret test sec");
+        for campaign in &prepared.campaigns {
+            let render = |site: &crate::site::Site| {
+                let links = crate::track::personal_links(
+                    &signer,
+                    "https://news.example",
+                    "hello@example.com",
+                    7,
+                    crate::track::Origin::Delivery(3),
+                );
+                let person = site.personalise(
+                    campaign,
+                    &profile,
+                    &crate::segment::NoFacts,
+                    links,
+                    1_800_000_000,
+                );
+                let mut seam = Numbered(Vec::new());
+                let r = site
+                    .templates
+                    .render_campaign(campaign, &site.project.sender, &person, &mut seam)
+                    .unwrap();
+                (r.html, r.text, seam.0)
+            };
+            let (a, b) = (render(&prepared), render(&parsed));
+            assert!(!a.2.is_empty(), "{} has tracked links", campaign.id);
+            assert_eq!(a, b, "campaign {}", campaign.id);
+        }
     }
 
     #[test]

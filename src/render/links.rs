@@ -1,0 +1,225 @@
+//! Tracked links found once, when the templates load, instead of in every message.
+//!
+//! Every `http(s)` link of a campaign message goes through the tracking seam
+//! (`campaign::LinkSeam`). Finding them means parsing the rendered HTML, a sixth of the
+//! CPU a send spends rendering. When every link of the email templates is written out in
+//! the template (no `{{…}}` in its `href`, its `data-tag` or its attribute names) and no
+//! template writes raw HTML from data (`{{{…}}}` other than the layout's `{{{body}}}`),
+//! the links are found here: each `href` becomes a marker that Handlebars copies through,
+//! and a send only swaps the markers for the seam's URLs ([`PreparedLinks::fill`]). The
+//! result is the same, byte for byte, as parsing at send time (a test keeps it so); any
+//! template that does not qualify keeps the parse at send time for every message.
+
+use lol_html::{RewriteStrSettings, element, rewrite_str};
+
+use super::campaign::LinkSeam;
+
+/// Starts a marker; never in a template's own text, and never written by rendering
+/// (marker bytes are only what `prepare` put in, followed by this process's nonce).
+const MARK: char = '\u{1}';
+
+/// The links of the email templates, found at load time, and the markers standing in for
+/// them in the registered templates.
+#[derive(Debug)]
+pub struct PreparedLinks {
+    /// Random per load, so that no recipient's data can spell a marker.
+    nonce: String,
+    /// Marker number → (URL, `data-tag`).
+    links: Vec<(String, Option<String>)>,
+}
+
+/// What one `<a href>` is, as far as preparing at load time goes.
+enum Found {
+    /// Rewritten to marker number N.
+    Marked,
+    /// Left alone, as at send time (not http(s), or `data-untracked`).
+    Kept,
+    /// Written by Handlebars: only the rendered HTML can tell.
+    Dynamic,
+}
+
+impl Default for PreparedLinks {
+    fn default() -> Self {
+        PreparedLinks {
+            nonce: format!("{:016x}", rand::random::<u64>()),
+            links: Vec::new(),
+        }
+    }
+}
+
+impl PreparedLinks {
+    /// The template source with its links replaced by markers, or `None` when a link (or
+    /// raw output) depends on data, so the links must be found at send time.
+    /// `allow_raw_body` admits the layout's `{{{body}}}`, whose HTML is itself prepared.
+    pub fn prepare(&mut self, src: &str, allow_raw_body: bool) -> Option<String> {
+        let raw_outputs = src.matches("{{{").count() + src.matches("{{&").count();
+        let body_slots = if allow_raw_body {
+            src.matches("{{{body}}}").count()
+        } else {
+            0
+        };
+        if src.contains(MARK) || raw_outputs > body_slots {
+            return None;
+        }
+        let mut found = Vec::new();
+        let mut links = Vec::new();
+        let settings =
+            RewriteStrSettings::new().append_element_content_handler(element!("a[href]", |el| {
+                if el
+                    .attributes()
+                    .iter()
+                    .any(|a| a.name().contains(['{', '}']))
+                {
+                    found.push(Found::Dynamic);
+                    return Ok(());
+                }
+                if el.has_attribute("data-untracked") {
+                    el.remove_attribute("data-untracked");
+                    found.push(Found::Kept);
+                    return Ok(());
+                }
+                let raw_tag = el.get_attribute("data-tag");
+                let raw_href = el.get_attribute("href").unwrap_or_default();
+                if raw_href.contains("{{") || raw_tag.as_deref().is_some_and(|t| t.contains("{{")) {
+                    found.push(Found::Dynamic);
+                    return Ok(());
+                }
+                let tag = raw_tag.map(|t| html_escape::decode_html_entities(&t).into_owned());
+                el.remove_attribute("data-tag");
+                let url = html_escape::decode_html_entities(raw_href.trim()).into_owned();
+                let lower = url.to_ascii_lowercase();
+                if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                    found.push(Found::Kept);
+                    return Ok(());
+                }
+                let marker = format!(
+                    "{MARK}{}:{}{MARK}",
+                    self.nonce,
+                    self.links.len() + links.len()
+                );
+                links.push((url, tag.filter(|t| !t.is_empty())));
+                el.set_attribute("href", &marker)?;
+                found.push(Found::Marked);
+                Ok(())
+            }));
+        let out = rewrite_str(src, settings).ok()?;
+        if found.iter().any(|f| matches!(f, Found::Dynamic)) {
+            return None;
+        }
+        self.links.extend(links);
+        Some(out)
+    }
+
+    /// `html` with every marker replaced by what `seam` makes of its link (attribute-encoded,
+    /// as the send-time rewrite writes it); records (original, new) pairs in `replaced`.
+    pub fn fill(
+        &self,
+        html: &str,
+        seam: &mut dyn LinkSeam,
+        replaced: &mut Vec<(String, String)>,
+    ) -> Result<String, String> {
+        let mut out = String::with_capacity(html.len() + 64 * self.links.len());
+        let mut rest = html;
+        while let Some(at) = rest.find(MARK) {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + MARK.len_utf8()..];
+            let number = after
+                .strip_prefix(self.nonce.as_str())
+                .and_then(|a| a.strip_prefix(':'))
+                .and_then(|a| a.split_once(MARK))
+                .and_then(|(n, tail)| Some((n.parse::<usize>().ok()?, tail)));
+            let Some((n, tail)) = number else {
+                // Not one of ours (the character came from data): copied through as text.
+                out.push(MARK);
+                rest = after;
+                continue;
+            };
+            let (url, tag) = self
+                .links
+                .get(n)
+                .ok_or_else(|| format!("unknown link marker {n}"))?;
+            let new = seam.track(url, tag.as_deref());
+            out.push_str(&html_escape::encode_double_quoted_attribute(&new));
+            replaced.push((url.clone(), new));
+            rest = tail;
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::KeepLinks;
+
+    #[test]
+    fn static_links_become_markers_and_come_back() {
+        let mut p = PreparedLinks::default();
+        let src = r#"<p><a href="https://a.example/x?y=1&amp;z=2" data-tag="t">A</a>
+<a href="mailto:x@y.example">M</a> <a href="{{profile_url}}" data-untracked="true">P</a>
+{{#each items}}<a href="http://b.example/">{{this}}</a>{{/each}}</p>"#;
+        let prepared = p.prepare(src, false).expect("every link is static");
+        assert!(!prepared.contains("a.example"), "{prepared}");
+        assert!(!prepared.contains("data-tag") && !prepared.contains("data-untracked"));
+        // As Handlebars would render it: the each-block twice.
+        let rendered = prepared
+            .replace("{{profile_url}}", "https://news.example/profile/T")
+            .replace("{{#each items}}", "")
+            .replace("{{/each}}", "")
+            .replace("{{this}}", "one");
+        let mut seam = KeepLinks::default();
+        let mut replaced = Vec::new();
+        let out = p.fill(&rendered, &mut seam, &mut replaced).unwrap();
+        assert!(
+            out.contains(r#"href="https://a.example/x?y=1&amp;z=2""#),
+            "{out}"
+        );
+        assert_eq!(
+            seam.links,
+            vec![
+                (
+                    "https://a.example/x?y=1&z=2".to_string(),
+                    Some("t".to_string())
+                ),
+                ("http://b.example/".to_string(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn links_written_by_data_are_left_to_send_time() {
+        for src in [
+            r#"<a href="{{url}}">x</a>"#,
+            r#"<a href="https://a.example/{{path}}">x</a>"#,
+            r#"<a href="https://a.example/" data-tag="{{tag}}">x</a>"#,
+            r#"<a {{#if x}}data-untracked{{/if}} href="https://a.example/">x</a>"#,
+            r#"<p>{{{html}}}</p>"#,
+            r#"<p>{{&html}}</p>"#,
+        ] {
+            assert!(
+                PreparedLinks::default().prepare(src, false).is_none(),
+                "{src}"
+            );
+        }
+        assert!(
+            PreparedLinks::default()
+                .prepare("<body>{{{body}}}</body>", true)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_marker_spelled_by_data_is_not_a_link() {
+        let mut p = PreparedLinks::default();
+        let prepared = p
+            .prepare(r#"<a href="https://a.example/">x</a>"#, false)
+            .unwrap();
+        let forged = format!("{MARK}0000000000000000:0{MARK}");
+        let rendered = format!("{prepared}{forged}");
+        let mut seam = KeepLinks::default();
+        let out = p.fill(&rendered, &mut seam, &mut Vec::new()).unwrap();
+        assert!(out.ends_with(&forged), "{out}");
+        assert_eq!(seam.links.len(), 1, "only the template's own link");
+    }
+}
