@@ -136,7 +136,11 @@ fn crlf(text: String) -> String {
 
 /// Whether CRLF-ended text can go on the wire unencoded: no line over 998 octets, no NUL.
 fn as_is(wire: &str) -> bool {
-    !wire.contains('\0') && wire.split("\r\n").all(|line| line.len() <= 998)
+    // Split on the byte '\n' (memchr), not on "\r\n" (a substring search per line).
+    !wire.contains('\0')
+        && wire
+            .split('\n')
+            .all(|line| line.strip_suffix('\r').unwrap_or(line).len() <= 998)
 }
 
 /// The plain-text part for an HTML body: the text of the body (no head, styles or
