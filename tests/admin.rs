@@ -109,6 +109,22 @@ async fn admin_needs_the_token_and_serves_reports(app: TestApp) {
     assert!(metrics.contains("rapport_confirmations_total 1"));
     assert!(metrics.contains("rapport_queue_depth"));
     assert!(metrics.contains("rapport_profiles{status=\"subscribed\"} 1"));
+
+    // The welcome is the one send (the confirmation email is not a campaign delivery).
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = get(&app, "/metrics", None).await.1;
+        if metrics.contains("rapport_sends_total 1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(metrics.contains("rapport_sends_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("rapport_send_failures_total 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("rapport_queue_depth 0"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -228,7 +228,7 @@ impl Store {
                 .await?,
             confirmations: one("SELECT COUNT(*) FROM consents WHERE action = 'opt_in_confirmed'")
                 .await?,
-            sent: one("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'").await?,
+            sent: one("SELECT COUNT(*) FROM events WHERE kind = 'sent'").await?,
             failed: one("SELECT COUNT(*) FROM deliveries WHERE status = 'failed'").await?,
             queued: one("SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 'queued') + (SELECT COUNT(*) FROM deliveries WHERE status = 'sending')")
                 .await?,
