@@ -55,6 +55,7 @@ impl HitQueue {
         let writer_store = store.clone();
         tokio::spawn(async move {
             let mut recent = RecentClicks::default();
+            let mut refs = SentRefs::default();
             while let Some(first) = rx.recv().await {
                 let mut hits = Vec::new();
                 let mut waiting = Vec::new();
@@ -69,7 +70,7 @@ impl HitQueue {
                     }
                 }
                 if !hits.is_empty() {
-                    match write(&writer_store, &site, &mut recent, &hits).await {
+                    match write(&writer_store, &site, &mut recent, &mut refs, &hits).await {
                         Ok(true) => on_queued(),
                         Ok(false) => {}
                         Err(e) => {
@@ -125,25 +126,63 @@ impl HitQueue {
     }
 }
 
+/// Deliveries already sent, as clicks and opens need them, so that a message clicked again
+/// is not looked up again. What they hold never changes once the message is sent (a
+/// delivery not yet recorded as sent is looked up each time). At most [`SENT_REFS`] are
+/// kept; the writer starts over when that is reached.
+#[derive(Default)]
+struct SentRefs(HashMap<i64, DeliveryRef>);
+
+/// How many deliveries [`SentRefs`] keeps (a few megabytes).
+const SENT_REFS: usize = 50_000;
+
+impl SentRefs {
+    /// Moves the sent deliveries of `fresh` in.
+    fn keep(&mut self, fresh: &mut HashMap<i64, DeliveryRef>) {
+        if self.0.len() + fresh.len() > SENT_REFS {
+            self.0.clear();
+        }
+        let sent: Vec<i64> = fresh
+            .values()
+            .filter(|d| d.sent_at.is_some())
+            .map(|d| d.id)
+            .collect();
+        for id in sent {
+            if let Some(d) = fresh.remove(&id) {
+                self.0.insert(id, d);
+            }
+        }
+    }
+}
+
 /// Writes a batch: classifies each hit, stores them in one transaction, flags bursts, and
 /// starts follow-ups for people's clicks. True when follow-ups were queued.
 async fn write(
     store: &Store,
     site: &SiteHandle,
     recent: &mut RecentClicks,
+    refs: &mut SentRefs,
     hits: &[PendingHit],
 ) -> Result<bool, StoreError> {
-    let ids: Vec<i64> = {
-        let mut v: Vec<i64> = hits.iter().map(|h| h.delivery_id).collect();
+    let missing: Vec<i64> = {
+        let mut v: Vec<i64> = hits
+            .iter()
+            .map(|h| h.delivery_id)
+            .filter(|id| !refs.0.contains_key(id))
+            .collect();
         v.sort_unstable();
         v.dedup();
         v
     };
-    let deliveries = store.delivery_refs(&ids).await?;
+    let mut fresh = store.delivery_refs(&missing).await?;
+    refs.keep(&mut fresh);
     let rows: Vec<(&PendingHit, &DeliveryRef, bool)> = hits
         .iter()
         .filter_map(|h| {
-            let d = deliveries.get(&h.delivery_id)?;
+            let d = refs
+                .0
+                .get(&h.delivery_id)
+                .or_else(|| fresh.get(&h.delivery_id))?;
             let automated =
                 looks_automated(h.head, h.user_agent.as_deref(), d.sent_at.map(|s| h.at - s))
                     || (h.link.is_some() && recent.in_burst(d.id, h.at));
@@ -215,4 +254,40 @@ async fn write(
         })
         .collect();
     Ok(trigger_many(store, &site.get(), &happened).await? > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(id: i64, sent_at: Option<i64>) -> DeliveryRef {
+        DeliveryRef {
+            id,
+            profile_id: id,
+            run_id: 1,
+            campaign: "newsletter".into(),
+            sent_at,
+        }
+    }
+
+    #[test]
+    fn only_sent_deliveries_are_kept_and_the_cache_stays_bounded() {
+        let mut refs = SentRefs::default();
+        let mut fresh: HashMap<i64, DeliveryRef> =
+            [(1, delivery(1, Some(10))), (2, delivery(2, None))].into();
+        refs.keep(&mut fresh);
+        assert!(refs.0.contains_key(&1), "sent: kept");
+        assert!(
+            !refs.0.contains_key(&2),
+            "not sent yet: looked up again next time"
+        );
+        assert!(fresh.contains_key(&2) && !fresh.contains_key(&1));
+
+        let mut many: HashMap<i64, DeliveryRef> = (10..10 + SENT_REFS as i64)
+            .map(|id| (id, delivery(id, Some(10))))
+            .collect();
+        refs.keep(&mut many);
+        assert_eq!(refs.0.len(), SENT_REFS, "started over, then filled");
+        assert!(!refs.0.contains_key(&1));
+    }
 }
