@@ -304,7 +304,9 @@ pub struct ClickRow {
 
 impl Store {
     /// Every click in `[from, to)`, oldest first, streamed: who clicked which link of which
-    /// run, when (erased profiles show no address).
+    /// run, when (erased profiles show no address). By time, not by row id: the click
+    /// writer inserts a batch in index order, not arrival order (the kind-and-time index
+    /// gives this order without sorting).
     pub fn clicks(
         &self,
         from: i64,
@@ -316,7 +318,7 @@ impl Store {
              COALESCE(l.tag, ''), e.automated FROM events e \
              LEFT JOIN profiles p ON p.id = e.profile_id LEFT JOIN links l ON l.id = e.link_id \
              LEFT JOIN campaign_runs r ON r.id = e.run_id \
-             WHERE e.kind = 'click' AND e.delivery_id IS NOT NULL AND e.created_at >= $1 AND e.created_at < $2 ORDER BY e.id",
+             WHERE e.kind = 'click' AND e.delivery_id IS NOT NULL AND e.created_at >= $1 AND e.created_at < $2 ORDER BY e.created_at, e.id",
         )
         .bind(from)
         .bind(to)
