@@ -128,7 +128,7 @@ impl Templates {
         let mut replaced = Vec::new();
         let html = match &self.links {
             Some(prepared) => prepared.fill(&html, seam, &mut replaced),
-            None => rewrite_links(&html, seam, &mut replaced),
+            None => super::links::rewrite_links(&html, seam, &mut replaced),
         }
         .map_err(|e| RenderError::other(&campaign.template, e))?;
         let html = if self.inline_at_send {
@@ -156,39 +156,6 @@ impl Templates {
             text,
         })
     }
-}
-
-/// Passes every `http(s)` link of `html` through `seam`; records (original, new) pairs.
-fn rewrite_links(
-    html: &str,
-    seam: &mut dyn LinkSeam,
-    replaced: &mut Vec<(String, String)>,
-) -> Result<String, String> {
-    use lol_html::{RewriteStrSettings, element, rewrite_str};
-    let settings =
-        RewriteStrSettings::new().append_element_content_handler(element!("a[href]", |el| {
-            if el.has_attribute("data-untracked") {
-                el.remove_attribute("data-untracked");
-                return Ok(());
-            }
-            let tag = el
-                .get_attribute("data-tag")
-                .map(|t| html_escape::decode_html_entities(&t).into_owned());
-            el.remove_attribute("data-tag");
-            let Some(raw) = el.get_attribute("href") else {
-                return Ok(());
-            };
-            let url = html_escape::decode_html_entities(raw.trim()).into_owned();
-            let lower = url.to_ascii_lowercase();
-            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-                return Ok(());
-            }
-            let new = seam.track(&url, tag.as_deref().filter(|t| !t.is_empty()));
-            el.set_attribute("href", &html_escape::encode_double_quoted_attribute(&new))?;
-            replaced.push((url, new));
-            Ok(())
-        }));
-    rewrite_str(html, settings).map_err(|e| format!("cannot rewrite links: {e}"))
 }
 
 impl Templates {

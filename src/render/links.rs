@@ -1,4 +1,5 @@
-//! Tracked links found once, when the templates load, instead of in every message.
+//! Finding the links of campaign messages that go through the tracking seam: once, when
+//! the templates load, where the templates allow it; otherwise in every rendered message.
 //!
 //! Every `http(s)` link of a campaign message goes through the tracking seam
 //! (`campaign::LinkSeam`). Finding them means parsing the rendered HTML, a sixth of the
@@ -10,6 +11,7 @@
 //! result is the same, byte for byte, as parsing at send time (a test keeps it so); any
 //! template that does not qualify keeps the parse at send time for every message.
 
+use lol_html::html_content::Element;
 use lol_html::{RewriteStrSettings, element, rewrite_str};
 
 use super::campaign::LinkSeam;
@@ -36,6 +38,44 @@ enum Found {
     Kept,
     /// Written by Handlebars: only the rendered HTML can tell.
     Dynamic,
+}
+
+/// What link tracking takes from an `<a href>`, the same at load time and at send time:
+/// the decoded URL and `data-tag` of a link to track, or `None` for one left as it is
+/// (`data-untracked`, or not http(s)). `data-untracked` and `data-tag` are removed.
+fn take_anchor(el: &mut Element<'_, '_>) -> Option<(String, Option<String>)> {
+    if el.has_attribute("data-untracked") {
+        el.remove_attribute("data-untracked");
+        return None;
+    }
+    let tag = el
+        .get_attribute("data-tag")
+        .map(|t| html_escape::decode_html_entities(&t).into_owned())
+        .filter(|t| !t.is_empty());
+    el.remove_attribute("data-tag");
+    let url = html_escape::decode_html_entities(el.get_attribute("href")?.trim()).into_owned();
+    let lower = url.to_ascii_lowercase();
+    (lower.starts_with("http://") || lower.starts_with("https://")).then_some((url, tag))
+}
+
+/// Send time: passes every `http(s)` link of rendered `html` through `seam`; records
+/// (original, new) pairs. For templates whose links could not be prepared at load.
+pub(super) fn rewrite_links(
+    html: &str,
+    seam: &mut dyn LinkSeam,
+    replaced: &mut Vec<(String, String)>,
+) -> Result<String, String> {
+    let settings =
+        RewriteStrSettings::new().append_element_content_handler(element!("a[href]", |el| {
+            let Some((url, tag)) = take_anchor(el) else {
+                return Ok(());
+            };
+            let new = seam.track(&url, tag.as_deref());
+            el.set_attribute("href", &html_escape::encode_double_quoted_attribute(&new))?;
+            replaced.push((url, new));
+            Ok(())
+        }));
+    rewrite_str(html, settings).map_err(|e| format!("cannot rewrite links: {e}"))
 }
 
 impl Default for PreparedLinks {
@@ -73,31 +113,24 @@ impl PreparedLinks {
                     found.push(Found::Dynamic);
                     return Ok(());
                 }
-                if el.has_attribute("data-untracked") {
-                    el.remove_attribute("data-untracked");
-                    found.push(Found::Kept);
-                    return Ok(());
-                }
-                let raw_tag = el.get_attribute("data-tag");
-                let raw_href = el.get_attribute("href").unwrap_or_default();
-                if raw_href.contains("{{") || raw_tag.as_deref().is_some_and(|t| t.contains("{{")) {
+                let written_by_data =
+                    |name: &str| el.get_attribute(name).is_some_and(|v| v.contains("{{"));
+                if !el.has_attribute("data-untracked")
+                    && (written_by_data("href") || written_by_data("data-tag"))
+                {
                     found.push(Found::Dynamic);
                     return Ok(());
                 }
-                let tag = raw_tag.map(|t| html_escape::decode_html_entities(&t).into_owned());
-                el.remove_attribute("data-tag");
-                let url = html_escape::decode_html_entities(raw_href.trim()).into_owned();
-                let lower = url.to_ascii_lowercase();
-                if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                let Some((url, tag)) = take_anchor(el) else {
                     found.push(Found::Kept);
                     return Ok(());
-                }
+                };
                 let marker = format!(
                     "{MARK}{}:{}{MARK}",
                     self.nonce,
                     self.links.len() + links.len()
                 );
-                links.push((url, tag.filter(|t| !t.is_empty())));
+                links.push((url, tag));
                 el.set_attribute("href", &marker)?;
                 found.push(Found::Marked);
                 Ok(())

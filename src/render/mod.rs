@@ -112,8 +112,9 @@ impl Templates {
     }
 
     /// [`Templates::load`], choosing separately whether links are found at load time (see
-    /// `links`; with `false`, every campaign render parses its HTML for links).
-    pub fn load_with(
+    /// `links`; with `false`, every campaign render parses its HTML for links; the test
+    /// comparing the two uses it).
+    fn load_with(
         dir: &Path,
         inline_css: bool,
         links_at_load: bool,
