@@ -21,7 +21,6 @@ use tokio::sync::Notify;
 
 use super::Transport;
 use crate::profile::{Profile, Status};
-use crate::render::KeepLinks;
 use crate::segment::{EVERYONE, EventFacts};
 use crate::site::{Site, SiteHandle};
 use crate::store::{Claimed, EventSummary, Store, StoreError, now};
@@ -42,8 +41,14 @@ pub struct WorkerConfig {
     pub lease: i64,
 }
 
-/// (campaign, url, tag) → stored link id.
-type LinkIds = HashMap<(String, String, String), i64>;
+/// Stored link ids by [`link_key`].
+type LinkIds = HashMap<String, i64>;
+
+/// The key of a stored link (campaign, URL, tag) in [`LinkIds`]: one string, so that a
+/// lookup builds one string, not three.
+fn link_key(campaign: &str, url: &str, tag: &str) -> String {
+    format!("{campaign}\n{url}\n{tag}")
+}
 
 /// A send to record, and who waits for it to be recorded.
 type SentRecord = (
@@ -94,7 +99,7 @@ pub struct Worker {
     wake: Arc<Notify>,
     throttle: Option<Arc<DefaultDirectRateLimiter>>,
     recorder: tokio::sync::mpsc::Sender<SentRecord>,
-    /// (campaign, url, tag) → stored link id, so each link is looked up once per process.
+    /// Stored link ids, so each link is looked up once per process.
     links: Arc<std::sync::Mutex<LinkIds>>,
 }
 
@@ -255,6 +260,14 @@ impl Worker {
         }
     }
 
+    /// `/c/TOKEN` for a stored link in the message of delivery `delivery`.
+    fn click_url(&self, delivery: i64, link_id: i64) -> String {
+        let token = self
+            .signer
+            .sign(Purpose::Click, delivery, None, &link_id.to_string());
+        format!("{}/c/{token}", self.public_url)
+    }
+
     /// Renders the message with tracked links and the open pixel: each link becomes
     /// `/c/TOKEN` (the delivery and the stored link, signed), so a click can only ever
     /// redirect to a URL stored here.
@@ -265,63 +278,65 @@ impl Worker {
         person: &crate::render::Personal<'_>,
         d: &Claimed,
     ) -> Result<crate::render::Composed, String> {
-        let mut seam = KeepLinks::default();
         let prefix = marker_prefix(&self.public_url);
-        let marker = |i: usize| format!("{prefix}{i}__");
-        struct Placeholders<'a> {
-            inner: &'a mut KeepLinks,
-            marker: &'a dyn Fn(usize) -> String,
+        /// The seam of a send: a link whose stored id this process knows becomes its
+        /// tracked URL at once; any other gets a placeholder (`PREFIX{i}__`), filled in
+        /// once its id is looked up (the store is async, the seam is not). So a message
+        /// is searched for placeholders only while a campaign's links are new.
+        struct Tracker<'a> {
+            worker: &'a Worker,
+            campaign: &'a str,
+            delivery: i64,
+            prefix: &'a str,
+            unknown: Vec<(String, String)>,
         }
-        impl crate::render::LinkSeam for Placeholders<'_> {
+        impl crate::render::LinkSeam for Tracker<'_> {
             fn track(&mut self, url: &str, tag: Option<&str>) -> String {
-                self.inner.track(url, tag);
-                (self.marker)(self.inner.links.len() - 1)
+                let tag = tag.unwrap_or("");
+                let known = self
+                    .worker
+                    .links
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&link_key(self.campaign, url, tag))
+                    .copied();
+                match known {
+                    Some(id) => self.worker.click_url(self.delivery, id),
+                    None => {
+                        self.unknown.push((url.to_string(), tag.to_string()));
+                        format!("{}{}__", self.prefix, self.unknown.len() - 1)
+                    }
+                }
             }
         }
+        let mut seam = Tracker {
+            worker: self,
+            campaign: &campaign.id,
+            delivery: d.id,
+            prefix: &prefix,
+            unknown: Vec::new(),
+        };
         let mut r = site
             .templates
-            .render_campaign(
-                campaign,
-                &site.project.sender,
-                person,
-                &mut Placeholders {
-                    inner: &mut seam,
-                    marker: &marker,
-                },
-            )
+            .render_campaign(campaign, &site.project.sender, person, &mut seam)
             .map_err(|e| e.to_string())?;
-        let mut tracked = Vec::with_capacity(seam.links.len());
-        for (url, tag) in &seam.links {
-            let tag = tag.as_deref().unwrap_or("");
-            let key = (campaign.id.clone(), url.clone(), tag.to_string());
-            let cached = self
-                .links
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .copied();
-            let link_id = match cached {
-                Some(id) => id,
-                None => {
-                    let id = self
-                        .store
-                        .link_id(&campaign.id, url, tag)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    self.links
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(key, id);
-                    id
-                }
-            };
-            let token = self
-                .signer
-                .sign(Purpose::Click, d.id, None, &link_id.to_string());
-            tracked.push(format!("{}/c/{token}", self.public_url));
+        if !seam.unknown.is_empty() {
+            let mut tracked = Vec::with_capacity(seam.unknown.len());
+            for (url, tag) in &seam.unknown {
+                let id = self
+                    .store
+                    .link_id(&campaign.id, url, tag)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.links
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(link_key(&campaign.id, url, tag), id);
+                tracked.push(self.click_url(d.id, id));
+            }
+            r.html = fill_links(&r.html, &prefix, &tracked);
+            r.text = fill_links(&r.text, &prefix, &tracked);
         }
-        r.html = fill_links(&r.html, &prefix, &tracked);
-        r.text = fill_links(&r.text, &prefix, &tracked);
         let open = self.signer.sign(Purpose::Open, d.id, None, "");
         let pixel = format!(
             "<img src=\"{}/o/{open}\" width=\"1\" height=\"1\" alt=\"\" style=\"display:block;border:0\">",
