@@ -110,10 +110,30 @@ pub(crate) fn positional(backend: Backend, sql: String) -> String {
 
 /// `($first, …), (…), …`: `rows` rows of `per_row` values each, numbered from `first`.
 pub(crate) fn value_rows(first: usize, rows: usize, per_row: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", params(first + r * per_row, per_row)))
-        .collect::<Vec<_>>()
-        .join(", ")
+    shaped_rows(first, rows, &vec!["?"; per_row].join(", "))
+}
+
+/// `rows` rows of `shape`, in which each `?` stands for a value, numbered from `first`
+/// across the rows: `shaped_rows(1, 2, "?, 'sent', ?")` is `($1, 'sent', $2), ($3, 'sent',
+/// $4)`. (The shape holds no other `?`.)
+pub(crate) fn shaped_rows(first: usize, rows: usize, shape: &str) -> String {
+    let mut out = String::with_capacity(rows * (shape.len() + 16));
+    let mut n = first;
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for (i, piece) in shape.split('?').enumerate() {
+            if i > 0 {
+                out.push_str(&format!("${n}"));
+                n += 1;
+            }
+            out.push_str(piece);
+        }
+        out.push(')');
+    }
+    out
 }
 
 /// Seconds since the Unix epoch: every timestamp in the store.
@@ -260,6 +280,17 @@ mod tests {
             assert_eq!(positional(Backend::Sqlite, kept.into()), kept);
         }
         assert_eq!(positional(Backend::Sqlite, "SELECT 1".into()), "SELECT 1");
+    }
+
+    #[test]
+    fn rows_are_numbered_across_the_statement() {
+        use super::{shaped_rows, value_rows};
+        assert_eq!(
+            shaped_rows(1, 2, "?, 'sent', ?"),
+            "($1, 'sent', $2), ($3, 'sent', $4)"
+        );
+        assert_eq!(value_rows(2, 2, 2), "($2, $3), ($4, $5)");
+        assert_eq!(shaped_rows(1, 0, "?"), "");
     }
 
     use super::*;

@@ -502,15 +502,11 @@ impl Store {
                  servers = COALESCE(excluded.servers, profiles.servers), \
                  engagement = COALESCE(excluded.engagement, profiles.engagement), updated_at = excluded.updated_at \
                  RETURNING id",
-                (0..chunk.len())
-                    .map(|i| format!(
-                        "(${}, ${}, 'subscribed', {})",
-                        i * 15 + 1,
-                        i * 15 + 2,
-                        super::params(i * 15 + 3, 13)
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                super::shaped_rows(
+                    1,
+                    chunk.len(),
+                    &format!("?, ?, 'subscribed'{}", ", ?".repeat(13))
+                )
             ));
             let mut q = sqlx::query_scalar::<_, i64>(&sql);
             for (email, a) in chunk {
@@ -525,15 +521,7 @@ impl Store {
             let ids = q.fetch_all(&mut *tx).await?;
             let consents_sql = self.positional(format!(
                 "INSERT INTO consents (profile_id, action, source, created_at) VALUES {}",
-                (0..ids.len())
-                    .map(|i| format!(
-                        "(${}, 'imported', ${}, ${})",
-                        i * 3 + 1,
-                        i * 3 + 2,
-                        i * 3 + 3
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                super::shaped_rows(1, ids.len(), "?, 'imported', ?, ?")
             ));
             let mut c = sqlx::query(&consents_sql);
             for id in &ids {

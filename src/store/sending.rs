@@ -168,20 +168,7 @@ impl Store {
         let mut queued = 0;
         let created = now();
         for chunk in profile_ids.chunks(super::rows_per_statement(5)) {
-            let rows = (0..chunk.len())
-                .map(|i| {
-                    let b = i * 5;
-                    format!(
-                        "(${}, ${}, ${}, 'queued', 0, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
+            let rows = super::shaped_rows(1, chunk.len(), "?, ?, ?, 'queued', 0, ?, ?");
             let sql = self.positional(format!(
                 "INSERT INTO deliveries (run_id, profile_id, campaign, status, attempts, next_attempt_at, created_at) \
                  VALUES {rows} ON CONFLICT (run_id, profile_id) DO NOTHING"
@@ -285,13 +272,10 @@ impl Store {
         // One UPDATE per hundred: `UPDATE ... FROM (VALUES ...)` reads the same on SQLite
         // (3.33+) and PostgreSQL, whose VALUES columns are both named column1, column2.
         for chunk in sent.chunks(super::rows_per_statement(2)) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${})", i * 2 + 2, i * 2 + 3))
-                .collect();
             let sql = self.positional(format!(
                 "UPDATE deliveries SET status = 'sent', message_id = v.column2, sent_at = $1, lease_until = NULL, \
                  last_error = NULL FROM (VALUES {}) AS v WHERE deliveries.id = v.column1",
-                values.join(", ")
+                super::value_rows(2, chunk.len(), 2)
             ));
             let mut q = sqlx::query(&sql).bind(at);
             for (d, message_id) in chunk {
@@ -300,21 +284,9 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         for chunk in sent.chunks(super::rows_per_statement(5)) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "(${}, 'sent', ${}, ${}, ${}, ${})",
-                        i * 5 + 1,
-                        i * 5 + 2,
-                        i * 5 + 3,
-                        i * 5 + 4,
-                        i * 5 + 5
-                    )
-                })
-                .collect();
             let sql = self.positional(format!(
                 "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, created_at) VALUES {}",
-                values.join(", ")
+                super::shaped_rows(1, chunk.len(), "?, 'sent', ?, ?, ?, ?")
             ));
             let mut q = sqlx::query(&sql);
             for (d, _) in chunk {

@@ -114,7 +114,7 @@ impl Store {
     /// Records clicks (with a link) and opens (without), each at its time, in one
     /// transaction.
     pub async fn record_hits(&self, hits: &[(Hit<'_>, i64)]) -> Result<(), StoreError> {
-        // In the order of the per-person and per-delivery indexes: each index page the
+        // In the order of the per-person index (then by delivery): each index page the
         // batch touches is then visited once, not once per row that lands on it.
         let mut hits: Vec<&(Hit<'_>, i64)> = hits.iter().collect();
         hits.sort_by_key(|(h, _)| (h.delivery.profile_id, h.delivery.id));
