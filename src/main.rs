@@ -19,9 +19,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read at start: two arenas (two cores are the usual machine), and
 /// freed pages go back to the system after a second instead of ten.
-#[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-pub static malloc_conf: &[u8] = b"narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+static MALLOC_CONF: &[u8] = b"narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 /// rapport: self-hosted relationship marketing (opt-in, profiles, campaigns, tracking).
 #[derive(Debug, Parser)]
