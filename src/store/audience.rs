@@ -255,7 +255,7 @@ impl Store {
             q.compiled.sql
         );
         Ok(bind(sqlx::query_scalar(&sql), &q.compiled.args)
-            .fetch_one(&self.reads)
+            .fetch_one(&self.pool)
             .await?)
     }
 
@@ -277,6 +277,6 @@ impl Store {
         let query = bind(sqlx::query_scalar(&sql), &q.compiled.args)
             .bind(after)
             .bind(limit);
-        Ok(query.fetch_all(&self.reads).await?)
+        Ok(query.fetch_all(&self.pool).await?)
     }
 }

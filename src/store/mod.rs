@@ -1,4 +1,4 @@
-//! The store: sqlx pools over SQLite (embedded default) or PostgreSQL (by URL), the
+//! The store: one sqlx pool over SQLite (embedded default) or PostgreSQL (by URL), the
 //! migrations for each, and every query rapport makes. SQL is written once for both
 //! backends (`$N` placeholders, `ON CONFLICT`, `RETURNING`) wherever the dialects agree.
 
@@ -50,19 +50,9 @@ pub enum StoreError {
 }
 
 /// Handle to the database; cheap to clone.
-///
-/// On SQLite, everything goes through one connection (`pool`) except long read-only
-/// queries (reports and exports), which have their own (`reads`). SQLite writes one
-/// transaction at a time whatever the number of connections, and each connection keeps
-/// its own page cache, which any other connection's write throws away: with several
-/// writing connections every transaction began by reading its pages again. One connection
-/// keeps its cache warm and never waits on another's lock (sending: +10 %, BENCHMARKS.md).
-/// On PostgreSQL both are the same pool.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
-    /// Reports and exports: reads that may take seconds and must not hold up the rest.
-    reads: AnyPool,
     backend: Backend,
 }
 
@@ -176,45 +166,34 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url)
             .map_err(connect_err)?
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(2));
-        // A checkpoint every 10,000 WAL pages (40 MB) instead of SQLite's 1,000: a page
-        // written again before the checkpoint is copied back once, which halves the I/O of
-        // write-heavy work (clicks, sends); see BENCHMARKS.md.
-        const SQLITE_SETUP: &str = "PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON; \
-             PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;";
-        let sqlite = |max: u32, setup: &'static str| {
-            AnyPoolOptions::new()
-                .max_connections(max)
-                .after_connect(move |conn, _| {
+        let pool_options = match backend {
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(4)
+                .min_connections(1)
+                .after_connect(|conn, _| {
                     Box::pin(async move {
-                        conn.execute(setup).await?;
+                        conn.execute(
+                            // A checkpoint every 10,000 WAL pages (40 MB) instead of
+                            // SQLite's 1,000: a page written again before the checkpoint
+                            // is copied back once, which halves the I/O of write-heavy
+                            // work (clicks, sends); see BENCHMARKS.md.
+                            "PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;",
+                        )
+                        .await?;
                         Ok(())
                     })
-                })
-        };
-        let pool_options = match backend {
-            Backend::Sqlite => sqlite(1, SQLITE_SETUP).min_connections(1),
+                }),
             Backend::Postgres => AnyPoolOptions::new().max_connections(16),
         };
         let pool = pool_options
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
+            .connect_with(options)
             .await
             .map_err(connect_err)?;
-        // An in-memory database exists once per connection: it has one pool.
-        let reads = if backend == Backend::Sqlite && !url.contains(":memory:") {
+        if backend == Backend::Sqlite {
             pool.execute("PRAGMA journal_mode = WAL;").await?;
-            const READ_SETUP: &str = "PRAGMA busy_timeout = 30000; PRAGMA query_only = ON;";
-            sqlite(2, READ_SETUP)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_lazy_with(options)
-        } else {
-            pool.clone()
-        };
-        Ok(Store {
-            pool,
-            reads,
-            backend,
-        })
+        }
+        Ok(Store { pool, backend })
     }
 
     /// Applies the migrations of this backend that are not applied yet.
@@ -245,7 +224,6 @@ impl Store {
     /// Closes every connection (on shutdown).
     pub async fn close(&self) {
         self.pool.close().await;
-        self.reads.close().await;
     }
 
     /// The installation's token-signing secret: created on first use and kept in

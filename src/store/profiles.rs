@@ -426,7 +426,7 @@ impl Store {
             " FROM profiles WHERE status = 'subscribed' ORDER BY id"
         );
         sqlx::query(SQL)
-            .fetch(&self.reads)
+            .fetch(&self.pool)
             .map(|row| profile_from_row(&row?))
     }
 

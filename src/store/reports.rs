@@ -104,7 +104,7 @@ impl Store {
         let rows = sqlx::query(&sql)
             .bind(from)
             .bind(to)
-            .fetch_all(&self.reads)
+            .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| counts(r, "")).collect()
     }
@@ -131,7 +131,7 @@ impl Store {
             .bind_all(sqlx::query(&sql))
             .bind(from)
             .bind(to)
-            .fetch_all(&self.reads)
+            .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| counts(r, segment)).collect()
     }
@@ -171,7 +171,7 @@ impl Store {
         let rows = sqlx::query(&sql)
             .bind(from_day)
             .bind(to_day)
-            .fetch_all(&self.reads)
+            .fetch_all(&self.pool)
             .await?;
         rows.iter()
             .map(|r| {
@@ -213,12 +213,12 @@ impl Store {
     pub async fn totals(&self) -> Result<Totals, StoreError> {
         let one = |sql: &'static str| async move {
             sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(&self.reads)
+                .fetch_one(&self.pool)
                 .await
         };
         let profiles =
             sqlx::query("SELECT status, COUNT(*) FROM profiles GROUP BY status ORDER BY status")
-                .fetch_all(&self.reads)
+                .fetch_all(&self.pool)
                 .await?
                 .iter()
                 .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -252,7 +252,7 @@ impl Store {
              GROUP BY r.id, r.campaign, r.period_key, r.recipients, r.created_at ORDER BY r.id DESC LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.reads)
+        .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
@@ -322,7 +322,7 @@ impl Store {
         )
         .bind(from)
         .bind(to)
-        .fetch(&self.reads)
+        .fetch(&self.pool)
         .map(|row| {
             let r = row?;
             Ok(ClickRow {
