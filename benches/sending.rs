@@ -7,7 +7,10 @@
 //!    newsletter` (three sections, personalised, CSS inlined, text part), then a release
 //!    `rapport serve` sends them all: messages/s from starting `serve` (process start,
 //!    migrations check and template loading included) and from the first message accepted,
-//!    each to the last delivery recorded, and the serve process's peak RSS (VmHWM);
+//!    each to the last delivery recorded, the serve process's peak RSS (VmHWM), and the CPU
+//!    time per message of `serve` and of the sink; then the raw rate at the pool size
+//!    again, and the ratio of end to end to the mean of the two raw rates (this machine's
+//!    speed drifts between runs);
 //! 3. welcome latency: 200 people confirm over HTTP; time from the confirmation page's
 //!    response to the welcome landing at the sink (p50, p99).
 //!
@@ -85,6 +88,26 @@ async fn raw_rate(port: u16, conns: usize, message: &lettre::Message) -> f64 {
     total as f64 / 3.0
 }
 
+/// CPU seconds (user + system) a process has used so far: /proc/PID/stat's utime and stime,
+/// in clock ticks of 1/100 s (Linux's USER_HZ).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn peak_rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -145,11 +168,13 @@ async fn main() {
         .unwrap()
         .message;
     println!("message size: {} bytes", msg.formatted().len());
+    let mut raw_at_pool = 0.0;
     for conns in [8, 16, 32] {
-        println!(
-            "raw lettre, {conns} connections: {:.0} msg/s",
-            raw_rate(port, conns, &msg).await
-        );
+        let rate = raw_rate(port, conns, &msg).await;
+        if conns == pool {
+            raw_at_pool = rate;
+        }
+        println!("raw lettre, {conns} connections: {rate:.0} msg/s");
     }
 
     // End to end.
@@ -183,6 +208,7 @@ async fn main() {
         .unwrap();
     print!("{}", String::from_utf8_lossy(&out.stdout));
     let run_id = store.runs_of("newsletter").await.unwrap()[0].0;
+    let sink_cpu_before = cpu_seconds(_sink.0.id());
     let bind = format!("127.0.0.1:{}", common::free_port());
     let t = Instant::now();
     let serve = Kill(
@@ -225,6 +251,8 @@ async fn main() {
         }
         let p = store.run_progress(run_id).await.unwrap();
         if p.finished() {
+            let serve_cpu = cpu_seconds(pid);
+            let sink_cpu = cpu_seconds(_sink.0.id()) - sink_cpu_before;
             let secs = t.elapsed().as_secs_f64();
             let sending = first_sent.map_or(secs, |f| f.elapsed().as_secs_f64());
             println!(
@@ -235,10 +263,25 @@ async fn main() {
                 p.sent as f64 / sending,
                 peak_rss_mb(pid)
             );
+            println!(
+                "CPU per message: rapport serve {:.0} µs, smtp-sink {:.0} µs",
+                serve_cpu * 1e6 / p.sent as f64,
+                sink_cpu * 1e6 / p.sent as f64
+            );
+            // The machine's speed can drift over a run (shared hosts): the raw rate is
+            // measured again right after, and the ratio is taken to the mean of both.
+            drop(serve);
+            if raw_at_pool > 0.0 {
+                let after = raw_rate(port, pool, &msg).await;
+                let mean = (raw_at_pool + after) / 2.0;
+                println!(
+                    "raw lettre, {pool} connections, after the run: {after:.0} msg/s; end to end / raw at {pool} (mean of before and after): {:.2}",
+                    p.sent as f64 / sending / mean
+                );
+            }
             break;
         }
     }
-    drop(serve);
 
     // Welcome latency: confirmation page answered -> welcome accepted by the sink (it
     // writes each message once the transaction is over, i.e. at its 250).
