@@ -170,6 +170,9 @@ impl Store {
             Backend::Sqlite => AnyPoolOptions::new()
                 .max_connections(4)
                 .min_connections(1)
+                // A connection to a local file cannot go stale: skip the ping sqlx makes on
+                // every acquire, one round trip to the connection's thread per query.
+                .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute(
