@@ -30,16 +30,6 @@ pub struct PreparedLinks {
     links: Vec<(String, Option<String>)>,
 }
 
-/// What one `<a href>` is, as far as preparing at load time goes.
-enum Found {
-    /// Rewritten to marker number N.
-    Marked,
-    /// Left alone, as at send time (not http(s), or `data-untracked`).
-    Kept,
-    /// Written by Handlebars: only the rendered HTML can tell.
-    Dynamic,
-}
-
 /// What link tracking takes from an `<a href>`, the same at load time and at send time:
 /// the decoded URL and `data-tag` of a link to track, or `None` for one left as it is
 /// (`data-untracked`, or not http(s)). `data-untracked` and `data-tag` are removed.
@@ -101,7 +91,8 @@ impl PreparedLinks {
         if src.contains(MARK) || raw_outputs > body_slots {
             return None;
         }
-        let mut found = Vec::new();
+        // Some link is written by Handlebars: only the rendered HTML can tell.
+        let mut dynamic = false;
         let mut links = Vec::new();
         let settings =
             RewriteStrSettings::new().append_element_content_handler(element!("a[href]", |el| {
@@ -110,7 +101,7 @@ impl PreparedLinks {
                     .iter()
                     .any(|a| a.name().contains(['{', '}']))
                 {
-                    found.push(Found::Dynamic);
+                    dynamic = true;
                     return Ok(());
                 }
                 let written_by_data =
@@ -118,11 +109,11 @@ impl PreparedLinks {
                 if !el.has_attribute("data-untracked")
                     && (written_by_data("href") || written_by_data("data-tag"))
                 {
-                    found.push(Found::Dynamic);
+                    dynamic = true;
                     return Ok(());
                 }
+                // Not http(s), or `data-untracked`: left alone, as at send time.
                 let Some((url, tag)) = take_anchor(el) else {
-                    found.push(Found::Kept);
                     return Ok(());
                 };
                 let marker = format!(
@@ -132,11 +123,10 @@ impl PreparedLinks {
                 );
                 links.push((url, tag));
                 el.set_attribute("href", &marker)?;
-                found.push(Found::Marked);
                 Ok(())
             }));
         let out = rewrite_str(src, settings).ok()?;
-        if found.iter().any(|f| matches!(f, Found::Dynamic)) {
+        if dynamic {
             return None;
         }
         self.links.extend(links);
