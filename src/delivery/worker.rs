@@ -63,8 +63,9 @@ type SentRecord = (
 /// Without it, the sends that finished during the previous write made groups of about five
 /// under full load, and each group is four round trips to SQLite's thread (begin, update,
 /// insert, commit), each a thread wake-up on both sides. Waiting 1 ms makes groups of a
-/// hundred or more: 325–360 → 273–291 µs of CPU per message and +12–17 % messages/s on a
-/// machine where thread wake-ups are dear (BENCHMARKS.md). It lengthens the window between
+/// hundred or more: 336–383 → 298–307 µs of `serve` CPU per message, and the ratio to raw
+/// lettre 0.34–0.35 → 0.40–0.42, on a machine where thread wake-ups are dear
+/// (BENCHMARKS.md, fourth round). It lengthens the window between
 /// the SMTP server's 250 and the write that records it by at most this much, and delays no
 /// message: the send has already happened.
 const RECORD_LINGER: Duration = Duration::from_millis(1);
@@ -84,15 +85,13 @@ fn start_recorder(store: Store) -> tokio::sync::mpsc::Sender<SentRecord> {
                     Err(_) => break,
                 }
             }
-            let rows: Vec<(Claimed, String)> = batch
-                .iter()
-                .map(|(d, m, _)| (d.clone(), m.clone()))
-                .collect();
+            let (rows, acks): (Vec<(Claimed, String)>, Vec<_>) =
+                batch.into_iter().map(|(d, m, ack)| ((d, m), ack)).unzip();
             let result = store
                 .deliveries_sent(&rows)
                 .await
                 .map_err(|e| e.to_string());
-            for (_, _, ack) in batch {
+            for ack in acks {
                 let _ = ack.send(result.clone());
             }
         }
@@ -439,7 +438,7 @@ impl Worker {
                 let (ack, recorded) = tokio::sync::oneshot::channel();
                 let queued = self
                     .recorder
-                    .send((d.clone(), composed.message_id.clone(), ack))
+                    .send((d.clone(), composed.message_id, ack))
                     .await;
                 match (queued, recorded.await) {
                     (Ok(()), Ok(Ok(()))) => Ok(Outcome::Sent),
