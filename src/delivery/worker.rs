@@ -290,16 +290,14 @@ impl Worker {
         person: &crate::render::Personal<'_>,
         d: &Claimed,
     ) -> Result<crate::render::Composed, String> {
-        let prefix = marker_prefix(&self.public_url);
         /// The seam of a send: a link whose stored id this process knows becomes its
-        /// tracked URL at once; any other gets a placeholder (`PREFIX{i}__`), filled in
-        /// once its id is looked up (the store is async, the seam is not). So a message
-        /// is searched for placeholders only while a campaign's links are new.
+        /// tracked URL; any other is listed, to be stored before the message is rendered
+        /// again (the store is async, the seam is not). So only the first messages of a
+        /// campaign in a process are rendered twice.
         struct Tracker<'a> {
             worker: &'a Worker,
             campaign: &'a str,
             delivery: i64,
-            prefix: &'a str,
             unknown: Vec<(String, String)>,
         }
         impl crate::render::LinkSeam for Tracker<'_> {
@@ -316,25 +314,26 @@ impl Worker {
                     Some(id) => self.worker.click_url(self.delivery, id),
                     None => {
                         self.unknown.push((url.to_string(), tag.to_string()));
-                        format!("{}{}__", self.prefix, self.unknown.len() - 1)
+                        url.to_string()
                     }
                 }
             }
         }
-        let mut seam = Tracker {
-            worker: self,
-            campaign: &campaign.id,
-            delivery: d.id,
-            prefix: &prefix,
-            unknown: Vec::new(),
+        let render = || {
+            let mut seam = Tracker {
+                worker: self,
+                campaign: &campaign.id,
+                delivery: d.id,
+                unknown: Vec::new(),
+            };
+            site.templates
+                .render_campaign(campaign, &site.project.sender, person, &mut seam)
+                .map(|r| (r, seam.unknown))
+                .map_err(|e| e.to_string())
         };
-        let mut r = site
-            .templates
-            .render_campaign(campaign, &site.project.sender, person, &mut seam)
-            .map_err(|e| e.to_string())?;
-        if !seam.unknown.is_empty() {
-            let mut tracked = Vec::with_capacity(seam.unknown.len());
-            for (url, tag) in &seam.unknown {
+        let (mut r, unknown) = render()?;
+        if !unknown.is_empty() {
+            for (url, tag) in &unknown {
                 let id = self
                     .store
                     .link_id(&campaign.id, url, tag)
@@ -344,10 +343,12 @@ impl Worker {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(link_key(&campaign.id, url, tag), id);
-                tracked.push(self.click_url(d.id, id));
             }
-            r.html = fill_links(&r.html, &prefix, &tracked);
-            r.text = fill_links(&r.text, &prefix, &tracked);
+            let (again, still) = render()?;
+            if let Some((url, _)) = still.first() {
+                return Err(format!("the link {url} changed between two renders"));
+            }
+            r = again;
         }
         let open = self.signer.sign(Purpose::Open, d.id, None, "");
         let pixel = format!(
@@ -485,41 +486,6 @@ fn task_error(
     }
 }
 
-/// What a link placeholder starts with; the link's number and `__` follow.
-fn marker_prefix(public_url: &str) -> String {
-    format!("{public_url}/c/__rapport_link_")
-}
-
-/// `text` with every link placeholder (`PREFIX{i}__`) replaced by `tracked[i]`, in one pass.
-/// A placeholder with a number out of range is left as it is.
-fn fill_links(text: &str, prefix: &str, tracked: &[String]) -> String {
-    let mut out = String::with_capacity(text.len() + tracked.len() * 64);
-    let mut rest = text;
-    while let Some(at) = rest.find(prefix) {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + prefix.len()..];
-        let digits = after
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(after.len());
-        let link = after[..digits]
-            .parse::<usize>()
-            .ok()
-            .and_then(|i| tracked.get(i));
-        match link {
-            Some(url) if after[digits..].starts_with("__") => {
-                out.push_str(url);
-                rest = &after[digits + 2..];
-            }
-            _ => {
-                out.push_str(&rest[at..at + prefix.len()]);
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// Seconds to wait after the `attempts`-th failure: 30 s doubling up to 6 h, ±20 % jitter
 /// so that a failing server is not hit by every retry at once.
 pub fn backoff(attempts: i64) -> i64 {
@@ -532,23 +498,7 @@ pub fn backoff(attempts: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{backoff, fill_links};
-
-    #[test]
-    fn links_are_filled_in_one_pass() {
-        let p = "https://n.example/c/__rapport_link_";
-        let tracked: Vec<String> = (0..12)
-            .map(|i| format!("https://n.example/c/T{i}"))
-            .collect();
-        let text = format!("a {p}1__ b {p}10__ c {p}11__{p}0__ {p}99__ {p}x__ end");
-        assert_eq!(
-            fill_links(&text, p, &tracked),
-            format!(
-                "a https://n.example/c/T1 b https://n.example/c/T10 c https://n.example/c/T11https://n.example/c/T0 {p}99__ {p}x__ end"
-            )
-        );
-        assert_eq!(fill_links("no links", p, &tracked), "no links");
-    }
+    use super::backoff;
 
     #[test]
     fn backoff_grows_and_is_capped() {
