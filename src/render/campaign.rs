@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use handlebars::Context;
+use handlebars::{Context, Handlebars};
 
 use super::{RenderError, Templates, html_to_text};
 use crate::campaign::{Campaign, Section};
@@ -122,12 +122,28 @@ impl Templates {
             )?
         };
         ctx.data_mut()["subject"] = Value::String(subject.clone());
-        let body = self.render_ctx(&campaign.template, &ctx)?;
+        let text_name = format!("{}.txt", campaign.template);
+        let own_text = self.has(&text_name);
+        // Marked only where the text part is derived from the HTML (see `shape`).
+        let hbs = match &self.marking {
+            Some(marking) if !own_text => marking,
+            _ => &self.hbs,
+        };
+        let body = render_with(hbs, &campaign.template, &ctx)?;
         ctx.data_mut()["body"] = Value::String(body);
-        let html = self.render_ctx("email-layout", &ctx)?;
+        let html = render_with(hbs, "email-layout", &ctx)?;
+        let (html, shaped) = if std::ptr::eq(hbs, &self.hbs) {
+            (html, None)
+        } else {
+            match super::shape::split(&html) {
+                Some(split) => (split.html, Some((split.shape, split.values))),
+                None => (super::shape::strip(&html), None),
+            }
+        };
         let mut replaced = Vec::new();
+        let mut tracked = Vec::new();
         let html = match &self.links {
-            Some(prepared) => prepared.fill(&html, seam, &mut replaced),
+            Some(prepared) => prepared.fill(&html, seam, &mut replaced, &mut tracked),
             None => super::links::rewrite_links(&html, seam, &mut replaced),
         }
         .map_err(|e| RenderError::other(&campaign.template, e))?;
@@ -137,8 +153,7 @@ impl Templates {
         } else {
             html
         };
-        let text_name = format!("{}.txt", campaign.template);
-        let text = if self.has(&text_name) {
+        let text = if own_text {
             let mut text = self.render_plain(&text_name, ctx.data())?;
             for (from, to) in &replaced {
                 text = text.replace(from.as_str(), to);
@@ -148,7 +163,15 @@ impl Templates {
             text.push_str(&html_to_text(&footer));
             text
         } else {
-            html_to_text(&html)
+            shaped
+                .zip(self.links.as_ref())
+                .and_then(|((shape, values), prepared)| {
+                    let text = self.shapes.text_of(&shape, nanohtml2text::html2text);
+                    let text = prepared.fill_text(&text, &tracked)?;
+                    let text = super::shape::fill_values(&text, &values)?;
+                    Some(super::message::urls_on_own_lines(&text))
+                })
+                .unwrap_or_else(|| html_to_text(&html))
         };
         Ok(Rendered {
             subject,
@@ -160,13 +183,21 @@ impl Templates {
 
 impl Templates {
     fn render_ctx(&self, name: &str, ctx: &Context) -> Result<String, RenderError> {
-        self.hbs
-            .render_with_context(name, ctx)
-            .map_err(|source| RenderError {
-                name: name.to_string(),
-                source,
-            })
+        render_with(&self.hbs, name, ctx)
     }
+}
+
+/// Renders template `name` of `hbs` with a prepared context.
+fn render_with(
+    hbs: &Handlebars<'static>,
+    name: &str,
+    ctx: &Context,
+) -> Result<String, RenderError> {
+    hbs.render_with_context(name, ctx)
+        .map_err(|source| RenderError {
+            name: name.to_string(),
+            source,
+        })
 }
 
 impl RenderError {

@@ -134,15 +134,59 @@ impl PreparedLinks {
     }
 
     /// `html` with every marker replaced by what `seam` makes of its link (attribute-encoded,
-    /// as the send-time rewrite writes it); records (original, new) pairs in `replaced`.
+    /// as the send-time rewrite writes it); records (original, new) pairs in `replaced`,
+    /// and (marker number, new) in order in `tracked`, for [`PreparedLinks::fill_text`].
     pub fn fill(
         &self,
         html: &str,
         seam: &mut dyn LinkSeam,
         replaced: &mut Vec<(String, String)>,
+        tracked: &mut Vec<(usize, String)>,
     ) -> Result<String, String> {
-        let mut out = String::with_capacity(html.len() + 64 * self.links.len());
-        let mut rest = html;
+        self.swap_markers(html, |n, out| {
+            let (url, tag) = self
+                .links
+                .get(n)
+                .ok_or_else(|| format!("unknown link marker {n}"))?;
+            let new = seam.track(url, tag.as_deref());
+            out.push_str(&html_escape::encode_double_quoted_attribute(&new));
+            tracked.push((n, new.clone()));
+            replaced.push((url.clone(), new));
+            Ok(())
+        })
+    }
+
+    /// The text of a message's shape (see `shape`) with its markers replaced by the URLs
+    /// [`PreparedLinks::fill`] gave them in its HTML (the text holds the same links in the
+    /// same order, less any the text leaves out). `None` where a link's text equals its URL
+    /// (the HTML's own text holds the URL alone) or a marker has no URL.
+    pub fn fill_text(&self, text: &str, tracked: &[(usize, String)]) -> Option<String> {
+        let mut next = 0;
+        self.swap_markers(text, |n, out| {
+            let at = tracked[next.min(tracked.len())..]
+                .iter()
+                .position(|(m, _)| *m == n)
+                .ok_or_else(String::new)?;
+            let url = &tracked[next + at].1;
+            next += at + 1;
+            if super::shape::link_text_equals(out, url) {
+                return Err(String::new());
+            }
+            out.push_str(url);
+            Ok(())
+        })
+        .ok()
+    }
+
+    /// `s` with each of this load's markers replaced by what `with` writes for its number;
+    /// a marker character that starts none (it came from data) is copied through as text.
+    fn swap_markers(
+        &self,
+        s: &str,
+        mut with: impl FnMut(usize, &mut String) -> Result<(), String>,
+    ) -> Result<String, String> {
+        let mut out = String::with_capacity(s.len() + 64 * self.links.len());
+        let mut rest = s;
         while let Some(at) = rest.find(MARK) {
             out.push_str(&rest[..at]);
             let after = &rest[at + MARK.len_utf8()..];
@@ -152,18 +196,11 @@ impl PreparedLinks {
                 .and_then(|a| a.split_once(MARK))
                 .and_then(|(n, tail)| Some((n.parse::<usize>().ok()?, tail)));
             let Some((n, tail)) = number else {
-                // Not one of ours (the character came from data): copied through as text.
                 out.push(MARK);
                 rest = after;
                 continue;
             };
-            let (url, tag) = self
-                .links
-                .get(n)
-                .ok_or_else(|| format!("unknown link marker {n}"))?;
-            let new = seam.track(url, tag.as_deref());
-            out.push_str(&html_escape::encode_double_quoted_attribute(&new));
-            replaced.push((url.clone(), new));
+            with(n, &mut out)?;
             rest = tail;
         }
         out.push_str(rest);
@@ -193,7 +230,9 @@ mod tests {
             .replace("{{this}}", "one");
         let mut seam = KeepLinks::default();
         let mut replaced = Vec::new();
-        let out = p.fill(&rendered, &mut seam, &mut replaced).unwrap();
+        let out = p
+            .fill(&rendered, &mut seam, &mut replaced, &mut Vec::new())
+            .unwrap();
         assert!(
             out.contains(r#"href="https://a.example/x?y=1&amp;z=2""#),
             "{out}"
@@ -241,7 +280,9 @@ mod tests {
         let forged = format!("{MARK}0000000000000000:0{MARK}");
         let rendered = format!("{prepared}{forged}");
         let mut seam = KeepLinks::default();
-        let out = p.fill(&rendered, &mut seam, &mut Vec::new()).unwrap();
+        let out = p
+            .fill(&rendered, &mut seam, &mut Vec::new(), &mut Vec::new())
+            .unwrap();
         assert!(out.ends_with(&forged), "{out}");
         assert_eq!(seam.links.len(), 1, "only the template's own link");
     }

@@ -149,10 +149,14 @@ fn as_is(wire: &str) -> bool {
 /// would otherwise take a closing parenthesis along). nanohtml2text is used rather than
 /// html2text because it is about ten times faster, which matters at one render per recipient.
 pub fn html_to_text(html: &str) -> String {
-    let text = nanohtml2text::html2text(html);
-    // nanohtml2text writes `text (URL)`: put the URL on its own line instead.
+    urls_on_own_lines(&nanohtml2text::html2text(html))
+}
+
+/// nanohtml2text's text with each `text (URL)` written as `text:`, then the URL on a line
+/// of its own.
+pub(super) fn urls_on_own_lines(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 64);
-    let mut rest = text.as_str();
+    let mut rest = text;
     while let Some(at) = rest.find(" (http") {
         let after = &rest[at + 2..];
         match after.find(|c: char| c == ')' || c.is_whitespace()) {

@@ -6,6 +6,7 @@ mod helpers;
 mod inline;
 mod links;
 mod message;
+mod shape;
 
 use std::path::{Path, PathBuf};
 
@@ -92,6 +93,12 @@ pub struct Templates {
     /// The email templates' links, found at load time (see `links`); `None` when some
     /// link is written by data, and every campaign render parses its HTML for links.
     links: Option<links::PreparedLinks>,
+    /// `hbs` with an escape function that marks the values it writes, for campaign
+    /// messages whose text part is derived once per shape (see `shape`); `None` where the
+    /// templates do not allow it.
+    marking: Option<Handlebars<'static>>,
+    /// The text of each shape met so far.
+    shapes: shape::ShapeTexts,
 }
 
 /// Templates that are pages or page parts, not email: never CSS-inlined.
@@ -212,10 +219,16 @@ impl Templates {
             }
         }
         let prepared = if links.is_some() { marked } else { email };
+        let shapeable = links.is_some() && prepared.values().all(|s| shape::template_allows(s));
         for (name, src) in prepared {
             hbs.register_template_string(&name, src)
                 .expect("inlining and link markers keep the syntax");
         }
+        let marking = shapeable.then(|| {
+            let mut marking = hbs.clone();
+            marking.register_escape_fn(shape::marking_escape);
+            marking
+        });
         if problems.is_empty() {
             Ok(Templates {
                 hbs,
@@ -223,6 +236,8 @@ impl Templates {
                 files: by_name,
                 inline_at_send,
                 links,
+                marking,
+                shapes: shape::ShapeTexts::default(),
             })
         } else {
             Err(problems)
@@ -343,15 +358,29 @@ mod tests {
         let prepared = crate::site::Site::load(root).unwrap();
         let mut parsed = crate::site::Site::load(root).unwrap();
         assert!(prepared.templates.links.is_some(), "the examples qualify");
+        assert!(
+            prepared.templates.marking.is_some(),
+            "and their text parts are derived by shape"
+        );
         parsed.templates = Templates::load_with(root, true, false).unwrap();
         assert!(parsed.templates.links.is_none());
         let signer = crate::track::Signer::new(b"test secret test secret test sec");
-        // Every campaign for the check's sample people (one per segment), with a name that
-        // holds markup and the marker character.
+        // Every campaign for the check's sample people (one per segment), with names that
+        // hold markup, a marker character of either kind, or nothing a shape would refuse:
+        // the same HTML and text, byte for byte, as parsing each message.
         let (samples, _) = crate::site::sample_profiles(&prepared);
         let mut tracked = std::collections::BTreeSet::new();
-        for mut sample in samples {
-            sample.profile.answers.name = Some("Ann <b>\u{1}Lee</b>".into());
+        let names = [
+            "Ann <b>\u{1}Lee</b>",
+            "Ann & \"Lee\" \u{FDD0}",
+            "https://news.example/profile/x",
+            "  Ann   Lee ",
+        ];
+        for (mut sample, name) in samples
+            .into_iter()
+            .flat_map(|s| names.map(|n| (s.clone(), n)))
+        {
+            sample.profile.answers.name = Some(name.into());
             for campaign in &prepared.campaigns {
                 let render = |site: &crate::site::Site| {
                     let links = crate::track::personal_links(
@@ -389,6 +418,45 @@ mod tests {
                 campaign.id
             );
         }
+    }
+
+    #[test]
+    fn people_with_the_same_sections_share_a_shape() {
+        let site = crate::site::Site::load(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let campaign = site.campaign("newsletter").unwrap();
+        let (samples, _) = crate::site::sample_profiles(&site);
+        let signer = crate::track::Signer::new(b"test secret test secret test sec");
+        let render = |id: i64, name: &str, email: &str| {
+            let mut profile = samples[0].profile.clone();
+            profile.id = id;
+            profile.answers.name = Some(name.into());
+            profile.email = crate::profile::Email::parse(email).unwrap();
+            let links = crate::track::personal_links(
+                &signer,
+                "https://news.example",
+                "hello@example.com",
+                id,
+                crate::track::Origin::Delivery(id),
+            );
+            let person =
+                site.personalise(campaign, &profile, &samples[0].facts, links, 1_800_000_000);
+            site.templates
+                .render_campaign(
+                    campaign,
+                    &site.project.sender,
+                    &person,
+                    &mut Numbered(Vec::new()),
+                )
+                .unwrap()
+        };
+        render(1, "Ann Lee", "ann@example.com");
+        let shapes = site.templates.shapes.len();
+        let bob = render(2, "Bob Ray", "bob@example.com");
+        assert_eq!(site.templates.shapes.len(), shapes, "one shape for both");
+        assert!(bob.text.contains("Hello Bob,"), "{}", bob.text);
+        assert!(bob.text.contains("bob@example.com") && !bob.text.contains("Ann"));
+        assert!(bob.text.contains("https://news.example/unsubscribe/"));
+        assert_eq!(bob.text, html_to_text(&bob.html));
     }
 
     #[test]

@@ -1,0 +1,293 @@
+//! The text part of a campaign message, derived once per template shape instead of once
+//! per recipient.
+//!
+//! Deriving the text part from each message's HTML (`html_to_text`) was a twelfth of the
+//! CPU a send costs. Yet most of a message is the same for everyone who gets the same
+//! sections: only the values written by data (`{{first_name}}`, `{{email}}`, the personal
+//! links) and the tracked links differ. So campaign messages are rendered through a second
+//! registry whose escape function wraps every value it writes in two Unicode
+//! noncharacters (reserved for a program's internal use, never interchanged). Taking the
+//! render apart gives the HTML as usual and its *shape*: the HTML with each value replaced
+//! by a numbered placeholder. The shape's text is derived once and kept; a message's text
+//! is that text with its links and values put back.
+//!
+//! The result is the same as deriving the text from the message's HTML, because a value
+//! is only wrapped when it converts to itself wherever it lands: not empty, no whitespace
+//! at its ends, no whitespace but single spaces, no control character, no `script:`.
+//! Values that do not qualify stay in the shape as they are (their messages are simply
+//! less alike). Equal values share a placeholder, so an anchor whose text is its own URL
+//! is still recognised; where a link's text would equal its URL only once filled in, the
+//! message's text is derived from its HTML instead. What remains is a template that puts
+//! data into an unquoted attribute or splices a `javascript:` URL together from data: its
+//! text part may then show such a URL where the HTML-derived one would not.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+/// Opens a value written by data in a marked render.
+const OPEN: char = '\u{FDD0}';
+/// Closes it.
+const CLOSE: char = '\u{FDD1}';
+
+/// Shapes kept at most; past it the cache starts again (a template whose every message
+/// has its own shape gains nothing from it, and must not grow it without bound).
+const MAX_SHAPES: usize = 256;
+
+/// Whether a template's source can be rendered marked: it holds no marker character
+/// itself, and no element whose text keeps markup or entities as written.
+pub(super) fn template_allows(src: &str) -> bool {
+    let lower = src.to_ascii_lowercase();
+    !src.contains([OPEN, CLOSE])
+        && !["<pre", "<xmp", "<textarea", "<plaintext"]
+            .iter()
+            .any(|t| lower.contains(t))
+}
+
+/// The escape function of the marking registry: Handlebars' HTML escaping, the result
+/// wrapped when the value qualifies (see the module). A marker character in the value
+/// itself becomes U+FFFD, so that data can never open or close a value.
+pub(super) fn marking_escape(value: &str) -> String {
+    let cleaned;
+    let value = if value.contains([OPEN, CLOSE]) {
+        cleaned = value.replace([OPEN, CLOSE], "\u{FFFD}");
+        cleaned.as_str()
+    } else {
+        value
+    };
+    let escaped = handlebars::html_escape(value);
+    if !qualifies(value) {
+        return escaped;
+    }
+    let mut out = String::with_capacity(escaped.len() + 2 * OPEN.len_utf8());
+    out.push(OPEN);
+    out.push_str(&escaped);
+    out.push(CLOSE);
+    out
+}
+
+/// Whether a value converts to text as itself wherever it lands in the HTML.
+fn qualifies(value: &str) -> bool {
+    !value.is_empty()
+        && !value.starts_with(char::is_whitespace)
+        && !value.ends_with(char::is_whitespace)
+        && !value.contains("  ")
+        && !value
+            .chars()
+            .any(|c| c.is_control() || (c.is_ascii_whitespace() && c != ' '))
+        && !value
+            .as_bytes()
+            .windows(7)
+            .any(|w| w.eq_ignore_ascii_case(b"script:"))
+}
+
+/// A marked render taken apart.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Split {
+    /// The HTML as an unmarked render writes it.
+    pub html: String,
+    /// The HTML with each value replaced by its placeholder.
+    pub shape: String,
+    /// The values (HTML-escaped), by placeholder number.
+    pub values: Vec<String>,
+}
+
+/// Takes a marked render apart; `None` when its markers do not pair up (then
+/// [`strip`] gives the HTML).
+pub(super) fn split(marked: &str) -> Option<Split> {
+    let mut html = String::with_capacity(marked.len());
+    let mut shape = String::with_capacity(marked.len());
+    let mut values: Vec<String> = Vec::new();
+    let mut rest = marked;
+    while let Some(at) = rest.find([OPEN, CLOSE]) {
+        let (before, from) = rest.split_at(at);
+        let inner = from.strip_prefix(OPEN)?;
+        let end = inner.find([OPEN, CLOSE])?;
+        let (value, tail) = inner.split_at(end);
+        rest = tail.strip_prefix(CLOSE)?;
+        html.push_str(before);
+        html.push_str(value);
+        shape.push_str(before);
+        let n = match values.iter().position(|v| v == value) {
+            Some(n) => n,
+            None => {
+                values.push(value.to_string());
+                values.len() - 1
+            }
+        };
+        shape.push(OPEN);
+        let _ = write!(shape, "{n}");
+        shape.push(CLOSE);
+    }
+    html.push_str(rest);
+    shape.push_str(rest);
+    Some(Split {
+        html,
+        shape,
+        values,
+    })
+}
+
+/// A marked render with its markers removed.
+pub(super) fn strip(marked: &str) -> String {
+    marked.replace([OPEN, CLOSE], "")
+}
+
+/// The texts of the shapes met so far. Cleared with the templates on reload.
+#[derive(Debug, Default)]
+pub(super) struct ShapeTexts {
+    texts: Mutex<HashMap<String, Arc<str>, foldhash::fast::RandomState>>,
+}
+
+impl ShapeTexts {
+    /// The text of `shape` as `convert` makes it, derived once per shape.
+    pub fn text_of(&self, shape: &str, convert: impl FnOnce(&str) -> String) -> Arc<str> {
+        let lock = || self.texts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(text) = lock().get(shape) {
+            return text.clone();
+        }
+        let text: Arc<str> = convert(shape).into();
+        let mut texts = lock();
+        if texts.len() >= MAX_SHAPES {
+            texts.clear();
+        }
+        texts.insert(shape.to_string(), text.clone());
+        text
+    }
+
+    /// How many shapes are kept.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.texts.lock().unwrap().len()
+    }
+}
+
+/// A shape's text with its values put back (entity-decoded, as the text of the HTML has
+/// them); `None` where a value would have made a link's text equal its URL (see the
+/// module), or a placeholder is not one of `values`.
+pub(super) fn fill_values(text: &str, values: &[String]) -> Option<String> {
+    let mut out = String::with_capacity(text.len() + 256);
+    let mut rest = text;
+    while let Some(at) = rest.find(OPEN) {
+        out.push_str(&rest[..at]);
+        let inner = &rest[at + OPEN.len_utf8()..];
+        let end = inner.find(CLOSE)?;
+        let value = values.get(inner[..end].parse::<usize>().ok()?)?;
+        rest = &inner[end + CLOSE.len_utf8()..];
+        let value = html_escape::decode_html_entities(value);
+        if rest.starts_with(')') && link_text_equals(&out, &value) {
+            return None;
+        }
+        out.push_str(&value);
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Whether the text written so far ends with a link's text equal to `url`, about to be
+/// followed by `url` in parentheses: the HTML's own text would hold the URL alone.
+pub(super) fn link_text_equals(out: &str, url: &str) -> bool {
+    out.strip_suffix(" (")
+        .is_some_and(|before| before.ends_with(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marked(values: &[&str]) -> String {
+        values.iter().map(|v| marking_escape(v)).collect()
+    }
+
+    #[test]
+    fn only_values_that_convert_to_themselves_are_wrapped() {
+        for v in [
+            "Ann",
+            "Ann Lee",
+            "a<b> & \"c\"",
+            "https://x.example/p?a=1&b=2",
+        ] {
+            assert!(marking_escape(v).starts_with(OPEN), "{v}");
+        }
+        for v in [
+            "",
+            " Ann",
+            "Ann ",
+            "Ann  Lee",
+            "Ann\nLee",
+            "a\tb",
+            "javaScript:alert(1)",
+            "\u{1}x",
+        ] {
+            assert!(!marking_escape(v).contains(OPEN), "{v:?}");
+        }
+        assert_eq!(
+            marking_escape("x\u{FDD0}y\u{FDD1}"),
+            format!("{OPEN}x\u{FFFD}y\u{FFFD}{CLOSE}"),
+            "data cannot spell a marker"
+        );
+    }
+
+    #[test]
+    fn split_gives_the_html_and_a_shape_with_shared_placeholders() {
+        let m = format!(
+            "<p>{}</p><a href=\"{}\">{}</a>",
+            marked(&["Ann & Co"]),
+            marked(&["https://u"]),
+            marked(&["https://u"])
+        );
+        let s = split(&m).unwrap();
+        assert_eq!(
+            s.html,
+            "<p>Ann &amp; Co</p><a href=\"https://u\">https://u</a>"
+        );
+        assert_eq!(
+            s.shape,
+            format!("<p>{OPEN}0{CLOSE}</p><a href=\"{OPEN}1{CLOSE}\">{OPEN}1{CLOSE}</a>")
+        );
+        assert_eq!(s.values, vec!["Ann &amp; Co", "https://u"]);
+        assert!(split(&format!("a{OPEN}b")).is_none());
+        assert!(split(&format!("a{CLOSE}b")).is_none());
+        assert_eq!(strip(&format!("a{OPEN}b{CLOSE}")), "ab");
+    }
+
+    #[test]
+    fn filled_shape_text_matches_the_html_text() {
+        let m = format!(
+            "<p>Hello {},</p><p><a href=\"{}\">Profile</a> · {}</p>",
+            marked(&["Ann <b>"]),
+            marked(&["https://x.example/p/T"]),
+            marked(&["ann@example.com"])
+        );
+        let s = split(&m).unwrap();
+        let text = fill_values(&nanohtml2text::html2text(&s.shape), &s.values).unwrap();
+        assert_eq!(text, nanohtml2text::html2text(&s.html));
+    }
+
+    #[test]
+    fn a_link_whose_text_becomes_its_url_is_left_to_the_html() {
+        let m = format!("<a href=\"{}\">https://u</a>", marked(&["https://u"]));
+        let s = split(&m).unwrap();
+        assert_eq!(
+            fill_values(&nanohtml2text::html2text(&s.shape), &s.values),
+            None
+        );
+    }
+
+    #[test]
+    fn the_cache_derives_each_shape_once_and_stays_bounded() {
+        let texts = ShapeTexts::default();
+        let mut calls = 0;
+        for _ in 0..3 {
+            texts.text_of("<p>a</p>", |s| {
+                calls += 1;
+                nanohtml2text::html2text(s)
+            });
+        }
+        assert_eq!(calls, 1);
+        for i in 0..MAX_SHAPES + 10 {
+            texts.text_of(&format!("<p>{i}</p>"), nanohtml2text::html2text);
+        }
+        assert!(texts.len() <= MAX_SHAPES);
+    }
+}
