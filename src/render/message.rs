@@ -99,8 +99,8 @@ pub fn compose(
 /// choice): encoding every message costed about a tenth of a send's CPU time and made
 /// messages bigger.
 pub fn body(content: String, eight_bit: bool) -> Body {
-    let wire = crlf(content);
-    match (as_is(&wire), wire.is_ascii(), eight_bit) {
+    let (wire, fits) = crlf(content);
+    match (fits, wire.is_ascii(), eight_bit) {
         (true, true, _) => {
             Body::dangerous_pre_encoded(wire.into_bytes(), ContentTransferEncoding::SevenBit)
         }
@@ -111,36 +111,34 @@ pub fn body(content: String, eight_bit: bool) -> Body {
     }
 }
 
-/// Line ends as CRLF (a lone `\n` or `\r` becomes `\r\n`).
-fn crlf(text: String) -> String {
+/// Line ends as CRLF (a lone `\n` or `\r` becomes `\r\n`), and whether the result can go
+/// on the wire unencoded: no line over 998 octets, no NUL. One pass over the lines (found
+/// by memchr) does both.
+fn crlf(text: String) -> (String, bool) {
     let text = if text.contains('\r') {
         text.replace("\r\n", "\n").replace('\r', "\n")
     } else {
         text
     };
-    if !text.contains('\n') {
-        return text;
-    }
-    let mut out = String::with_capacity(text.len() + text.len() / 16);
-    for piece in text.split_inclusive('\n') {
-        match piece.strip_suffix('\n') {
-            Some(line) if !line.ends_with('\r') => {
-                out.push_str(line);
-                out.push_str("\r\n");
-            }
-            _ => out.push_str(piece),
+    let mut fits = !text.contains('\0');
+    let mut out = String::new();
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', text.as_bytes()) {
+        if start == 0 {
+            out.reserve(text.len() + text.len() / 16);
         }
+        let line = &text[start..end];
+        fits &= line.len() <= 998;
+        out.push_str(line);
+        out.push_str("\r\n");
+        start = end + 1;
     }
-    out
-}
-
-/// Whether CRLF-ended text can go on the wire unencoded: no line over 998 octets, no NUL.
-fn as_is(wire: &str) -> bool {
-    // Split on the byte '\n' (memchr), not on "\r\n" (a substring search per line).
-    !wire.contains('\0')
-        && wire
-            .split('\n')
-            .all(|line| line.strip_suffix('\r').unwrap_or(line).len() <= 998)
+    fits &= text.len() - start <= 998;
+    if start == 0 {
+        return (text, fits);
+    }
+    out.push_str(&text[start..]);
+    (out, fits)
 }
 
 /// The plain-text part for an HTML body: the text of the body (no head, styles or

@@ -99,12 +99,14 @@ pub(super) fn split(marked: &str) -> Option<Split> {
     let mut shape = String::with_capacity(marked.len());
     let mut values: Vec<String> = Vec::new();
     let mut rest = marked;
-    while let Some(at) = rest.find([OPEN, CLOSE]) {
+    while let Some((at, OPEN)) = next_marker(rest) {
         let (before, from) = rest.split_at(at);
-        let inner = from.strip_prefix(OPEN)?;
-        let end = inner.find([OPEN, CLOSE])?;
+        let inner = &from[OPEN.len_utf8()..];
+        let (end, CLOSE) = next_marker(inner)? else {
+            return None;
+        };
         let (value, tail) = inner.split_at(end);
-        rest = tail.strip_prefix(CLOSE)?;
+        rest = &tail[CLOSE.len_utf8()..];
         html.push_str(before);
         html.push_str(value);
         shape.push_str(before);
@@ -119,6 +121,9 @@ pub(super) fn split(marked: &str) -> Option<Split> {
         let _ = write!(shape, "{n}");
         shape.push(CLOSE);
     }
+    if next_marker(rest).is_some() {
+        return None;
+    }
     html.push_str(rest);
     shape.push_str(rest);
     Some(Split {
@@ -126,6 +131,22 @@ pub(super) fn split(marked: &str) -> Option<Split> {
         shape,
         values,
     })
+}
+
+/// Where the next marker character is in `s`, and which. Marker characters are the only
+/// ones encoded as EF B7 90 / EF B7 91, and EF is rare in HTML: memchr finds it.
+fn next_marker(s: &str) -> Option<(usize, char)> {
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(0xEF, &bytes[from..]) {
+        let at = from + i;
+        match bytes.get(at + 1..at + 3) {
+            Some([0xB7, 0x90]) => return Some((at, OPEN)),
+            Some([0xB7, 0x91]) => return Some((at, CLOSE)),
+            _ => from = at + 1,
+        }
+    }
+    None
 }
 
 /// A marked render with its markers removed.
