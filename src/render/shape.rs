@@ -13,7 +13,8 @@
 //!
 //! The result is the same as deriving the text from the message's HTML, because a value
 //! is only wrapped when it converts to itself wherever it lands: not empty, no whitespace
-//! at its ends, no whitespace but single spaces, no control character, no `script:`.
+//! at its ends, no ASCII whitespace but single spaces, no ASCII control character, no
+//! `script:`.
 //! Values that do not qualify stay in the shape as they are (their messages are simply
 //! less alike). Equal values share a placeholder, so an anchor whose text is its own URL
 //! is still recognised; where a link's text would equal its URL only once filled in, the
@@ -55,30 +56,52 @@ pub(super) fn marking_escape(value: &str) -> String {
     } else {
         value
     };
-    let escaped = handlebars::html_escape(value);
-    if !qualifies(value) {
-        return escaped;
+    let wrap = qualifies(value);
+    let mut out = String::with_capacity(value.len() + 2 * OPEN.len_utf8());
+    if wrap {
+        out.push(OPEN);
     }
-    let mut out = String::with_capacity(escaped.len() + 2 * OPEN.len_utf8());
-    out.push(OPEN);
-    out.push_str(&escaped);
-    out.push(CLOSE);
+    // Most values hold nothing to escape: copied whole instead of char by char.
+    if value
+        .bytes()
+        .any(|b| matches!(b, b'<' | b'>' | b'"' | b'&' | b'\'' | b'`' | b'='))
+    {
+        out.push_str(&handlebars::html_escape(value));
+    } else {
+        out.push_str(value);
+    }
+    if wrap {
+        out.push(CLOSE);
+    }
     out
 }
 
-/// Whether a value converts to text as itself wherever it lands in the HTML.
+/// Whether a value converts to text as itself wherever it lands in the HTML: not empty, no
+/// whitespace at its ends, no ASCII whitespace but single spaces, no ASCII control
+/// character, no `script:`. One pass over its bytes.
 fn qualifies(value: &str) -> bool {
-    !value.is_empty()
-        && !value.starts_with(char::is_whitespace)
-        && !value.ends_with(char::is_whitespace)
-        && !value.contains("  ")
-        && !value
-            .chars()
-            .any(|c| c.is_control() || (c.is_ascii_whitespace() && c != ' '))
-        && !value
-            .as_bytes()
-            .windows(7)
-            .any(|w| w.eq_ignore_ascii_case(b"script:"))
+    if value.is_empty()
+        || value.starts_with(char::is_whitespace)
+        || value.ends_with(char::is_whitespace)
+    {
+        return false;
+    }
+    let bytes = value.as_bytes();
+    let mut space = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b' ' if space => return false,
+            b' ' => {
+                space = true;
+                continue;
+            }
+            0..=0x1F | 0x7F => return false,
+            b':' if i >= 6 && bytes[i - 6..i].eq_ignore_ascii_case(b"script") => return false,
+            _ => {}
+        }
+        space = false;
+    }
+    true
 }
 
 /// A marked render taken apart.
