@@ -18,9 +18,10 @@
 //! Values that do not qualify stay in the shape as they are (their messages are simply
 //! less alike). Equal values share a placeholder, so an anchor whose text is its own URL
 //! is still recognised; where a link's text would equal its URL only once filled in, the
-//! message's text is derived from its HTML instead. What remains is a template that puts
-//! data into an unquoted attribute or splices a `javascript:` URL together from data: its
-//! text part may then show such a URL where the HTML-derived one would not.
+//! message's text is derived from its HTML instead. What remains is contrived: a template
+//! that puts data into an unquoted attribute, splices a `javascript:` URL together from
+//! data, or writes out as a link's text a URL that its `href` builds partly from data: its
+//! text part may then show that URL where the HTML-derived one would not.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
