@@ -163,7 +163,7 @@ impl PreparedLinks {
     pub fn fill_text(&self, text: &str, tracked: &[(usize, String)]) -> Option<String> {
         let mut next = 0;
         self.swap_markers(text, |n, out| {
-            let at = tracked[next.min(tracked.len())..]
+            let at = tracked[next..]
                 .iter()
                 .position(|(m, _)| *m == n)
                 .ok_or_else(String::new)?;
@@ -268,6 +268,43 @@ mod tests {
             PreparedLinks::default()
                 .prepare("<body>{{{body}}}</body>", true)
                 .is_some()
+        );
+    }
+
+    #[test]
+    fn text_links_are_filled_in_order_unless_a_link_reads_as_its_url() {
+        let mut p = PreparedLinks::default();
+        let src =
+            r#"<p><a href="https://a.example/">A</a> and <a href="https://b.example/">B</a></p>"#;
+        let prepared = p.prepare(src, false).unwrap();
+        let mut tracked = Vec::new();
+        let html = p
+            .fill(
+                &prepared,
+                &mut KeepLinks::default(),
+                &mut Vec::new(),
+                &mut tracked,
+            )
+            .unwrap();
+        let text = p
+            .fill_text(&nanohtml2text::html2text(&prepared), &tracked)
+            .unwrap();
+        assert_eq!(text, nanohtml2text::html2text(&html));
+        // A link whose text is its own URL: the HTML's text has the URL once, so the shape's
+        // text (marker in parentheses) is refused.
+        let src = r#"<p><a href="https://a.example/">https://a.example/</a></p>"#;
+        let prepared = p.prepare(src, false).unwrap();
+        let mut tracked = Vec::new();
+        p.fill(
+            &prepared,
+            &mut KeepLinks::default(),
+            &mut Vec::new(),
+            &mut tracked,
+        )
+        .unwrap();
+        assert_eq!(
+            p.fill_text(&nanohtml2text::html2text(&prepared), &tracked),
+            None
         );
     }
 
