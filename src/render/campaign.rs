@@ -125,25 +125,22 @@ impl Templates {
         let text_name = format!("{}.txt", campaign.template);
         let own_text = self.has(&text_name);
         // Marked only where the text part is derived from the HTML (see `shape`).
-        let hbs = match &self.marking {
-            Some(marking) if !own_text => marking,
-            _ => &self.hbs,
-        };
+        let marking = self.marking.as_ref().filter(|_| !own_text);
+        let hbs = marking.unwrap_or(&self.hbs);
         let body = render_with(hbs, &campaign.template, &ctx)?;
         ctx.data_mut()["body"] = Value::String(body);
         let html = render_with(hbs, "email-layout", &ctx)?;
-        let (html, shaped) = if std::ptr::eq(hbs, &self.hbs) {
-            (html, None)
-        } else {
-            match super::shape::split(&html) {
-                Some(split) => (split.html, Some((split.shape, split.values))),
-                None => (super::shape::strip(&html), None),
-            }
+        let (html, shaped) = match marking.map(|_| super::shape::split(&html)) {
+            None => (html, None),
+            Some(Some(split)) => (split.html, Some((split.shape, split.values))),
+            Some(None) => (super::shape::strip(&html), None),
         };
-        let mut replaced = Vec::new();
+        // Each link's (original, new) URLs: by marker number where the links were prepared
+        // at load time, else as the send-time rewrite found them.
         let mut tracked = Vec::new();
+        let mut replaced = Vec::new();
         let html = match &self.links {
-            Some(prepared) => prepared.fill(&html, seam, &mut replaced, &mut tracked),
+            Some(prepared) => prepared.fill(&html, seam, &mut tracked),
             None => super::links::rewrite_links(&html, seam, &mut replaced),
         }
         .map_err(|e| RenderError::other(&campaign.template, e))?;
@@ -155,8 +152,18 @@ impl Templates {
         };
         let text = if own_text {
             let mut text = self.render_plain(&text_name, ctx.data())?;
-            for (from, to) in &replaced {
-                text = text.replace(from.as_str(), to);
+            let pairs: Vec<(&str, &str)> = match &self.links {
+                Some(prepared) => tracked
+                    .iter()
+                    .map(|(n, new)| (prepared.url(*n), new.as_str()))
+                    .collect(),
+                None => replaced
+                    .iter()
+                    .map(|(url, new)| (url.as_str(), new.as_str()))
+                    .collect(),
+            };
+            for (from, to) in pairs {
+                text = text.replace(from, to);
             }
             let footer = self.render_ctx("footer", &ctx)?;
             text.push_str("\n\n");

@@ -134,13 +134,12 @@ impl PreparedLinks {
     }
 
     /// `html` with every marker replaced by what `seam` makes of its link (attribute-encoded,
-    /// as the send-time rewrite writes it); records (original, new) pairs in `replaced`,
-    /// and (marker number, new) in order in `tracked`, for [`PreparedLinks::fill_text`].
+    /// as the send-time rewrite writes it); records (marker number, new URL) in order in
+    /// `tracked`, for [`PreparedLinks::fill_text`] and [`PreparedLinks::url`].
     pub fn fill(
         &self,
         html: &str,
         seam: &mut dyn LinkSeam,
-        replaced: &mut Vec<(String, String)>,
         tracked: &mut Vec<(usize, String)>,
     ) -> Result<String, String> {
         self.swap_markers(html, |n, out| {
@@ -150,10 +149,14 @@ impl PreparedLinks {
                 .ok_or_else(|| format!("unknown link marker {n}"))?;
             let new = seam.track(url, tag.as_deref());
             out.push_str(&html_escape::encode_double_quoted_attribute(&new));
-            tracked.push((n, new.clone()));
-            replaced.push((url.clone(), new));
+            tracked.push((n, new));
             Ok(())
         })
+    }
+
+    /// The URL the template wrote for marker `n` (as [`PreparedLinks::fill`] recorded it).
+    pub fn url(&self, n: usize) -> &str {
+        self.links.get(n).map_or("", |(url, _)| url.as_str())
     }
 
     /// The text of a message's shape (see `shape`) with its markers replaced by the URLs
@@ -166,11 +169,11 @@ impl PreparedLinks {
             let at = tracked[next..]
                 .iter()
                 .position(|(m, _)| *m == n)
-                .ok_or_else(String::new)?;
+                .ok_or(())?;
             let url = &tracked[next + at].1;
             next += at + 1;
             if super::shape::link_text_equals(out, url) {
-                return Err(String::new());
+                return Err(());
             }
             out.push_str(url);
             Ok(())
@@ -180,11 +183,11 @@ impl PreparedLinks {
 
     /// `s` with each of this load's markers replaced by what `with` writes for its number;
     /// a marker character that starts none (it came from data) is copied through as text.
-    fn swap_markers(
+    fn swap_markers<E>(
         &self,
         s: &str,
-        mut with: impl FnMut(usize, &mut String) -> Result<(), String>,
-    ) -> Result<String, String> {
+        mut with: impl FnMut(usize, &mut String) -> Result<(), E>,
+    ) -> Result<String, E> {
         let mut out = String::with_capacity(s.len() + 64 * self.links.len());
         let mut rest = s;
         while let Some(at) = rest.find(MARK) {
@@ -229,10 +232,8 @@ mod tests {
             .replace("{{/each}}", "")
             .replace("{{this}}", "one");
         let mut seam = KeepLinks::default();
-        let mut replaced = Vec::new();
-        let out = p
-            .fill(&rendered, &mut seam, &mut replaced, &mut Vec::new())
-            .unwrap();
+        let mut tracked = Vec::new();
+        let out = p.fill(&rendered, &mut seam, &mut tracked).unwrap();
         assert!(
             out.contains(r#"href="https://a.example/x?y=1&amp;z=2""#),
             "{out}"
@@ -245,6 +246,18 @@ mod tests {
                     Some("t".to_string())
                 ),
                 ("http://b.example/".to_string(), None),
+            ]
+        );
+        // What a text template's links are swapped with: each marker's own URL, the new one.
+        let pairs: Vec<(&str, &str)> = tracked
+            .iter()
+            .map(|(n, new)| (p.url(*n), new.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("https://a.example/x?y=1&z=2", "https://a.example/x?y=1&z=2"),
+                ("http://b.example/", "http://b.example/"),
             ]
         );
     }
@@ -279,12 +292,7 @@ mod tests {
         let prepared = p.prepare(src, false).unwrap();
         let mut tracked = Vec::new();
         let html = p
-            .fill(
-                &prepared,
-                &mut KeepLinks::default(),
-                &mut Vec::new(),
-                &mut tracked,
-            )
+            .fill(&prepared, &mut KeepLinks::default(), &mut tracked)
             .unwrap();
         let text = p
             .fill_text(&nanohtml2text::html2text(&prepared), &tracked)
@@ -295,13 +303,8 @@ mod tests {
         let src = r#"<p><a href="https://a.example/">https://a.example/</a></p>"#;
         let prepared = p.prepare(src, false).unwrap();
         let mut tracked = Vec::new();
-        p.fill(
-            &prepared,
-            &mut KeepLinks::default(),
-            &mut Vec::new(),
-            &mut tracked,
-        )
-        .unwrap();
+        p.fill(&prepared, &mut KeepLinks::default(), &mut tracked)
+            .unwrap();
         assert_eq!(
             p.fill_text(&nanohtml2text::html2text(&prepared), &tracked),
             None
@@ -317,9 +320,7 @@ mod tests {
         let forged = format!("{MARK}0000000000000000:0{MARK}");
         let rendered = format!("{prepared}{forged}");
         let mut seam = KeepLinks::default();
-        let out = p
-            .fill(&rendered, &mut seam, &mut Vec::new(), &mut Vec::new())
-            .unwrap();
+        let out = p.fill(&rendered, &mut seam, &mut Vec::new()).unwrap();
         assert!(out.ends_with(&forged), "{out}");
         assert_eq!(seam.links.len(), 1, "only the template's own link");
     }

@@ -421,6 +421,79 @@ mod tests {
     }
 
     #[test]
+    fn a_text_template_gets_the_tracked_links_of_the_html() {
+        fn copy(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(from).unwrap() {
+                let path = entry.unwrap().path();
+                let target = to.join(path.file_name().unwrap());
+                if path.is_dir() {
+                    copy(&path, &target);
+                } else {
+                    std::fs::copy(&path, &target).unwrap();
+                }
+            }
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            root.join("campaigns.toml"),
+            dir.path().join("campaigns.toml"),
+        )
+        .unwrap();
+        copy(&root.join("segments"), &dir.path().join("segments"));
+        copy(&root.join("templates"), &dir.path().join("templates"));
+        std::fs::write(
+            dir.path().join("templates/newsletter.txt.hbs"),
+            "Hello {{name}}. Courses: https://learn.contoso.example/courses/invoicing\n",
+        )
+        .unwrap();
+        let site = crate::site::Site::load(dir.path()).unwrap();
+        assert!(site.templates.links.is_some(), "links prepared at load");
+        let campaign = site.campaign("newsletter").unwrap();
+        let (samples, _) = crate::site::sample_profiles(&site);
+        let signer = crate::track::Signer::new(b"test secret test secret test sec");
+        let person = samples
+            .iter()
+            .map(|s| {
+                let links = crate::track::personal_links(
+                    &signer,
+                    "https://news.example",
+                    "hello@example.com",
+                    1,
+                    crate::track::Origin::Delivery(1),
+                );
+                site.personalise(campaign, &s.profile, &s.facts, links, 1_800_000_000)
+            })
+            .find(|p| p.sections.iter().any(|x| x.template == "sections/training"))
+            .expect("a sample gets the training section");
+        let mut seam = Numbered(Vec::new());
+        let r = site
+            .templates
+            .render_campaign(campaign, &site.project.sender, &person, &mut seam)
+            .unwrap();
+        let n = seam
+            .0
+            .iter()
+            .position(|(url, _)| url == "https://learn.contoso.example/courses/invoicing")
+            .expect("the course link is tracked")
+            + 1;
+        let tracked = format!("https://t.example/c/{n}?a=1&b=\"2\"");
+        assert!(r.text.starts_with("Hello "), "{}", r.text);
+        assert!(
+            r.text.contains(&format!("Courses: {tracked}")),
+            "{}",
+            r.text
+        );
+        assert!(!r.text.contains("learn.contoso.example"), "{}", r.text);
+        assert!(
+            r.text.contains("Unsubscribe"),
+            "the footer follows: {}",
+            r.text
+        );
+    }
+
+    #[test]
     fn people_with_the_same_sections_share_a_shape() {
         let site = crate::site::Site::load(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
         let campaign = site.campaign("newsletter").unwrap();
