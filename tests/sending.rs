@@ -280,6 +280,15 @@ async fn permanent_refusal_bounces_the_address(db: Db) {
         .unwrap();
     let p = wait_progress(&app, run.run_id, |p| p.failed == 1).await;
     assert_eq!(p.sent, 0);
+    // The recipient's refusal, not what the server said to DATA after it (the envelope
+    // and DATA are pipelined: smtp-sink offers PIPELINING).
+    let raw = common::raw_pool(&app.database_url).await;
+    let (error,): (String,) = sqlx::query_as("SELECT last_error FROM deliveries WHERE run_id = $1")
+        .bind(run.run_id)
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert!(error.contains("No such user here"), "{error}");
     let profile = app.store.profile(ids[0]).await.unwrap().unwrap();
     assert_eq!(profile.status, Status::Bounced);
     let events = app.store.event_summary(ids[0]).await.unwrap();

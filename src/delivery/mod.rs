@@ -3,6 +3,7 @@
 //! SMTP server over pooled connections. Failures say whether a retry can help.
 
 mod smtp;
+mod stream;
 pub mod worker;
 
 use std::path::{Path, PathBuf};

@@ -5,104 +5,18 @@
 //! STARTTLS and AUTH go through lettre's API. `smtps://` (TLS from the first byte) uses
 //! lettre's own pooled transport instead.
 //!
-//! What the connection writes is sent when it next reads ([`Corked`]): lettre writes a
-//! message's body and its closing `.` separately, flushing each, and then waits for the
-//! reply, so they now leave in one segment instead of two.
+//! Under each connection, [`SmtpStream`] corks and pipelines: a message takes two round
+//! trips instead of lettre's four.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::{ClientId, Extension};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-/// A TCP stream that holds what is written until the next read (or shutdown). SMTP is
-/// a conversation: the client only needs its words on the wire when it waits for the
-/// server's, and lettre's flush after every write would otherwise send the body and the
-/// closing `.` of each message as two segments, each a system call here and a wake-up
-/// and a read at the server (5 → 4 `sendto` per message).
-#[derive(Debug)]
-struct Corked {
-    tcp: TcpStream,
-    pending: Vec<u8>,
-    /// How much of `pending` has been sent.
-    sent: usize,
-}
-
-impl Corked {
-    fn new(tcp: TcpStream) -> Corked {
-        Corked {
-            tcp,
-            pending: Vec::new(),
-            sent: 0,
-        }
-    }
-
-    /// Sends what is held; ready once all of it is sent.
-    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        while self.sent < self.pending.len() {
-            match Pin::new(&mut self.tcp).poll_write(cx, &self.pending[self.sent..]) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
-                }
-                Poll::Ready(Ok(n)) => self.sent += n,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        self.pending.clear();
-        self.sent = 0;
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Corked {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        self.get_mut().pending.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    /// Held until the next read: see [`Corked`].
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        match this.poll_send(cx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut this.tcp).poll_shutdown(cx),
-            other => other,
-        }
-    }
-}
-
-impl AsyncRead for Corked {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        match this.poll_send(cx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut this.tcp).poll_read(cx, buf),
-            other => other,
-        }
-    }
-}
-
-impl lettre::transport::smtp::client::AsyncTokioStream for Corked {
-    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.tcp.peer_addr()
-    }
-}
+use super::stream::SmtpStream;
 
 /// How STARTTLS is used on `smtp://` URLs (`?tls=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,7 +146,8 @@ impl SmtpPool {
         tcp.set_nodelay(true)?;
         let hello = ClientId::Domain(c.hello.clone());
         let mut conn =
-            AsyncSmtpConnection::connect_with_transport(Box::new(Corked::new(tcp)), &hello).await?;
+            AsyncSmtpConnection::connect_with_transport(Box::new(SmtpStream::new(tcp)), &hello)
+                .await?;
         let offered = conn.can_starttls();
         if c.tls == StartTls::Required || (c.tls == StartTls::Opportunistic && offered) {
             conn.starttls(TlsParameters::new(c.host.clone())?, &hello)
@@ -298,41 +213,6 @@ impl SmtpPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn corked_stream_sends_what_it_holds_when_it_reads() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut got = vec![0u8; 64];
-            let n = s.read(&mut got).await.unwrap();
-            s.write_all(b"250 ok\r\n").await.unwrap();
-            got.truncate(n);
-            let mut rest = Vec::new();
-            s.read_to_end(&mut rest).await.unwrap();
-            (got, rest)
-        });
-        let mut c = Corked::new(TcpStream::connect(addr).await.unwrap());
-        // As lettre sends a message: the body, flushed, then the closing dot, flushed.
-        c.write_all(b"body").await.unwrap();
-        c.flush().await.unwrap();
-        c.write_all(b"\r\n.\r\n").await.unwrap();
-        c.flush().await.unwrap();
-        let mut reply = [0u8; 8];
-        c.read_exact(&mut reply).await.unwrap();
-        assert_eq!(&reply, b"250 ok\r\n");
-        // What is held when the stream shuts down is sent first.
-        c.write_all(b"QUIT\r\n").await.unwrap();
-        c.shutdown().await.unwrap();
-        let (first, rest) = server.await.unwrap();
-        assert_eq!(
-            first, b"body\r\n.\r\n",
-            "both writes in the server's first read: one segment"
-        );
-        assert_eq!(rest, b"QUIT\r\n");
-    }
 
     #[test]
     fn reads_urls() {
