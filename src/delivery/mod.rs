@@ -4,6 +4,8 @@
 
 mod smtp;
 mod stream;
+
+pub use stream::SmtpStream;
 pub mod worker;
 
 use std::path::{Path, PathBuf};

@@ -36,8 +36,9 @@ enum Awaited {
 }
 
 /// A TCP stream that corks and, where the server allows, pipelines: see the module docs.
+/// Public so that the sending benchmark can measure bare lettre over it too.
 #[derive(Debug)]
-pub(super) struct SmtpStream {
+pub struct SmtpStream {
     tcp: TcpStream,
     /// Written and not yet sent.
     pending: Vec<u8>,
@@ -59,7 +60,8 @@ pub(super) struct SmtpStream {
 }
 
 impl SmtpStream {
-    pub(super) fn new(tcp: TcpStream) -> SmtpStream {
+    /// Wraps a connected stream (set TCP_NODELAY on it first).
+    pub fn new(tcp: TcpStream) -> SmtpStream {
         SmtpStream {
             tcp,
             pending: Vec::new(),
