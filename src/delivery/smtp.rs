@@ -200,9 +200,11 @@ impl SmtpPool {
                 )
                 .into()),
             };
-        if result.is_ok() || !conn.has_broken() {
+        // Only a connection whose transaction finished is reused: lettre closes one that got
+        // a refusal, and one that timed out may still have a reply on its way.
+        if result.is_ok() && !conn.has_broken() {
             let mut idle = self.idle.lock().await;
-            if idle.len() < self.max_idle && !conn.has_broken() {
+            if idle.len() < self.max_idle {
                 idle.push((conn, std::time::Instant::now()));
             }
         }
@@ -213,6 +215,48 @@ impl SmtpPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_connection_that_timed_out_is_not_reused() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(b"220 test\r\n").await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            for reply in [
+                &b"250-test\r\n250 PIPELINING\r\n"[..],
+                b"250 Ok\r\n250 Ok\r\n354 Go\r\n",
+                b"250 Queued\r\n",
+            ] {
+                let _ = s.read(&mut buf).await.unwrap();
+                s.write_all(reply).await.unwrap();
+            }
+            // The second message's envelope gets no answer.
+            let _ = s.read(&mut buf).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let mut config =
+            SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}"), "t.example").unwrap();
+        config.timeout = Duration::from_millis(300);
+        let pool = SmtpPool::new(config, 2);
+        let message = lettre::Message::builder()
+            .from("a@x.example".parse().unwrap())
+            .to("b@y.example".parse().unwrap())
+            .subject("hi")
+            .body(String::from("body"))
+            .unwrap();
+        pool.send(&message).await.unwrap();
+        assert_eq!(pool.idle.lock().await.len(), 1, "kept for the next message");
+        let e = pool.send(&message).await.unwrap_err();
+        assert!(e.to_string().contains("did not answer"), "{e}");
+        assert!(
+            pool.idle.lock().await.is_empty(),
+            "its late reply would be read as the next command's"
+        );
+        server.abort();
+    }
 
     #[test]
     fn reads_urls() {

@@ -96,27 +96,25 @@ impl SmtpStream {
         Poll::Ready(Ok(()))
     }
 
-    /// Notes what lettre has just written, from the command's verb.
+    /// Notes what lettre has just written: each command is one write, spelled as lettre
+    /// spells it. The spellings matched hold a space, a colon or a line end, so no line of
+    /// an AUTH exchange (base64) is taken for one of them.
     fn wrote(&mut self, buf: &[u8]) {
         if self.in_body {
             return;
         }
-        let verb = buf.get(..4).map(|v| v.to_ascii_uppercase());
-        let verb = verb.as_deref().unwrap_or(b"");
-        self.awaited = match verb {
-            b"MAIL" | b"RCPT" if self.pipelining => {
-                self.held += 1;
-                Awaited::Provisional
+        let envelope = buf.starts_with(b"MAIL FROM:") || buf.starts_with(b"RCPT TO:");
+        self.awaited = if envelope && self.pipelining {
+            self.held += 1;
+            Awaited::Provisional
+        } else {
+            if buf == b"STARTTLS\r\n" {
+                // What follows is encrypted above this stream.
+                self.pipelining = false;
             }
-            _ => {
-                if verb == b"STAR" {
-                    // STARTTLS: what follows is encrypted above this stream.
-                    self.pipelining = false;
-                }
-                Awaited::Server {
-                    ehlo: verb == b"EHLO",
-                    data: verb == b"DATA",
-                }
+            Awaited::Server {
+                ehlo: buf.starts_with(b"EHLO "),
+                data: buf == b"DATA\r\n",
             }
         };
     }
@@ -455,6 +453,10 @@ mod tests {
         s.wrote(b"MAIL FROM:<a@x.example>\r\n");
         assert_eq!(s.held, 0);
         assert!(matches!(s.awaited, Awaited::Server { .. }));
+        // A base64 line of AUTH LOGIN is never taken for a command.
+        s.pipelining = true;
+        s.wrote(b"MAILbG9naW4=\r\n");
+        assert_eq!(s.held, 0);
     }
 
     #[test]
