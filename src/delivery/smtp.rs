@@ -101,10 +101,41 @@ impl PoolError {
     }
 }
 
+/// A connection between two messages.
+struct Pooled {
+    conn: AsyncSmtpConnection,
+    since: std::time::Instant,
+    /// The same socket (a duplicate descriptor), to look at without lettre: see
+    /// [`closed_by_server`].
+    socket: std::net::TcpStream,
+}
+
+/// After this long unused, a connection is looked at before it is used again.
+const LOOK_AFTER: Duration = Duration::from_secs(1);
+
+/// After this long unused, a connection must answer a NOOP before it is used again.
+const ASK_AFTER: Duration = Duration::from_secs(20);
+
+/// Whether the server has closed the connection or, on a plain one, said something
+/// unasked (a `421` before it closes): either way it cannot carry the next message. (Over
+/// TLS, unasked bytes may be TLS's own, such as a session ticket.) A peek that does not
+/// wait: one system call, no round trip. Servers close idle connections (Postfix after
+/// 300 s, some relays after seconds) and restart; without this look, the next message on
+/// such a connection failed (`incomplete response`), and a confirmation email sent while a
+/// person waits failed with it.
+fn closed_by_server(socket: &std::net::TcpStream, encrypted: bool) -> bool {
+    let mut byte = [0u8; 1];
+    match socket.peek(&mut byte) {
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        Ok(0) => true,
+        Ok(_) => !encrypted,
+    }
+}
+
 /// Idle connections, reused until the server closes them.
 pub struct SmtpPool {
     config: SmtpConfig,
-    idle: Mutex<Vec<(AsyncSmtpConnection, std::time::Instant)>>,
+    idle: Mutex<Vec<Pooled>>,
     max_idle: usize,
     /// At most `max_idle` connections exist at once: senders beyond that wait their turn.
     slots: tokio::sync::Semaphore,
@@ -136,7 +167,8 @@ impl SmtpPool {
         self.eight_bit.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, PoolError> {
+    /// A new connection, and a duplicate of its socket for [`closed_by_server`].
+    async fn connect(&self) -> Result<(AsyncSmtpConnection, std::net::TcpStream), PoolError> {
         let c = &self.config;
         let tcp = tokio::time::timeout(c.timeout, TcpStream::connect((c.host.as_str(), c.port)))
             .await
@@ -144,6 +176,9 @@ impl SmtpPool {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
             })??;
         tcp.set_nodelay(true)?;
+        let std_tcp = tcp.into_std()?;
+        let socket = std_tcp.try_clone()?;
+        let tcp = TcpStream::from_std(std_tcp)?;
         let hello = ClientId::Domain(c.hello.clone());
         let mut conn =
             AsyncSmtpConnection::connect_with_transport(Box::new(SmtpStream::new(tcp)), &hello)
@@ -164,7 +199,7 @@ impl SmtpPool {
             )
             .await?;
         }
-        Ok(conn)
+        Ok((conn, socket))
     }
 
     /// Sends one message on an idle connection (or a new one), and keeps the connection for
@@ -176,16 +211,19 @@ impl SmtpPool {
             .await
             .expect("the pool's semaphore is never closed");
         let pooled = self.idle.lock().await.pop();
-        let mut conn = match pooled {
-            // A connection idle for a while may have been closed by the server: ask first.
-            Some((mut c, since)) if since.elapsed() > Duration::from_secs(20) => {
-                if c.test_connected().await {
-                    c
+        let (mut conn, socket) = match pooled {
+            // A connection idle for a while may have been closed by the server: look, and
+            // after longer, ask.
+            Some(mut p) if p.since.elapsed() > LOOK_AFTER => {
+                if !closed_by_server(&p.socket, p.conn.is_encrypted())
+                    && (p.since.elapsed() <= ASK_AFTER || p.conn.test_connected().await)
+                {
+                    (p.conn, p.socket)
                 } else {
                     self.connect().await?
                 }
             }
-            Some((c, _)) => c,
+            Some(p) => (p.conn, p.socket),
             None => self.connect().await?,
         };
         let bytes = message.formatted();
@@ -205,7 +243,11 @@ impl SmtpPool {
         if result.is_ok() && !conn.has_broken() {
             let mut idle = self.idle.lock().await;
             if idle.len() < self.max_idle {
-                idle.push((conn, std::time::Instant::now()));
+                idle.push(Pooled {
+                    conn,
+                    since: std::time::Instant::now(),
+                    socket,
+                });
             }
         }
         result.map(|_| ())
@@ -256,6 +298,45 @@ mod tests {
             "its late reply would be read as the next command's"
         );
         server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_replaced() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Each connection carries one message; then the server says 421 and hangs up, as
+        // a server does at its idle timeout or when it restarts.
+        let server = tokio::spawn(async move {
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().await.unwrap();
+                s.write_all(b"220 test\r\n").await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                for reply in [
+                    &b"250-test\r\n250 PIPELINING\r\n"[..],
+                    b"250 Ok\r\n250 Ok\r\n354 Go\r\n",
+                    b"250 Queued\r\n",
+                ] {
+                    let _ = s.read(&mut buf).await.unwrap();
+                    s.write_all(reply).await.unwrap();
+                }
+                s.write_all(b"421 4.4.2 Timeout\r\n").await.unwrap();
+            }
+        });
+        let config = SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}"), "t.example");
+        let pool = SmtpPool::new(config.unwrap(), 2);
+        let message = lettre::Message::builder()
+            .from("a@x.example".parse().unwrap())
+            .to("b@y.example".parse().unwrap())
+            .subject("hi")
+            .body(String::from("body"))
+            .unwrap();
+        pool.send(&message).await.unwrap();
+        tokio::time::sleep(LOOK_AFTER + Duration::from_millis(100)).await;
+        pool.send(&message)
+            .await
+            .expect("sent on a new connection, not on the closed one");
+        server.await.unwrap();
     }
 
     #[test]
