@@ -35,6 +35,14 @@ enum Awaited {
     Server { ehlo: bool, data: bool },
 }
 
+impl Awaited {
+    /// The server's reply to a command the stream does not look into.
+    const PLAIN: Awaited = Awaited::Server {
+        ehlo: false,
+        data: false,
+    };
+}
+
 /// A TCP stream that corks and, where the server allows, pipelines: see the module docs.
 /// Public so that the sending benchmark can measure bare lettre over it too.
 #[derive(Debug)]
@@ -71,10 +79,7 @@ impl SmtpStream {
             given: 0,
             pipelining: false,
             held: 0,
-            awaited: Awaited::Server {
-                ehlo: false,
-                data: false,
-            },
+            awaited: Awaited::PLAIN,
             in_body: false,
         }
     }
@@ -227,10 +232,7 @@ impl AsyncRead for SmtpStream {
         let (ehlo, data) = match this.awaited {
             Awaited::Provisional => {
                 this.set_ready(PROVISIONAL);
-                this.awaited = Awaited::Server {
-                    ehlo: false,
-                    data: false,
-                };
+                this.awaited = Awaited::PLAIN;
                 this.give(buf);
                 return Poll::Ready(Ok(()));
             }
@@ -281,10 +283,7 @@ impl AsyncRead for SmtpStream {
         this.inbound
             .drain(..*ends.last().expect("at least one reply"));
         this.held = 0;
-        this.awaited = Awaited::Server {
-            ehlo: false,
-            data: false,
-        };
+        this.awaited = Awaited::PLAIN;
         if last && ehlo {
             this.pipelining = offers_pipelining(&bytes);
         }
