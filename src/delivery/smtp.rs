@@ -132,6 +132,24 @@ fn closed_by_server(socket: &std::net::TcpStream, encrypted: bool) -> bool {
     }
 }
 
+/// `work`, or a time-out error once `limit` has passed: lettre waits for a server's
+/// replies without limit, and a server that accepts a connection and then says nothing
+/// must not hold a send (or a person waiting for a confirmation email) for ever.
+async fn within<T>(
+    limit: Duration,
+    doing: &str,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, PoolError> {
+    tokio::time::timeout(limit, work).await.map_err(|_| {
+        let sep = if doing.is_empty() { "" } else { " " };
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("SMTP server did not answer in time{sep}{doing}"),
+        )
+        .into()
+    })
+}
+
 /// Idle connections, reused until the server closes them.
 pub struct SmtpPool {
     config: SmtpConfig,
@@ -169,12 +187,13 @@ impl SmtpPool {
 
     /// A new connection, and a duplicate of its socket for [`closed_by_server`].
     async fn connect(&self) -> Result<(AsyncSmtpConnection, std::net::TcpStream), PoolError> {
+        within(self.config.timeout, "while connecting", self.open()).await?
+    }
+
+    /// Connects, greets and, as configured, upgrades to TLS and logs in.
+    async fn open(&self) -> Result<(AsyncSmtpConnection, std::net::TcpStream), PoolError> {
         let c = &self.config;
-        let tcp = tokio::time::timeout(c.timeout, TcpStream::connect((c.host.as_str(), c.port)))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-            })??;
+        let tcp = TcpStream::connect((c.host.as_str(), c.port)).await?;
         tcp.set_nodelay(true)?;
         let std_tcp = tcp.into_std()?;
         let socket = std_tcp.try_clone()?;
@@ -216,7 +235,10 @@ impl SmtpPool {
             // after longer, ask.
             Some(mut p) if p.since.elapsed() > LOOK_AFTER => {
                 if !closed_by_server(&p.socket, p.conn.is_encrypted())
-                    && (p.since.elapsed() <= ASK_AFTER || p.conn.test_connected().await)
+                    && (p.since.elapsed() <= ASK_AFTER
+                        || within(self.config.timeout, "", p.conn.test_connected())
+                            .await
+                            .unwrap_or(false))
                 {
                     (p.conn, p.socket)
                 } else {
@@ -227,17 +249,16 @@ impl SmtpPool {
             None => self.connect().await?,
         };
         let bytes = message.formatted();
-        let result: Result<_, PoolError> =
-            match tokio::time::timeout(self.config.timeout, conn.send(message.envelope(), &bytes))
-                .await
-            {
-                Ok(r) => r.map_err(PoolError::from),
-                Err(_) => Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "SMTP server did not answer in time",
-                )
-                .into()),
-            };
+        let result = match within(
+            self.config.timeout,
+            "",
+            conn.send(message.envelope(), &bytes),
+        )
+        .await
+        {
+            Ok(r) => r.map_err(PoolError::from),
+            Err(e) => Err(e),
+        };
         // Only a connection whose transaction finished is reused: lettre closes one that got
         // a refusal, and one that timed out may still have a reply on its way.
         if result.is_ok() && !conn.has_broken() {
@@ -337,6 +358,36 @@ mod tests {
             .await
             .expect("sent on a new connection, not on the closed one");
         server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_greets_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(s);
+        });
+        let mut config =
+            SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}"), "t.example").unwrap();
+        config.timeout = Duration::from_millis(300);
+        let pool = SmtpPool::new(config, 1);
+        let message = lettre::Message::builder()
+            .from("a@x.example".parse().unwrap())
+            .to("b@y.example".parse().unwrap())
+            .subject("hi")
+            .body(String::from("body"))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let e = pool.send(&message).await.unwrap_err();
+        assert!(e.to_string().contains("while connecting"), "{e}");
+        assert!(!e.is_permanent(), "retried later");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "did not wait for the server"
+        );
+        server.abort();
     }
 
     #[test]

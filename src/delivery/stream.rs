@@ -25,6 +25,11 @@ use tokio::net::TcpStream;
 /// The reply given to lettre for a held `MAIL FROM` or `RCPT TO`.
 const PROVISIONAL: &[u8] = b"250 2.0.0 Ok (pipelined)\r\n";
 
+/// Bytes of replies held while waiting for the rest of them: far more than any server
+/// sends (lettre allows 8 KB for one reply), so that a broken server cannot make the
+/// stream hold without limit.
+const MAX_REPLIES: usize = 64 * 1024;
+
 /// What lettre waits for when it next reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Awaited {
@@ -65,6 +70,9 @@ pub struct SmtpStream {
     awaited: Awaited,
     /// Between `DATA`'s 354 and the next read, what lettre writes is the message.
     in_body: bool,
+    /// The server's replies could not be read (too long): the stream reads as closed from
+    /// then on, so that lettre's QUIT does not wait on the rest of them.
+    failed: bool,
 }
 
 impl SmtpStream {
@@ -81,6 +89,7 @@ impl SmtpStream {
             held: 0,
             awaited: Awaited::PLAIN,
             in_body: false,
+            failed: false,
         }
     }
 
@@ -135,6 +144,14 @@ impl SmtpStream {
             let ends = reply_ends(&self.inbound, n);
             if ends.len() == n {
                 return Poll::Ready(Ok(Some(ends)));
+            }
+            if self.inbound.len() > MAX_REPLIES {
+                self.failed = true;
+                self.inbound = Vec::new();
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the SMTP server's replies are too long",
+                )));
             }
             let mut chunk = [0u8; 4096];
             let mut rb = ReadBuf::new(&mut chunk);
@@ -225,6 +242,9 @@ impl AsyncRead for SmtpStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(Ok(()));
+        }
         if this.give(buf) {
             return Poll::Ready(Ok(()));
         }
@@ -312,17 +332,31 @@ mod tests {
     async fn scripted(
         steps: &'static [&'static str],
     ) -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
+        scripted_in_pieces(steps, usize::MAX).await
+    }
+
+    /// As [`scripted`], with each reply sent `piece` bytes at a time, a segment each.
+    async fn scripted_in_pieces(
+        steps: &'static [&'static str],
+        piece: usize,
+    ) -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
+            s.set_nodelay(true).unwrap();
             s.write_all(b"220 test ESMTP\r\n").await.unwrap();
             let mut reads = Vec::new();
             for reply in steps {
                 let mut got = vec![0u8; 4096];
                 let n = s.read(&mut got).await.unwrap();
                 reads.push(String::from_utf8_lossy(&got[..n]).into_owned());
-                s.write_all(reply.as_bytes()).await.unwrap();
+                for chunk in reply.as_bytes().chunks(piece) {
+                    s.write_all(chunk).await.unwrap();
+                    if piece != usize::MAX {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                }
             }
             reads
         });
@@ -373,6 +407,48 @@ mod tests {
             ],
             "the envelope and DATA in one segment, the body and its dot in one"
         );
+    }
+
+    #[tokio::test]
+    async fn replies_that_arrive_in_pieces_are_gathered_whole() {
+        let (addr, server) = scripted_in_pieces(
+            &[
+                "250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+                "250 2.1.0 Ok\r\n550-5.1.1 No such\r\n550 5.1.1 user\r\n554 5.5.1 No valid recipients\r\n",
+                "221 Bye\r\n",
+            ],
+            3,
+        )
+        .await;
+        let mut c = connect(addr).await;
+        let e = c.send(&envelope(), MESSAGE).await.unwrap_err();
+        assert!(e.is_permanent(), "{e}");
+        assert!(e.to_string().contains("No such"), "{e}");
+        assert!(
+            e.to_string().contains("user"),
+            "both lines of the reply: {e}"
+        );
+        let reads = server.await.unwrap();
+        assert_eq!(
+            reads[1],
+            "MAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reply_without_end_is_refused_not_held_forever() {
+        let endless: &'static str = Box::leak("250-more\r\n".repeat(8_000).into_boxed_str());
+        let steps: &'static [&'static str] = Box::leak(Box::new([endless]));
+        let (addr, _server) = scripted(steps).await;
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let e = AsyncSmtpConnection::connect_with_transport(
+            Box::new(SmtpStream::new(tcp)),
+            &ClientId::Domain("t.example".into()),
+        )
+        .await
+        .err()
+        .expect("no reply ever ends");
+        assert!(e.to_string().contains("too long"), "{e}");
     }
 
     #[tokio::test]
