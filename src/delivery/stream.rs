@@ -276,8 +276,9 @@ impl AsyncRead for SmtpStream {
             Poll::Ready(Ok(Some(ends))) => ends,
             Poll::Ready(Ok(None)) => {
                 // The server hung up mid-reply: hand on what came, then the end.
-                let rest = std::mem::take(&mut this.inbound);
-                this.set_ready(&rest);
+                std::mem::swap(&mut this.ready, &mut this.inbound);
+                this.inbound.clear();
+                this.given = 0;
                 this.held = 0;
                 this.give(buf);
                 return Poll::Ready(Ok(()));
@@ -286,29 +287,27 @@ impl AsyncRead for SmtpStream {
             Poll::Pending => return Poll::Pending,
         };
         // The first refusal among the held commands' replies stands for the whole
-        // transaction; else the reply to the command lettre waits for.
-        let mut start = 0;
-        let mut chosen = None;
-        for (i, &end) in ends.iter().enumerate() {
-            let reply = start..end;
-            start = end;
-            let last = i + 1 == ends.len();
-            if last || this.inbound[reply.start] != b'2' {
-                chosen = Some((reply, last));
+        // transaction; else the reply to the command lettre waits for (the last).
+        let all = *ends.last().expect("at least one reply");
+        let (mut start, mut end) = (0, all);
+        for &e in &ends {
+            if e == all || this.inbound[start] != b'2' {
+                end = e;
                 break;
             }
+            start = e;
         }
-        let (reply, last) = chosen.expect("at least one reply");
-        let bytes = this.inbound[reply].to_vec();
-        this.inbound
-            .drain(..*ends.last().expect("at least one reply"));
+        let last = end == all;
+        this.ready.clear();
+        this.ready.extend_from_slice(&this.inbound[start..end]);
+        this.given = 0;
+        this.inbound.drain(..all);
         this.held = 0;
         this.awaited = Awaited::PLAIN;
         if last && ehlo {
-            this.pipelining = offers_pipelining(&bytes);
+            this.pipelining = offers_pipelining(&this.ready);
         }
-        this.in_body = last && data && bytes.first() == Some(&b'3');
-        this.set_ready(&bytes);
+        this.in_body = last && data && this.ready.first() == Some(&b'3');
         this.give(buf);
         Poll::Ready(Ok(()))
     }
