@@ -141,10 +141,9 @@ async fn within<T>(
     work: impl std::future::Future<Output = T>,
 ) -> Result<T, PoolError> {
     tokio::time::timeout(limit, work).await.map_err(|_| {
-        let sep = if doing.is_empty() { "" } else { " " };
         std::io::Error::new(
             std::io::ErrorKind::TimedOut,
-            format!("SMTP server did not answer in time{sep}{doing}"),
+            format!("SMTP server did not answer in time {doing}"),
         )
         .into()
     })
@@ -236,7 +235,7 @@ impl SmtpPool {
             Some(mut p) if p.since.elapsed() > LOOK_AFTER => {
                 if !closed_by_server(&p.socket, p.conn.is_encrypted())
                     && (p.since.elapsed() <= ASK_AFTER
-                        || within(self.config.timeout, "", p.conn.test_connected())
+                        || within(self.config.timeout, "to NOOP", p.conn.test_connected())
                             .await
                             .unwrap_or(false))
                 {
@@ -249,16 +248,13 @@ impl SmtpPool {
             None => self.connect().await?,
         };
         let bytes = message.formatted();
-        let result = match within(
+        let result = within(
             self.config.timeout,
-            "",
+            "while sending",
             conn.send(message.envelope(), &bytes),
         )
         .await
-        {
-            Ok(r) => r.map_err(PoolError::from),
-            Err(e) => Err(e),
-        };
+        .and_then(|r| r.map_err(PoolError::from));
         // Only a connection whose transaction finished is reused: lettre closes one that got
         // a refusal, and one that timed out may still have a reply on its way.
         if result.is_ok() && !conn.has_broken() {
