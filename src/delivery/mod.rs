@@ -4,6 +4,8 @@
 
 mod smtp;
 mod stream;
+#[cfg(test)]
+mod test_server;
 
 pub use stream::SmtpStream;
 pub mod worker;

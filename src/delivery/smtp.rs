@@ -275,40 +275,33 @@ impl SmtpPool {
 mod tests {
     use super::*;
 
+    use crate::delivery::test_server::{ONE_MESSAGE, converse, message};
+
+    /// A pool of `size` connections to 127.0.0.1:`port` whose exchanges time out after
+    /// `timeout`.
+    fn pool(port: u16, timeout: Duration, size: usize) -> SmtpPool {
+        let mut config =
+            SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}"), "t.example").unwrap();
+        config.timeout = timeout;
+        SmtpPool::new(config, size)
+    }
+
     #[tokio::test]
     async fn a_connection_that_timed_out_is_not_reused() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncReadExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
-            s.write_all(b"220 test\r\n").await.unwrap();
-            let mut buf = vec![0u8; 4096];
-            for reply in [
-                &b"250-test\r\n250 PIPELINING\r\n"[..],
-                b"250 Ok\r\n250 Ok\r\n354 Go\r\n",
-                b"250 Queued\r\n",
-            ] {
-                let _ = s.read(&mut buf).await.unwrap();
-                s.write_all(reply).await.unwrap();
-            }
+            converse(&mut s, ONE_MESSAGE, usize::MAX).await;
             // The second message's envelope gets no answer.
-            let _ = s.read(&mut buf).await.unwrap();
+            let _ = s.read(&mut [0u8; 4096]).await.unwrap();
             tokio::time::sleep(Duration::from_secs(5)).await;
         });
-        let mut config =
-            SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}"), "t.example").unwrap();
-        config.timeout = Duration::from_millis(300);
-        let pool = SmtpPool::new(config, 2);
-        let message = lettre::Message::builder()
-            .from("a@x.example".parse().unwrap())
-            .to("b@y.example".parse().unwrap())
-            .subject("hi")
-            .body(String::from("body"))
-            .unwrap();
-        pool.send(&message).await.unwrap();
+        let pool = pool(port, Duration::from_millis(300), 2);
+        pool.send(&message()).await.unwrap();
         assert_eq!(pool.idle.lock().await.len(), 1, "kept for the next message");
-        let e = pool.send(&message).await.unwrap_err();
+        let e = pool.send(&message()).await.unwrap_err();
         assert!(e.to_string().contains("did not answer"), "{e}");
         assert!(
             pool.idle.lock().await.is_empty(),
@@ -319,7 +312,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_the_server_closed_is_replaced() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         // Each connection carries one message; then the server says 421 and hangs up, as
@@ -327,30 +320,14 @@ mod tests {
         let server = tokio::spawn(async move {
             for _ in 0..2 {
                 let (mut s, _) = listener.accept().await.unwrap();
-                s.write_all(b"220 test\r\n").await.unwrap();
-                let mut buf = vec![0u8; 4096];
-                for reply in [
-                    &b"250-test\r\n250 PIPELINING\r\n"[..],
-                    b"250 Ok\r\n250 Ok\r\n354 Go\r\n",
-                    b"250 Queued\r\n",
-                ] {
-                    let _ = s.read(&mut buf).await.unwrap();
-                    s.write_all(reply).await.unwrap();
-                }
+                converse(&mut s, ONE_MESSAGE, usize::MAX).await;
                 s.write_all(b"421 4.4.2 Timeout\r\n").await.unwrap();
             }
         });
-        let config = SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}"), "t.example");
-        let pool = SmtpPool::new(config.unwrap(), 2);
-        let message = lettre::Message::builder()
-            .from("a@x.example".parse().unwrap())
-            .to("b@y.example".parse().unwrap())
-            .subject("hi")
-            .body(String::from("body"))
-            .unwrap();
-        pool.send(&message).await.unwrap();
+        let pool = pool(port, Duration::from_secs(30), 2);
+        pool.send(&message()).await.unwrap();
         tokio::time::sleep(LOOK_AFTER + Duration::from_millis(100)).await;
-        pool.send(&message)
+        pool.send(&message())
             .await
             .expect("sent on a new connection, not on the closed one");
         server.await.unwrap();
@@ -365,18 +342,9 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             drop(s);
         });
-        let mut config =
-            SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}"), "t.example").unwrap();
-        config.timeout = Duration::from_millis(300);
-        let pool = SmtpPool::new(config, 1);
-        let message = lettre::Message::builder()
-            .from("a@x.example".parse().unwrap())
-            .to("b@y.example".parse().unwrap())
-            .subject("hi")
-            .body(String::from("body"))
-            .unwrap();
+        let pool = pool(port, Duration::from_millis(300), 1);
         let started = std::time::Instant::now();
-        let e = pool.send(&message).await.unwrap_err();
+        let e = pool.send(&message()).await.unwrap_err();
         assert!(e.to_string().contains("while connecting"), "{e}");
         assert!(!e.is_permanent(), "retried later");
         assert!(

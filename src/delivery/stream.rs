@@ -343,33 +343,21 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
-            s.set_nodelay(true).unwrap();
-            s.write_all(b"220 test ESMTP\r\n").await.unwrap();
-            let mut reads = Vec::new();
-            for reply in steps {
-                let mut got = vec![0u8; 4096];
-                let n = s.read(&mut got).await.unwrap();
-                reads.push(String::from_utf8_lossy(&got[..n]).into_owned());
-                for chunk in reply.as_bytes().chunks(piece) {
-                    s.write_all(chunk).await.unwrap();
-                    if piece != usize::MAX {
-                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                    }
-                }
-            }
-            reads
+            crate::delivery::test_server::converse(&mut s, steps, piece).await
         });
         (addr, server)
     }
 
-    async fn connect(addr: std::net::SocketAddr) -> AsyncSmtpConnection {
+    /// lettre's connection over an `SmtpStream`, greeted and past EHLO.
+    async fn connect(
+        addr: std::net::SocketAddr,
+    ) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
         let tcp = TcpStream::connect(addr).await.unwrap();
         AsyncSmtpConnection::connect_with_transport(
             Box::new(SmtpStream::new(tcp)),
             &ClientId::Domain("t.example".into()),
         )
         .await
-        .unwrap()
     }
 
     fn envelope() -> lettre::address::Envelope {
@@ -391,7 +379,7 @@ mod tests {
             "221 Bye\r\n",
         ])
         .await;
-        let mut c = connect(addr).await;
+        let mut c = connect(addr).await.unwrap();
         let reply = c.send(&envelope(), MESSAGE).await.unwrap();
         assert_eq!(reply.message().collect::<Vec<_>>(), ["2.0.0 Queued as 42"]);
         c.quit().await.unwrap();
@@ -409,44 +397,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn replies_that_arrive_in_pieces_are_gathered_whole() {
-        let (addr, server) = scripted_in_pieces(
-            &[
-                "250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
-                "250 2.1.0 Ok\r\n550-5.1.1 No such\r\n550 5.1.1 user\r\n554 5.5.1 No valid recipients\r\n",
-                "221 Bye\r\n",
-            ],
-            3,
-        )
-        .await;
-        let mut c = connect(addr).await;
-        let e = c.send(&envelope(), MESSAGE).await.unwrap_err();
-        assert!(e.is_permanent(), "{e}");
-        assert!(e.to_string().contains("No such"), "{e}");
-        assert!(
-            e.to_string().contains("user"),
-            "both lines of the reply: {e}"
-        );
-        let reads = server.await.unwrap();
-        assert_eq!(
-            reads[1],
-            "MAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\n"
-        );
-    }
-
-    #[tokio::test]
     async fn a_reply_without_end_is_refused_not_held_forever() {
         let endless: &'static str = Box::leak("250-more\r\n".repeat(8_000).into_boxed_str());
         let steps: &'static [&'static str] = Box::leak(Box::new([endless]));
         let (addr, _server) = scripted(steps).await;
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let e = AsyncSmtpConnection::connect_with_transport(
-            Box::new(SmtpStream::new(tcp)),
-            &ClientId::Domain("t.example".into()),
-        )
-        .await
-        .err()
-        .expect("no reply ever ends");
+        let e = connect(addr).await.err().expect("no reply ever ends");
         assert!(e.to_string().contains("too long"), "{e}");
     }
 
@@ -460,7 +415,7 @@ mod tests {
             "250 Queued\r\n",
         ])
         .await;
-        let mut c = connect(addr).await;
+        let mut c = connect(addr).await.unwrap();
         c.send(&envelope(), MESSAGE).await.unwrap();
         let reads = server.await.unwrap();
         assert_eq!(
@@ -476,21 +431,48 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_recipient_is_reported_as_the_server_said() {
-        let (addr, server) = scripted(&[
-            "250-test\r\n250 PIPELINING\r\n",
-            "250 2.1.0 Ok\r\n550 5.1.1 <b@y.example>: No such user\r\n554 5.5.1 No valid recipients\r\n",
-            "221 Bye\r\n",
-        ])
-        .await;
-        let mut c = connect(addr).await;
-        let e = c.send(&envelope(), MESSAGE).await.unwrap_err();
-        assert!(e.is_permanent(), "{e}");
-        assert!(e.to_string().contains("No such user"), "{e}");
-        let reads = server.await.unwrap();
-        assert_eq!(
-            reads[2], "QUIT\r\n",
-            "the transaction's later replies were dropped; lettre closes the connection"
-        );
+        // The replies whole, then three bytes at a time with the refusal on two lines: they
+        // are gathered whole either way.
+        for (steps, piece, said) in [
+            (
+                &[
+                    "250-test\r\n250 PIPELINING\r\n",
+                    "250 2.1.0 Ok\r\n550 5.1.1 <b@y.example>: No such user\r\n554 5.5.1 No valid recipients\r\n",
+                    "221 Bye\r\n",
+                ],
+                usize::MAX,
+                &["No such user"][..],
+            ),
+            (
+                &[
+                    "250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+                    "250 2.1.0 Ok\r\n550-5.1.1 No such\r\n550 5.1.1 user\r\n554 5.5.1 No valid recipients\r\n",
+                    "221 Bye\r\n",
+                ],
+                3,
+                &["No such", "user"][..],
+            ),
+        ] {
+            let (addr, server) = scripted_in_pieces(steps, piece).await;
+            let mut c = connect(addr).await.unwrap();
+            let e = c.send(&envelope(), MESSAGE).await.unwrap_err();
+            assert!(e.is_permanent(), "{e}");
+            for words in said {
+                assert!(
+                    e.to_string().contains(words),
+                    "every line of the reply: {e}"
+                );
+            }
+            let reads = server.await.unwrap();
+            assert_eq!(
+                reads[1],
+                "MAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\n"
+            );
+            assert_eq!(
+                reads[2], "QUIT\r\n",
+                "the transaction's later replies were dropped; lettre closes the connection"
+            );
+        }
     }
 
     #[tokio::test]
