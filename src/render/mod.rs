@@ -352,6 +352,19 @@ mod tests {
         }
     }
 
+    /// The personal links of profile `id` in delivery `delivery`, signed as a send signs
+    /// them.
+    fn links(id: i64, delivery: i64) -> PersonalLinks {
+        let signer = crate::track::Signer::new(b"test secret test secret test sec");
+        crate::track::personal_links(
+            &signer,
+            "https://news.example",
+            "hello@example.com",
+            id,
+            crate::track::Origin::Delivery(delivery),
+        )
+    }
+
     #[test]
     fn links_found_at_load_render_the_same_as_links_found_at_send() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -364,7 +377,6 @@ mod tests {
         );
         parsed.templates = Templates::load_with(root, true, false).unwrap();
         assert!(parsed.templates.links.is_none());
-        let signer = crate::track::Signer::new(b"test secret test secret test sec");
         // Every campaign for the check's sample people (one per segment), with names that
         // hold markup, a marker character of either kind, or nothing a shape would refuse:
         // the same HTML and text, byte for byte, as parsing each message.
@@ -383,18 +395,11 @@ mod tests {
             sample.profile.answers.name = Some(name.into());
             for campaign in &prepared.campaigns {
                 let render = |site: &crate::site::Site| {
-                    let links = crate::track::personal_links(
-                        &signer,
-                        "https://news.example",
-                        "hello@example.com",
-                        7,
-                        crate::track::Origin::Delivery(3),
-                    );
                     let person = site.personalise(
                         campaign,
                         &sample.profile,
                         &sample.facts,
-                        links,
+                        links(7, 3),
                         1_800_000_000,
                     );
                     let mut seam = Numbered(Vec::new());
@@ -422,27 +427,23 @@ mod tests {
 
     #[test]
     fn a_text_template_gets_the_tracked_links_of_the_html() {
-        fn copy(from: &Path, to: &Path) {
-            std::fs::create_dir_all(to).unwrap();
-            for entry in std::fs::read_dir(from).unwrap() {
-                let path = entry.unwrap().path();
-                let target = to.join(path.file_name().unwrap());
-                if path.is_dir() {
-                    copy(&path, &target);
-                } else {
-                    std::fs::copy(&path, &target).unwrap();
-                }
-            }
-        }
+        // The example project, seen through links, with one more template of its own.
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let dir = tempfile::tempdir().unwrap();
-        std::fs::copy(
-            root.join("campaigns.toml"),
-            dir.path().join("campaigns.toml"),
-        )
-        .unwrap();
-        copy(&root.join("segments"), &dir.path().join("segments"));
-        copy(&root.join("templates"), &dir.path().join("templates"));
+        let link = |from: &Path, to: &Path| std::os::unix::fs::symlink(from, to).unwrap();
+        link(
+            &root.join("campaigns.toml"),
+            &dir.path().join("campaigns.toml"),
+        );
+        link(&root.join("segments"), &dir.path().join("segments"));
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        for entry in std::fs::read_dir(root.join("templates")).unwrap() {
+            let entry = entry.unwrap();
+            link(
+                &entry.path(),
+                &dir.path().join("templates").join(entry.file_name()),
+            );
+        }
         std::fs::write(
             dir.path().join("templates/newsletter.txt.hbs"),
             "Hello {{name}}. Courses: https://learn.contoso.example/courses/invoicing\n",
@@ -452,19 +453,9 @@ mod tests {
         assert!(site.templates.links.is_some(), "links prepared at load");
         let campaign = site.campaign("newsletter").unwrap();
         let (samples, _) = crate::site::sample_profiles(&site);
-        let signer = crate::track::Signer::new(b"test secret test secret test sec");
         let person = samples
             .iter()
-            .map(|s| {
-                let links = crate::track::personal_links(
-                    &signer,
-                    "https://news.example",
-                    "hello@example.com",
-                    1,
-                    crate::track::Origin::Delivery(1),
-                );
-                site.personalise(campaign, &s.profile, &s.facts, links, 1_800_000_000)
-            })
+            .map(|s| site.personalise(campaign, &s.profile, &s.facts, links(1, 1), 1_800_000_000))
             .find(|p| p.sections.iter().any(|x| x.template == "sections/training"))
             .expect("a sample gets the training section");
         let mut seam = Numbered(Vec::new());
@@ -498,21 +489,18 @@ mod tests {
         let site = crate::site::Site::load(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
         let campaign = site.campaign("newsletter").unwrap();
         let (samples, _) = crate::site::sample_profiles(&site);
-        let signer = crate::track::Signer::new(b"test secret test secret test sec");
         let render = |id: i64, name: &str, email: &str| {
             let mut profile = samples[0].profile.clone();
             profile.id = id;
             profile.answers.name = Some(name.into());
             profile.email = crate::profile::Email::parse(email).unwrap();
-            let links = crate::track::personal_links(
-                &signer,
-                "https://news.example",
-                "hello@example.com",
-                id,
-                crate::track::Origin::Delivery(id),
+            let person = site.personalise(
+                campaign,
+                &profile,
+                &samples[0].facts,
+                links(id, id),
+                1_800_000_000,
             );
-            let person =
-                site.personalise(campaign, &profile, &samples[0].facts, links, 1_800_000_000);
             site.templates
                 .render_campaign(
                     campaign,
