@@ -216,6 +216,11 @@ async fn two_instances_on_one_postgres_create_the_run_once_and_send_once() {
         .unwrap()
         .replace("0 0 9 1 * *", "0 0 0 1 1 *");
     std::fs::write(&path, campaigns).unwrap();
+    // rapport has known this schedule since 1970, so the occurrence is one it missed.
+    sqlx::query("INSERT INTO schedules_seen (campaign, schedule, first_seen_at) VALUES ('newsletter', '0 0 0 1 1 *', 0)")
+        .execute(&common::raw_pool(&db).await)
+        .await
+        .unwrap();
     let vars = [
         ("RAPPORT_SMTP_URL", sink.url()),
         ("RAPPORT_SCHEDULE_GRACE", "400d".into()),

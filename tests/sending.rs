@@ -20,6 +20,8 @@ on_both_databases!(
     welcome_follows_confirmation_once,
     manual_runs_reach_each_subscriber_once_per_run,
     scheduled_runs_are_created_once_per_period,
+    a_new_install_never_sends_a_missed_newsletter,
+    a_server_started_on_the_first_after_nine_queues_nothing,
     permanent_refusal_bounces_the_address,
     transient_failure_is_retried,
     status_and_unless_are_checked_right_before_sending,
@@ -205,11 +207,14 @@ async fn scheduled_runs_are_created_once_per_period(db: Db) {
     add_subscribers(&app, "sch", 3, Answers::default()).await;
     let site = site();
     let grace = Duration::from_secs(24 * 3600);
-    let at = |s: &str| {
-        chrono::Utc.from_utc_datetime(
-            &chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap(),
-        )
-    };
+    let at = utc;
+    assert!(
+        tick(&app.store, &site, at("2026-12-01 08:00:00"), grace)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet (and now the schedule is known)"
+    );
     let q = tick(&app.store, &site, at("2026-12-01 09:00:05"), grace)
         .await
         .unwrap();
@@ -263,6 +268,79 @@ async fn scheduled_runs_are_created_once_per_period(db: Db) {
     let runs = &runs[..2];
     let keys: Vec<&str> = runs.iter().map(|r| r.1.as_str()).collect();
     assert_eq!(keys, ["2026-12-01T09:00:00Z", "2027-01-01T09:00:00Z"]);
+}
+
+fn utc(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc
+        .from_utc_datetime(&chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap())
+}
+
+/// A database that first sees the schedule at 21:00 on the 1st does not send that day's
+/// 09:00 newsletter (inside the grace window, but from before rapport knew the schedule);
+/// the next month's is sent, and catch-up after downtime still works for it.
+async fn a_new_install_never_sends_a_missed_newsletter(db: Db) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let vars = [("RAPPORT_WORKER", "off")];
+    let Some(app) = common::spawn_app_at(db, root, &vars, utc("2026-12-01 21:00:00")).await else {
+        return;
+    };
+    add_subscribers(&app, "new", 2, Answers::default()).await;
+    let site = site();
+    let grace = Duration::from_secs(24 * 3600);
+    for t in ["2026-12-01 21:00:00", "2026-12-02 08:00:00"] {
+        assert!(
+            tick(&app.store, &site, utc(t), grace)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{t}: the 1 December run predates the install"
+        );
+    }
+    // Down from before 09:00 on 1 January until 20:00: caught up.
+    let q = tick(&app.store, &site, utc("2027-01-01 20:00:00"), grace)
+        .await
+        .unwrap();
+    assert_eq!(q.len(), 1);
+    let runs = app.store.runs_of("newsletter").await.unwrap();
+    let keys: Vec<&str> = runs.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(keys, ["2027-01-01T09:00:00Z"]);
+    // A changed schedule is a new schedule: its past occurrences are not caught up.
+    let dir = common::example_copy();
+    let toml = std::fs::read_to_string(dir.path().join("campaigns.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("campaigns.toml"),
+        toml.replace("0 0 9 1 * *", "0 0 9 2 * *"),
+    )
+    .unwrap();
+    let changed = Site::load(dir.path()).unwrap();
+    assert!(
+        tick(&app.store, &changed, utc("2027-01-02 12:00:00"), grace)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The whole server, its clock on the 1st at 10:00 (an hour after the example newsletter's
+/// time, inside its grace window), on a fresh database: the scheduler queues nothing, so
+/// no test's counts depend on the day the suite runs.
+async fn a_server_started_on_the_first_after_nine_queues_nothing(db: Db) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let Some(app) = common::spawn_app_at(db, root, &[], utc("2026-12-01 10:00:00")).await else {
+        return;
+    };
+    add_subscribers(&app, "first", 2, Answers::default()).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(app.store.runs_of("newsletter").await.unwrap().is_empty());
+    // The server keeps ticking: when the clock reaches the next occurrence, it is sent.
+    app.clock.set(utc("2027-01-01 09:00:01"));
+    for _ in 0..200 {
+        if app.store.runs_of("newsletter").await.unwrap().len() == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the scheduler never queued the January run");
 }
 
 async fn permanent_refusal_bounces_the_address(db: Db) {

@@ -44,6 +44,8 @@ pub struct Settings {
     /// How long a claimed delivery stays with its worker without a renewal; after a crash,
     /// its deliveries are picked up again this long after the last renewal.
     pub delivery_lease: Duration,
+    /// The clock the scheduler reads; the system clock except in tests (not an env setting).
+    pub clock: crate::clock::Clock,
 }
 
 /// A setting that could not be read; the message names the variable and the fix.
@@ -204,6 +206,7 @@ impl Settings {
             confirm_ttl,
             subscribe_per_minute,
             trust_proxy,
+            clock: crate::clock::Clock::System,
         })
     }
 

@@ -4,15 +4,18 @@
 //! The scheduler is a once-a-second tick rather than a timer per job: each tick asks croner
 //! for the last occurrence of every schedule and creates the run for that occurrence if it
 //! does not exist. A run missed while rapport was down is therefore started at the next
-//! start, as long as it is within the grace window (24 h by default); the run's unique
-//! (campaign, period key) makes sure it is created once, however many `serve` processes
-//! share the database.
+//! start, as long as it is within the grace window (24 h by default) and after rapport first
+//! saw that schedule (so a new install, a fresh database or a changed schedule never sends a
+//! "missed" run from before); the run's unique (campaign, period key) makes sure it is
+//! created once, however many `serve` processes share the database. The time comes from a
+//! [`Clock`], which tests set.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::campaign::{Campaign, Kind, Trigger};
+use crate::clock::Clock;
 use crate::site::Site;
 use crate::store::{AudienceQuery, EventKind, RunOrigin, Store, StoreError, now};
 
@@ -40,7 +43,8 @@ fn period_key(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Starts every scheduled run that is due at `at` (and not older than `grace`), with
+/// Starts every scheduled run that is due at `at` (not older than `grace`, and not from
+/// before rapport first saw the schedule, which this call records when it is new), with
 /// schedules read in UTC, and finishes queuing runs a crash interrupted. Returns the runs
 /// this call queued.
 pub async fn tick(
@@ -70,9 +74,12 @@ pub async fn tick_in(
         let Ok(last) = schedule.cron.find_previous_occurrence(&local, true) else {
             continue;
         };
+        let first_seen = store
+            .schedule_first_seen(&campaign.id, &schedule.source, at.timestamp())
+            .await?;
         let last = last.with_timezone(&Utc);
         let late = (at - last).to_std().unwrap_or_default();
-        if late > grace {
+        if late > grace || last.timestamp() < first_seen {
             continue;
         }
         let key = period_key(last);
@@ -230,10 +237,11 @@ pub fn event_kind(what: &Happened<'_>) -> Option<EventKind> {
     }
 }
 
-/// Runs [`tick`] every second until `stop` turns true.
+/// Runs [`tick`] every second, at the time `clock` says, until `stop` turns true.
 pub async fn run(
     store: Store,
     site: crate::site::SiteHandle,
+    clock: Clock,
     grace: Duration,
     tz: chrono_tz::Tz,
     on_queued: impl Fn(),
@@ -243,7 +251,7 @@ pub async fn run(
         if *stop.borrow() {
             break;
         }
-        match tick_in(&store, &site.get(), Utc::now(), grace, tz).await {
+        match tick_in(&store, &site.get(), clock.now(), grace, tz).await {
             Ok(q) if !q.is_empty() => on_queued(),
             Ok(_) => {}
             Err(e) => {

@@ -82,6 +82,41 @@ impl Store {
         .await?)
     }
 
+    /// When rapport first saw `schedule` for `campaign`, recording `at` if it never had.
+    /// The scheduler starts no occurrence from before this moment (no "missed" run on a
+    /// new install, a fresh database or a changed schedule).
+    pub async fn schedule_first_seen(
+        &self,
+        campaign: &str,
+        schedule: &str,
+        at: i64,
+    ) -> Result<i64, StoreError> {
+        let select =
+            "SELECT first_seen_at FROM schedules_seen WHERE campaign = $1 AND schedule = $2";
+        let seen: Option<i64> = sqlx::query_scalar(select)
+            .bind(campaign)
+            .bind(schedule)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(seen) = seen {
+            return Ok(seen);
+        }
+        sqlx::query(
+            "INSERT INTO schedules_seen (campaign, schedule, first_seen_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (campaign, schedule) DO NOTHING",
+        )
+        .bind(campaign)
+        .bind(schedule)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(sqlx::query_scalar(select)
+            .bind(campaign)
+            .bind(schedule)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// The standing run of a triggered campaign, created on first use.
     pub async fn standing_run(&self, campaign: &str) -> Result<i64, StoreError> {
         if let Some(id) = self

@@ -211,6 +211,7 @@ impl Application {
         let scheduler = tokio::spawn(crate::schedule::run(
             self.state.store.clone(),
             self.state.site_handle.clone(),
+            self.state.settings.clock.clone(),
             self.state.settings.schedule_grace,
             self.state.settings.schedule_tz,
             move || waker.wake(),

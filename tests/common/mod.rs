@@ -20,6 +20,14 @@ pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
 /// The admin token of test servers (pass `("RAPPORT_ADMIN_TOKEN", "")` to have none).
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// Where the clock of every test server stands unless a test moves it: mid-month, far from
+/// any example schedule, so no test depends on the day the suite runs.
+pub fn test_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-06-15T12:00:00Z")
+        .unwrap()
+        .to_utc()
+}
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -36,6 +44,8 @@ pub struct TestApp {
     pub signer: Signer,
     pub db: Db,
     pub database_url: String,
+    /// The server's scheduler clock (manual: tests move it).
+    pub clock: rapport::clock::Clock,
     _tmp: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -85,6 +95,16 @@ pub async fn spawn_app_with(db: Db, vars: &[(&str, &str)]) -> Option<TestApp> {
 
 /// Starts the server on the project in `dir` with extra settings.
 pub async fn spawn_app_in(db: Db, dir: &Path, vars: &[(&str, &str)]) -> Option<TestApp> {
+    spawn_app_at(db, dir, vars, test_now()).await
+}
+
+/// Starts the server with its scheduler's clock standing at `now`.
+pub async fn spawn_app_at(
+    db: Db,
+    dir: &Path,
+    vars: &[(&str, &str)],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<TestApp> {
     if let Ok(filter) = std::env::var("TEST_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -111,8 +131,10 @@ pub async fn spawn_app_in(db: Db, dir: &Path, vars: &[(&str, &str)]) -> Option<T
     for (k, v) in vars.iter().filter(|(_, v)| !v.is_empty()) {
         env.insert(k.to_string(), v.to_string());
     }
-    let settings =
+    let mut settings =
         Settings::from_lookup(database_url.clone(), |k| env.get(k).cloned()).expect("settings");
+    let clock = rapport::clock::Clock::manual(now);
+    settings.clock = clock.clone();
     let app = Application::build(settings, dir, "127.0.0.1:0".parse().unwrap())
         .await
         .expect("server starts");
@@ -136,6 +158,7 @@ pub async fn spawn_app_in(db: Db, dir: &Path, vars: &[(&str, &str)]) -> Option<T
         signer: Signer::new(SECRET.as_bytes()),
         db,
         database_url,
+        clock,
         _tmp: tmp,
         shutdown: Some(tx),
     })
