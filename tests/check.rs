@@ -264,6 +264,55 @@ fn handlebars_syntax_error() {
     );
 }
 
+/// Partials that include each other, and thousands of nested blocks, overflowed the
+/// stack (exit 134); now a located error, and `serve` refuses the set at start.
+#[test]
+fn recursive_partials_and_deep_nesting_are_located_not_a_crash() {
+    let dir = example_copy();
+    write(dir.path(), "templates/partials/a.hbs", "a{{> b}}");
+    write(dir.path(), "templates/partials/b.hbs", "b\n  {{> a}}");
+    edit(
+        dir.path(),
+        "templates/newsletter.hbs",
+        "{{#each",
+        "{{> a}}{{#each",
+    );
+    let o = check(dir.path());
+    assert_problem(
+        &o,
+        "templates/partials/b.hbs",
+        2,
+        Some(3),
+        "includes itself",
+    );
+    let serve = Command::new(BIN)
+        .arg("--dir")
+        .arg(dir.path())
+        .args([
+            "--database-url",
+            &format!("sqlite://{}", dir.path().join("r.db").display()),
+        ])
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        serve.status.code(),
+        Some(1),
+        "refused at start, not a crash"
+    );
+    assert!(String::from_utf8_lossy(&serve.stderr).contains("includes itself"));
+
+    let dir = example_copy();
+    let deep = "{{#if first_name}}".repeat(5_000) + &"{{/if}}".repeat(5_000);
+    write(
+        dir.path(),
+        "templates/welcome.hbs",
+        &format!("<p>Hi</p>\n{deep}\n"),
+    );
+    let o = check(dir.path());
+    assert_problem(&o, "templates/welcome.hbs", 2, None, "nest");
+}
+
 #[test]
 fn missing_partial() {
     let dir = example_copy();

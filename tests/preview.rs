@@ -205,6 +205,19 @@ async fn sighup_reloads_and_keeps_the_running_set_on_errors() {
         get().await.unwrap().starts_with("RELOADED"),
         "an invalid set is refused; the running one stays"
     );
+    // A set that would recurse for ever when rendered is refused too, and nothing aborts.
+    std::fs::write(&page, "{{> loop}}").unwrap();
+    std::fs::write(dir.path().join("templates/partials/loop.hbs"), "{{> loop}}").unwrap();
+    hup();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        get().await.unwrap().starts_with("RELOADED"),
+        "a recursive set is refused; the running one stays"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "serve is still running"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -7,6 +7,7 @@ mod inline;
 mod links;
 mod message;
 mod shape;
+mod structure;
 
 use std::path::{Path, PathBuf};
 
@@ -149,21 +150,39 @@ impl Templates {
             collect_hbs(&root, &mut files, &mut problems);
         }
         files.sort();
+        let mut read = Vec::new();
         for path in files {
             let Some(name) = template_name(&root, &path) else {
                 continue;
             };
             by_name.insert(name.clone(), path.clone());
-            let src = match std::fs::read_to_string(&path) {
-                Ok(s) => s,
-                Err(e) => {
-                    problems.push(Diagnostic::file(
-                        &path,
-                        format!("cannot read template: {e}"),
-                    ));
-                    continue;
+            match std::fs::read_to_string(&path) {
+                Ok(src) => {
+                    sources.insert(name.clone(), src.clone());
+                    read.push((name, path, src));
                 }
-            };
+                Err(e) => problems.push(Diagnostic::file(
+                    &path,
+                    format!("cannot read template: {e}"),
+                )),
+            }
+        }
+        // Recursion and depth first: Handlebars would overflow the stack parsing or
+        // rendering them (see `structure`).
+        for p in structure::check(&sources) {
+            let src = &sources[&p.template];
+            problems.push(match by_name.get(&p.template) {
+                Some(path) => Diagnostic::at(path, src, p.at, p.message),
+                None => Diagnostic::file(
+                    &PathBuf::from(format!("(built-in template {})", p.template)),
+                    p.message,
+                ),
+            });
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        for (name, path, src) in read {
             // Text parts (`NAME.txt.hbs`) render without HTML escaping.
             if name.ends_with(".txt") {
                 let _ = plain.register_template_string(&name, &src);
@@ -177,7 +196,6 @@ impl Templates {
                     message: format!("template syntax error: {}", e.reason()),
                 });
             }
-            sources.insert(name, src);
         }
         // CSS inlining once per template, where it is lossless (see `inline`).
         let mut inline_at_send = false;
