@@ -47,6 +47,9 @@ pub struct StructureError {
     pub message: String,
 }
 
+/// An edge of the partial graph: (target node, nesting at the include, byte offset).
+type Edge = (String, usize, usize);
+
 /// Node names: a template's name, or `TEMPLATE#NAME` for an inline partial it defines.
 fn inline_node(template: &str, name: &str) -> String {
     format!("{template}#{name}")
@@ -186,7 +189,7 @@ pub fn check(sources: &BTreeMap<String, String>) -> Vec<StructureError> {
         })
         .map(|(n, _)| n.clone())
         .collect();
-    let edges = |node: &str| -> Vec<(String, usize, usize)> {
+    let edges = |node: &str| -> Vec<Edge> {
         let Some((template, shape)) = nodes.get(node) else {
             return Vec::new();
         };
@@ -224,8 +227,7 @@ pub fn check(sources: &BTreeMap<String, String>) -> Vec<StructureError> {
             continue;
         }
         // (node, its edges, next edge to follow)
-        let mut stack: Vec<(String, Vec<(String, usize, usize)>, usize)> =
-            vec![(root.clone(), edges(root), 0)];
+        let mut stack: Vec<(String, Vec<Edge>, usize)> = vec![(root.clone(), edges(root), 0)];
         state.insert(root.clone(), 1);
         while let Some((node, out, next)) = stack.last_mut() {
             if let Some((target, _, at)) = out.get(*next).cloned() {
