@@ -56,11 +56,40 @@ async fn export_and_erase(app: TestApp) {
         1,
         "the anonymous profile stays for the counts"
     );
-    assert_eq!(
-        app.get(&format!("{centre}/data")).await.status,
-        200,
-        "the old link shows only what is left"
-    );
+    // Erasure revokes every link the person was sent.
+    let token = centre.rsplit('/').next().unwrap();
+    let id: i64 = app
+        .signer
+        .verify(rapport::track::Purpose::Profile, token, 0)
+        .unwrap()
+        .id;
+    let unsubscribe = app
+        .signer
+        .sign(rapport::track::Purpose::Unsubscribe, id, None, "");
+    let feedback = app
+        .signer
+        .sign(rapport::track::Purpose::Feedback, id, None, "");
+    for path in [
+        centre.clone(),
+        format!("{centre}/data"),
+        format!("/unsubscribe/{unsubscribe}"),
+        format!("/feedback/{feedback}?v=yes"),
+    ] {
+        assert_eq!(app.get(&path).await.status, 404, "{path} after erasure");
+    }
+    let posted = app.post_form(&centre, &[("name", "Mallory")]).await;
+    assert_eq!(posted.status, 404, "the profile centre takes no answers");
+    let posted = app
+        .post_form(&format!("/unsubscribe/{unsubscribe}"), &[])
+        .await;
+    assert_eq!(posted.status, 404);
+    let raw = common::raw_pool(&app.database_url).await;
+    let name: Option<String> = sqlx::query_scalar("SELECT name FROM profiles WHERE id = $1")
+        .bind(id)
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert_eq!(name, None, "nothing was written into the erased row");
     let (code, _, err) = app.cli(&["profile", "export", "dana@example.com"]);
     assert_eq!(code, 1);
     assert!(

@@ -175,6 +175,18 @@ impl Store {
         row.as_ref().map(profile_from_row).transpose()
     }
 
+    /// The profile a personal link (profile centre, unsubscribe, feedback) names: `None`
+    /// once the person was erased, so that erasure revokes every link they were sent.
+    pub async fn linked_profile(&self, id: i64) -> Result<Option<Profile>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            profile_columns!(),
+            " FROM profiles WHERE id = $1 AND COALESCE(source, '') <> 'erased'"
+        );
+        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(profile_from_row).transpose()
+    }
+
     /// The profile of this address (compared without regard to case).
     pub async fn profile_by_email(&self, email: &Email) -> Result<Option<Profile>, StoreError> {
         let sql = concat!(

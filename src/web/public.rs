@@ -356,12 +356,13 @@ pub async fn confirm(
     .render(&site, StatusCode::OK)
 }
 
-/// Looks up the profile a profile-centre token names; `None` for any refused token.
+/// Looks up the profile a profile-centre token names; `None` for any refused token and
+/// for an erased person.
 async fn centre_profile(state: &AppState, token: &str) -> Result<Option<Profile>, AppError> {
     let Ok(claims) = state.signer.verify(Purpose::Profile, token, now()) else {
         return Ok(None);
     };
-    Ok(state.store.profile(claims.id).await?)
+    Ok(state.store.linked_profile(claims.id).await?)
 }
 
 /// `GET /profile/{token}[?step=N]`: the next unanswered step, or step N to change answers.

@@ -29,7 +29,11 @@ async fn owner(
     let Ok(claims) = state.signer.verify(purpose, token, now()) else {
         return Ok(None);
     };
-    Ok(state.store.profile(claims.id).await?.map(|p| (p, claims)))
+    Ok(state
+        .store
+        .linked_profile(claims.id)
+        .await?
+        .map(|p| (p, claims)))
 }
 
 /// The campaign, run and message a token's nonce names (see `track::Origin`).
