@@ -11,6 +11,7 @@ use rapport::site::{Site, SiteHandle};
 
 on_both_databases!(
     response_rates_by_campaign_run_and_segment,
+    every_export_neutralises_formula_cells,
     optin_funnel_per_day
 );
 
@@ -21,6 +22,122 @@ fn rows(csv: &str) -> Vec<Vec<String>> {
     csv.lines()
         .map(|l| l.split(',').map(str::to_string).collect())
         .collect()
+}
+
+/// Runs the example newsletter now, sends it with a worker of the test's own (to an
+/// outbox folder it returns) and dates the sends an hour back, so that clicks count as a
+/// person's rather than a scanner's first look.
+async fn send_newsletter(
+    app: &common::TestApp,
+    expected: usize,
+) -> (rapport::schedule::Queued, tempfile::TempDir) {
+    let site = Site::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let run = manual_run(&app.store, &site, site.campaign("newsletter").unwrap())
+        .await
+        .unwrap();
+    let outbox = tempfile::tempdir().unwrap();
+    let worker = Worker::new(
+        app.store.clone(),
+        SiteHandle::new(site),
+        app.signer.clone(),
+        app.address.clone(),
+        Transport::outbox(outbox.path()).unwrap(),
+        WorkerConfig {
+            batch: 10,
+            concurrency: 2,
+            rate: None,
+            max_attempts: 3,
+            lease: 60,
+        },
+    );
+    assert_eq!(worker.run_once().await.unwrap(), expected);
+    let raw = common::raw_pool(&app.database_url).await;
+    sqlx::query("UPDATE deliveries SET sent_at = sent_at - 3600")
+        .execute(&raw)
+        .await
+        .unwrap();
+    (run, outbox)
+}
+
+/// Every CSV rapport writes, from the CLI and from /admin, neutralises cells that a
+/// spreadsheet would run as a formula (an address is valid with `=` and `|` in it).
+async fn every_export_neutralises_formula_cells(db: common::Db) {
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_WORKER", "off")]).await else {
+        return;
+    };
+    let evil = "=cmd|'/Ccalc'!A0@example.com";
+    let learner = Answers {
+        engagement: Some("learner".into()),
+        employees: Some(10),
+        ..Answers::default()
+    };
+    app.store
+        .insert_profiles(
+            &[(Email::parse(evil).unwrap(), learner)],
+            Status::Subscribed,
+            "test",
+        )
+        .await
+        .unwrap();
+    let (_, outbox) = send_newsletter(&app, 1).await;
+    let mail = common::read_messages(outbox.path()).remove(0);
+    let r = app
+        .client
+        .get(mail.link("/c/").unwrap())
+        .header("user-agent", BROWSER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 302);
+    let mut clicks = String::new();
+    for _ in 0..400 {
+        clicks = app.cli(&["export", "clicks"]).1;
+        if clicks.lines().count() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        clicks.contains(",'=cmd|'/Ccalc'!A0@example.com,"),
+        "{clicks}"
+    );
+    let mut outputs = vec![clicks];
+    for args in [
+        &["export", "response-rates"][..],
+        &["export", "response-rates", "--by", "run"],
+        &["export", "response-rates", "--by", "segment"],
+        &["export", "optin"],
+    ] {
+        let (code, out, err) = app.cli(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        outputs.push(out);
+    }
+    for path in ["response-rates.csv", "optin.csv", "clicks.csv"] {
+        let r = app
+            .client
+            .get(app.url(&format!("/admin/reports/{path}")))
+            .bearer_auth(common::ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        outputs.push(r.text().await.unwrap());
+    }
+    assert!(
+        outputs.last().unwrap().contains("'=cmd|"),
+        "the admin's clicks.csv too"
+    );
+    for csv in &outputs {
+        let mut reader = csv::Reader::from_reader(csv.as_bytes());
+        for record in reader.records() {
+            for cell in record.unwrap().iter() {
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "{cell:?} in\n{csv}"
+                );
+            }
+        }
+    }
 }
 
 async fn response_rates_by_campaign_run_and_segment(db: common::Db) {
@@ -44,31 +161,8 @@ async fn response_rates_by_campaign_run_and_segment(db: common::Db) {
         .insert_profiles(&rows_in, Status::Subscribed, "test")
         .await
         .unwrap();
-    let site = Site::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
-    let run = manual_run(&app.store, &site, site.campaign("newsletter").unwrap())
-        .await
-        .unwrap();
-    let outbox = tempfile::tempdir().unwrap();
-    let worker = Worker::new(
-        app.store.clone(),
-        SiteHandle::new(site),
-        app.signer.clone(),
-        app.address.clone(),
-        Transport::outbox(outbox.path()).unwrap(),
-        WorkerConfig {
-            batch: 10,
-            concurrency: 2,
-            rate: None,
-            max_attempts: 3,
-            lease: 60,
-        },
-    );
-    assert_eq!(worker.run_once().await.unwrap(), 2);
+    let (run, outbox) = send_newsletter(&app, 2).await;
     let raw = common::raw_pool(&app.database_url).await;
-    sqlx::query("UPDATE deliveries SET sent_at = sent_at - 3600")
-        .execute(&raw)
-        .await
-        .unwrap();
     let mails = common::read_messages(outbox.path());
     let to = |who: &str| mails.iter().find(|m| m.to.contains(who)).unwrap().clone();
     let (r0, r1) = (to("r0@"), to("r1@"));

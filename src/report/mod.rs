@@ -1,6 +1,10 @@
 //! Reports for analysts: response rates per campaign, run or segment, and the opt-in funnel
 //! per day, as CSV (the CLI's `export` and the admin endpoints write the same bytes).
 
+mod csv_out;
+
+pub use csv_out::{CsvOut, neutralise};
+
 use std::io::Write;
 
 use chrono::NaiveDate;
@@ -158,8 +162,7 @@ pub async fn response_rates_csv<W: Write>(
     out: W,
     mut progress: impl FnMut(usize),
 ) -> Result<usize, ReportError> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(RESPONSE_RATE_COLUMNS)?;
+    let mut w = CsvOut::new(out, &RESPONSE_RATE_COLUMNS)?;
     let mut n = 0;
     match by {
         GroupBy::Segment => {
@@ -169,7 +172,7 @@ pub async fn response_rates_csv<W: Write>(
                     .response_rates_for_segment(&seg.name, &q, period.from, period.to)
                     .await?
                 {
-                    w.write_record(rate_row(&c))?;
+                    w.row(rate_row(&c))?;
                     n += 1;
                     progress(n);
                 }
@@ -177,7 +180,7 @@ pub async fn response_rates_csv<W: Write>(
         }
         by => {
             for c in store.response_rates(by, period.from, period.to).await? {
-                w.write_record(rate_row(&c))?;
+                w.row(rate_row(&c))?;
                 n += 1;
                 progress(n);
             }
@@ -198,13 +201,12 @@ pub async fn optin_csv<W: Write>(
     let days = store
         .optin_days(period.from / 86_400, (period.to - 1) / 86_400, &questions)
         .await?;
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(OPTIN_COLUMNS)?;
+    let mut w = CsvOut::new(out, &OPTIN_COLUMNS)?;
     for d in &days {
         let date = chrono::DateTime::from_timestamp(d.day * 86_400, 0)
             .map(|t| t.format("%Y-%m-%d").to_string())
             .unwrap_or_default();
-        w.write_record([
+        w.row([
             date,
             d.form_views.to_string(),
             d.submissions.to_string(),
@@ -239,15 +241,14 @@ pub async fn clicks_csv<W: Write>(
     mut progress: impl FnMut(usize),
 ) -> Result<usize, ReportError> {
     use futures_util::TryStreamExt;
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(CLICK_COLUMNS)?;
+    let mut w = CsvOut::new(out, &CLICK_COLUMNS)?;
     let mut rows = std::pin::pin!(store.clicks(period.from, period.to));
     let mut n = 0;
     while let Some(c) = rows.try_next().await? {
         let at = chrono::DateTime::from_timestamp(c.at, 0)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             .unwrap_or_default();
-        w.write_record([
+        w.row([
             at,
             c.email.unwrap_or_default(),
             c.campaign,
