@@ -13,7 +13,8 @@ use rapport::store::{AudienceQuery, EventKind, now};
 
 on_both_backends!(
     sql_and_rust_agree_on_every_rule,
-    audience_is_subscribed_only_and_paged
+    audience_is_subscribed_only_and_paged,
+    the_largest_rule_check_allows_runs_on_the_database
 );
 
 const ENGAGEMENTS: [&str; 3] = ["learner", "connector", "collaborator"];
@@ -229,4 +230,70 @@ async fn audience_is_subscribed_only_and_paged(app: TestApp) {
     assert_eq!(all_ids(&app, &everyone).await.len(), 7);
     let nobody = AudienceQuery::new(&Rule::Any(vec![]), now());
     assert_eq!(app.store.audience_count(&nobody).await.unwrap(), 0);
+}
+
+/// A rule at `check`'s limits (values and nesting, see `segment::MAX_RULE_*`) runs on the
+/// database and agrees with Rust: lists compile to `IN (…)` and balanced trees, not to a
+/// chain of ORs over SQLite's 1,000-deep limit ("Expression tree is too large").
+async fn the_largest_rule_check_allows_runs_on_the_database(app: TestApp) {
+    use rapport::segment::{MAX_RULE_DEPTH, MAX_RULE_VALUES};
+    let mut rng = StdRng::seed_from_u64(7);
+    let rows: Vec<(Email, Answers)> = (0..60)
+        .map(|i| {
+            (
+                Email::parse(&format!("big{i}@example.com")).unwrap(),
+                random_answers(&mut rng, i),
+            )
+        })
+        .collect();
+    app.store
+        .insert_profiles(&rows, Status::Subscribed, "test")
+        .await
+        .unwrap();
+    let field = |field, test| Rule::Field { field, test };
+    // 600 alternatives, a 500-value product list, and the rest of the budget in one `in`.
+    let employees: Vec<Rule> = (0..600)
+        .map(|n| field(Question::Employees, FieldTest::Eq(Scalar::Int(n))))
+        .collect();
+    let products: Vec<Scalar> = (0..500)
+        .map(|i| {
+            Scalar::Text(if i == 7 {
+                "cloud".into()
+            } else {
+                format!("p{i}")
+            })
+        })
+        .collect();
+    let names: Vec<Scalar> = (0..MAX_RULE_VALUES - 1_100)
+        .map(|i| Scalar::Text(format!("person {i} smith")))
+        .collect();
+    let mut rule = Rule::Any(vec![
+        Rule::Any(employees),
+        field(Question::Products, FieldTest::In(products)),
+        field(Question::Name, FieldTest::In(names)),
+    ]);
+    while rule.depth() < MAX_RULE_DEPTH {
+        rule = Rule::Not(Box::new(rule));
+    }
+    assert_eq!(
+        (rule.depth(), rule.size()),
+        (MAX_RULE_DEPTH, MAX_RULE_VALUES)
+    );
+    let mut expected = Vec::new();
+    for (email, _) in &rows {
+        let p = app.store.profile_by_email(email).await.unwrap().unwrap();
+        if rule.matches(&p.email, &p.answers, &EventFacts::default()) {
+            expected.push(p.id);
+        }
+    }
+    let q = AudienceQuery::new(&rule, now());
+    assert_eq!(all_ids(&app, &q).await, expected);
+    assert_eq!(
+        app.store.audience_count(&q).await.unwrap(),
+        expected.len() as i64
+    );
+    assert!(
+        !expected.is_empty() && expected.len() < rows.len(),
+        "{expected:?}"
+    );
 }

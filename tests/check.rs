@@ -230,6 +230,66 @@ fn unknown_field_and_operator_in_segments() {
     assert_problem(&o, "segments/odd.toml", 3, Some(1), "between");
 }
 
+/// Big lists pass and run (they compile to `IN (…)`); what no database could run is
+/// refused by `check`: too many values, or all/any/not nested too deep.
+#[test]
+fn segments_the_database_cannot_run_are_refused() {
+    let list = |n: usize| {
+        (0..n)
+            .map(|i| format!("\"n{i}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let dir = example_copy();
+    let any: String = (0..600)
+        .map(|i| format!("{{ field = \"employees\", eq = {i} }}"))
+        .collect::<Vec<_>>()
+        .join(",\n");
+    write(
+        dir.path(),
+        "segments/named.toml",
+        &format!("[rule]\nfield = \"name\"\nin = [{}]\n", list(500)),
+    );
+    write(
+        dir.path(),
+        "segments/sizes.toml",
+        &format!("[rule]\nany = [\n{any}\n]\n"),
+    );
+    let o = check(dir.path());
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+
+    let dir = example_copy();
+    write(
+        dir.path(),
+        "segments/named.toml",
+        &format!(
+            "description = \"x\"\n[rule]\nfield = \"name\"\nin = [{}]\n",
+            list(10_001)
+        ),
+    );
+    let deep = "{ not = ".repeat(16) + "{ field = \"employees\", lt = 5 }" + &" }".repeat(16);
+    write(
+        dir.path(),
+        "segments/deep.toml",
+        &format!("[rule]\nnot = {deep}\n"),
+    );
+    let o = check(dir.path());
+    assert_problem(
+        &o,
+        "segments/named.toml",
+        2,
+        None,
+        "10001 values; at most 10000",
+    );
+    assert_problem(
+        &o,
+        "segments/deep.toml",
+        1,
+        None,
+        "18 levels deep; at most 16",
+    );
+}
+
 #[test]
 fn a_choice_typo_is_an_error_not_an_empty_segment() {
     let dir = example_copy();

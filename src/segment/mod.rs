@@ -139,6 +139,14 @@ impl Segments {
     }
 }
 
+/// How deep a segment's `all` / `any` / `not` may nest. With [`MAX_RULE_VALUES`], this keeps
+/// the compiled query within what SQLite and PostgreSQL run (SQLite refuses expressions
+/// over 1,000 deep and statements over 32,766 values; lists compile to balanced trees).
+pub const MAX_RULE_DEPTH: usize = 16;
+
+/// How many values one segment may compare with (see [`Rule::size`]).
+pub const MAX_RULE_VALUES: usize = 10_000;
+
 impl Segment {
     fn parse_file(
         path: &Path,
@@ -170,6 +178,27 @@ impl Segment {
         })?;
         let mut errors = Vec::new();
         let rule = Rule::parse(&raw.rule, form, campaigns, &mut errors);
+        if let Some(r) = &rule {
+            let at = raw.rule.span().start;
+            if r.depth() > MAX_RULE_DEPTH {
+                errors.push(RuleError {
+                    offset: at,
+                    message: format!(
+                        "the rule nests all/any/not {} levels deep; at most {MAX_RULE_DEPTH} are allowed (split it into segments)",
+                        r.depth()
+                    ),
+                });
+            }
+            if r.size() > MAX_RULE_VALUES {
+                errors.push(RuleError {
+                    offset: at,
+                    message: format!(
+                        "the rule compares with {} values; at most {MAX_RULE_VALUES} fit one database query (store a field that groups them instead)",
+                        r.size()
+                    ),
+                });
+            }
+        }
         match (rule, errors.is_empty()) {
             (Some(rule), true) => Ok(Segment {
                 name: name.to_string(),

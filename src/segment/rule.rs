@@ -312,6 +312,29 @@ impl Rule {
         }
     }
 
+    /// How deep `all` / `any` / `not` nest (a single test is 1).
+    pub fn depth(&self) -> usize {
+        match self {
+            Rule::All(rs) | Rule::Any(rs) => 1 + rs.iter().map(Rule::depth).max().unwrap_or(0),
+            Rule::Not(r) => 1 + r.depth(),
+            Rule::Field { .. } | Rule::Behaviour(_) => 1,
+        }
+    }
+
+    /// How many values the rule compares with (each test one, an `in` list one per value):
+    /// the size of the database query it becomes.
+    pub fn size(&self) -> usize {
+        match self {
+            Rule::All(rs) | Rule::Any(rs) => rs.iter().map(Rule::size).sum::<usize>().max(1),
+            Rule::Not(r) => r.size(),
+            Rule::Field {
+                test: FieldTest::In(vs),
+                ..
+            } => vs.len().max(1),
+            Rule::Field { .. } | Rule::Behaviour(_) => 1,
+        }
+    }
+
     /// Every behaviour fact the rule asks about (to load them once for a whole audience).
     pub fn behaviours(&self, out: &mut Vec<Behaviour>) {
         match self {

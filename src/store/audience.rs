@@ -37,20 +37,14 @@ impl Compiler {
         match r {
             Rule::All(rs) if rs.is_empty() => "(1 = 1)".into(),
             Rule::Any(rs) if rs.is_empty() => "(1 = 0)".into(),
-            Rule::All(rs) => format!(
-                "({})",
-                rs.iter()
-                    .map(|r| self.rule(r))
-                    .collect::<Vec<_>>()
-                    .join(" AND ")
-            ),
-            Rule::Any(rs) => format!(
-                "({})",
-                rs.iter()
-                    .map(|r| self.rule(r))
-                    .collect::<Vec<_>>()
-                    .join(" OR ")
-            ),
+            Rule::All(rs) => {
+                let parts = rs.iter().map(|r| self.rule(r)).collect::<Vec<_>>();
+                balanced(&parts, " AND ")
+            }
+            Rule::Any(rs) => {
+                let parts = rs.iter().map(|r| self.rule(r)).collect::<Vec<_>>();
+                balanced(&parts, " OR ")
+            }
             Rule::Not(r) => format!("(NOT {})", self.rule(r)),
             Rule::Behaviour(b) => self.behaviour(b),
             Rule::Field { field, test } => self.field(*field, test),
@@ -115,7 +109,7 @@ impl Compiler {
                     if parts.is_empty() {
                         "(1 = 0)".into()
                     } else {
-                        format!("({})", parts.join(" OR "))
+                        balanced(&parts, " OR ")
                     }
                 }
                 FieldTest::Present(true) => "(products IS NOT NULL AND products <> '[]')".into(),
@@ -146,13 +140,25 @@ impl Compiler {
             FieldTest::Eq(v) => eq(self, v),
             FieldTest::Ne(v) => format!("(NOT {})", eq(self, v)),
             FieldTest::In(vs) if vs.is_empty() => "(1 = 0)".into(),
-            FieldTest::In(vs) => format!(
-                "({})",
-                vs.iter()
-                    .map(|v| eq(self, v))
-                    .collect::<Vec<_>>()
-                    .join(" OR ")
-            ),
+            FieldTest::In(vs) => {
+                // One IN list, not a chain of ORs (SQLite refuses expressions over 1,000
+                // deep): the values of the column's type, compared as `eq` compares them.
+                let values: Vec<String> = vs
+                    .iter()
+                    .filter_map(|v| match (v, numeric) {
+                        (Scalar::Int(n), true) => Some(self.arg(Arg::Int(*n))),
+                        (Scalar::Text(s), false) => {
+                            Some(self.arg(Arg::Text(s.to_ascii_lowercase())))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if values.is_empty() {
+                    "(1 = 0)".into()
+                } else {
+                    format!("({col} IS NOT NULL AND {lhs} IN ({}))", values.join(", "))
+                }
+            }
             FieldTest::Lt(n) => {
                 format!("({col} IS NOT NULL AND {col} < {})", self.arg(Arg::Int(*n)))
             }
@@ -176,6 +182,21 @@ impl Compiler {
             }
             FieldTest::Present(true) => format!("({col} IS NOT NULL)"),
             FieldTest::Present(false) => format!("({col} IS NULL)"),
+        }
+    }
+}
+
+/// `parts` joined by `op` as a balanced tree of parentheses: a list of n tests nests
+/// log2(n) deep instead of n (SQLite's parser refuses expressions over 1,000 deep, which a
+/// flat chain of 600 ORs already is).
+fn balanced(parts: &[String], op: &str) -> String {
+    match parts {
+        [] if op == " AND " => "(1 = 1)".into(),
+        [] => "(1 = 0)".into(),
+        [one] => one.clone(),
+        _ => {
+            let (a, b) = parts.split_at(parts.len() / 2);
+            format!("({}{op}{})", balanced(a, op), balanced(b, op))
         }
     }
 }
