@@ -12,6 +12,7 @@ on_both_backends!(
     form_shows_first_step_with_consent,
     opt_in_confirm_and_answer_steps,
     confirmation_is_idempotent,
+    link_scanners_do_not_confirm,
     resubmitting_never_duplicates_or_erases,
     unsubscribed_need_a_fresh_confirmation,
     each_bad_field_is_shown_back_and_nothing_stored,
@@ -216,6 +217,57 @@ async fn confirmation_is_idempotent(app: TestApp) {
         "after skipping step 1, step 2: {}",
         page.body
     );
+}
+
+/// A `HEAD`, or a `GET` from a scanner, on the confirmation link changes nothing and gets
+/// a page with one button; the button confirms, and the consent record says it was the
+/// button. A person's browser confirms by the link, recorded as such.
+async fn link_scanners_do_not_confirm(app: TestApp) {
+    app.subscribe("scan@example.com", &[]).await;
+    let link = app.wait_for_messages(1).await[0].link("/confirm/").unwrap();
+    let r = app.client.head(app.url(&link)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    for ua in ["Mozilla/5.0 (compatible; Barracuda Sentinel)", ""] {
+        let r = app
+            .client
+            .get(app.url(&link))
+            .header("user-agent", ua)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("Yes, subscribe me") && body.contains("method=\"post\""),
+            "{body}"
+        );
+    }
+    let p = profile_of(&app, "scan@example.com").await.unwrap();
+    assert_eq!(p.status, Status::Pending, "nothing changed");
+    assert_eq!(app.store.consents(p.id).await.unwrap().len(), 1);
+    let page = app.post_form(&link, &[]).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("One more step"), "{}", page.body);
+    let p = profile_of(&app, "scan@example.com").await.unwrap();
+    assert_eq!(p.status, Status::Subscribed);
+    let consents = app.store.consents(p.id).await.unwrap();
+    assert_eq!(
+        (consents[1].0.as_str(), consents[1].1.as_str()),
+        ("opt_in_confirmed", "confirmation-button")
+    );
+
+    app.subscribe("person@example.com", &[]).await;
+    let link = app
+        .wait_for_mail(|m| m.to.contains("person@"))
+        .await
+        .link("/confirm/")
+        .unwrap();
+    assert!(app.get(&link).await.body.contains("One more step"));
+    let p = profile_of(&app, "person@example.com").await.unwrap();
+    let consents = app.store.consents(p.id).await.unwrap();
+    assert_eq!(consents[1].1, "confirmation-link");
+    // A bad token on the button is a 404 like on the link.
+    assert_eq!(app.post_form("/confirm/nonsense", &[]).await.status, 404);
 }
 
 async fn resubmitting_never_duplicates_or_erases(app: TestApp) {

@@ -38,6 +38,10 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
     ("pages/step", include_str!("../../templates/pages/step.hbs")),
     (
+        "pages/confirm",
+        include_str!("../../templates/pages/confirm.hbs"),
+    ),
+    (
         "pages/message",
         include_str!("../../templates/pages/message.hbs"),
     ),

@@ -258,7 +258,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(admin::metrics))
         .route("/", get(public::form))
         .route("/subscribe", post(public::subscribe))
-        .route("/confirm/{token}", get(public::confirm))
+        .route(
+            "/confirm/{token}",
+            get(public::confirm).post(public::confirm_button),
+        )
         .route(
             "/profile/{token}",
             get(public::profile).post(public::profile_update),

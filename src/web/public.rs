@@ -289,25 +289,92 @@ async fn send_confirmation(
     Ok(())
 }
 
-/// `GET /confirm/{token}`: subscribes the person (idempotent) and asks the next questions.
+/// `GET /confirm/{token}`: a person's browser subscribes (idempotent) and is asked the
+/// next questions. Link scanners fetch every link of a message as it arrives: a `HEAD`, or
+/// a `GET` that `track::automated` calls automated, gets a page with one button (the
+/// `POST` below) and changes nothing.
 pub async fn confirm(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    Token(token): Token,
+) -> PageResult {
+    let site = state.site();
+    let Some(profile) = confirmable(&state, &token).await? else {
+        return pages::not_found(&site);
+    };
+    let ua = user_agent(&headers);
+    if method == axum::http::Method::HEAD
+        || crate::track::automated::looks_automated(false, ua.as_deref(), None)
+    {
+        tracing::info!(
+            profile_id = profile.id,
+            "confirmation link fetched by an automated agent; asking for the button"
+        );
+        return pages::page(
+            &site,
+            StatusCode::OK,
+            "pages/confirm",
+            json!({
+                "title": "Confirm your subscription",
+                "heading": "Confirm your subscription",
+                "email": profile.email.as_str(),
+                "action": format!("/confirm/{token}"),
+            }),
+        );
+    }
+    confirm_now(&state, &site, peer, &headers, &token, "confirmation-link").await
+}
+
+/// `POST /confirm/{token}`: the button of the page automated agents get.
+pub async fn confirm_button(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Token(token): Token,
 ) -> PageResult {
     let site = state.site();
-    let claims = match state.signer.verify(Purpose::Confirm, &token, now()) {
+    confirm_now(&state, &site, peer, &headers, &token, "confirmation-button").await
+}
+
+/// The pending profile a confirmation token still applies to, without changing anything.
+async fn confirmable(state: &AppState, token: &str) -> Result<Option<Profile>, AppError> {
+    let claims = match state.signer.verify(Purpose::Confirm, token, now()) {
         Ok(c) => c,
         Err(e) => {
             tracing::info!(reason = %e, "confirmation link refused");
-            return pages::not_found(&site);
+            return Ok(None);
+        }
+    };
+    Ok(state
+        .store
+        .linked_profile(claims.id)
+        .await?
+        .filter(|p| p.confirm_nonce.as_deref() == Some(claims.nonce.as_str())))
+}
+
+/// Subscribes the person a confirmation token names; `source` goes into the consent record
+/// (`confirmation-link`: a browser followed the link; `confirmation-button`: the button).
+async fn confirm_now(
+    state: &AppState,
+    site: &Site,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    token: &str,
+    source: &str,
+) -> PageResult {
+    let claims = match state.signer.verify(Purpose::Confirm, token, now()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(reason = %e, "confirmation link refused");
+            return pages::not_found(site);
         }
     };
     let meta = ConsentMeta {
-        source: "confirmation-link".into(),
-        ip: Some(client_ip(peer, &headers, state.settings.trust_proxy).to_string()),
-        user_agent: user_agent(&headers),
+        source: source.into(),
+        ip: Some(client_ip(peer, headers, state.settings.trust_proxy).to_string()),
+        user_agent: user_agent(headers),
         form_version: Some(site.project.form.version().to_string()),
     };
     let Some(done) = state.store.confirm(claims.id, &claims.nonce, &meta).await? else {
@@ -315,13 +382,13 @@ pub async fn confirm(
             profile_id = claims.id,
             "confirmation link no longer applies"
         );
-        return pages::not_found(&site);
+        return pages::not_found(site);
     };
     if done.newly_confirmed {
         tracing::info!(profile_id = done.profile.id, "subscription confirmed");
         let queued = crate::schedule::trigger(
             &state.store,
-            &site,
+            site,
             done.profile.id,
             crate::schedule::Happened::Confirmed,
         )
@@ -353,7 +420,7 @@ pub async fn confirm(
         submitted: None,
         errors: &FieldErrors::new(),
     }
-    .render(&site, StatusCode::OK)
+    .render(site, StatusCode::OK)
 }
 
 /// Looks up the profile a profile-centre token names; `None` for any refused token and

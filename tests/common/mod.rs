@@ -28,6 +28,10 @@ pub fn test_now() -> chrono::DateTime<chrono::Utc> {
         .to_utc()
 }
 
+/// The user agent of the test client: a person's browser (a request without one counts as
+/// automated; a test that plays a scanner says so per request).
+pub const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -148,6 +152,7 @@ pub async fn spawn_app_at(
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
+        .user_agent(BROWSER)
         .build()
         .unwrap();
     Some(TestApp {
