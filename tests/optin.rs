@@ -20,6 +20,7 @@ on_both_backends!(
     bad_tokens_get_404_and_change_nothing,
     honeypot_stores_nothing,
     profile_centre_validates_and_keeps_answers,
+    profile_centre_can_clear_answers,
     health_and_unknown_paths,
 );
 
@@ -610,6 +611,46 @@ async fn profile_centre_validates_and_keeps_answers(app: TestApp) {
     assert!(page.body.contains("lurker"));
     let page = app.post_form(&centre, &[("colour", "red")]).await;
     assert_eq!(page.status, 422);
+}
+
+/// Unticking every product or emptying the name in the profile centre removes the answer
+/// (it used to "save" and keep the old one); answers of other steps stay.
+async fn profile_centre_can_clear_answers(app: TestApp) {
+    let centre = app
+        .subscribed("gil@example.com", &[("name", "Gil"), ("employees", "5")])
+        .await;
+    let page = app
+        .post_form(
+            &centre,
+            &[
+                ("step", "3"),
+                ("industry", "retail"),
+                ("products", "office"),
+                ("products", "cloud"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let p = profile_of(&app, "gil@example.com").await.unwrap();
+    assert_eq!(p.answers.products.as_deref().map(<[String]>::len), Some(2));
+    // Step 3 sent again with no product ticked, industry kept; step 1 with the name empty.
+    let page = app
+        .post_form(&centre, &[("step", "3"), ("industry", "retail")])
+        .await;
+    assert_eq!(page.status, 200);
+    let page = app
+        .post_form(&centre, &[("step", "1"), ("name", ""), ("employees", "5")])
+        .await;
+    assert_eq!(page.status, 200);
+    let p = profile_of(&app, "gil@example.com").await.unwrap();
+    assert_eq!(p.answers.products, None, "every product unticked");
+    assert_eq!(p.answers.name, None, "the name emptied");
+    assert_eq!(p.answers.industry.as_deref(), Some("retail"));
+    assert_eq!(p.answers.employees, Some(5));
+    // The public form still only fills gaps: it never clears.
+    app.subscribe("gil@example.com", &[("employees", "")]).await;
+    let p = profile_of(&app, "gil@example.com").await.unwrap();
+    assert_eq!(p.answers.employees, Some(5));
 }
 
 async fn health_and_unknown_paths(app: TestApp) {

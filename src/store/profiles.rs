@@ -349,26 +349,44 @@ impl Store {
         Ok(changed.is_some())
     }
 
-    /// Saves answers from the profile centre: every answer given replaces the stored one,
-    /// the others are kept. Records a `profile_update` event naming the fields.
+    /// Changes a person's answers from their own signed link (the profile centre): a given
+    /// answer replaces the stored one, and each question in `cleared` is emptied (the
+    /// person removed that answer). Records a `profile_update` event naming the fields.
     pub async fn update_answers(
         &self,
         id: i64,
         answers: &Answers,
+        cleared: &[crate::profile::Question],
     ) -> Result<Option<Profile>, StoreError> {
         let at = now();
+        // ",name,products," : which columns become NULL (one statement for both backends).
+        let mask = format!(
+            ",{},",
+            cleared
+                .iter()
+                .map(|q| q.key())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         let mut tx = self.pool.begin().await?;
         let updated: Option<i64> = sqlx::query_scalar(
-            "UPDATE profiles SET name = COALESCE($2, name), role = COALESCE($3, role), \
-             products = COALESCE($4, products), employees = COALESCE($5, employees), \
-             industry = COALESCE($6, industry), business_need = COALESCE($7, business_need), \
-             challenge = COALESCE($8, challenge), pcs = COALESCE($9, pcs), \
-             servers = COALESCE($10, servers), engagement = COALESCE($11, engagement), \
+            "UPDATE profiles SET \
+             name = CASE WHEN $13 LIKE '%,name,%' THEN NULL ELSE COALESCE($2, name) END, \
+             role = CASE WHEN $13 LIKE '%,role,%' THEN NULL ELSE COALESCE($3, role) END, \
+             products = CASE WHEN $13 LIKE '%,products,%' THEN NULL ELSE COALESCE($4, products) END, \
+             employees = CASE WHEN $13 LIKE '%,employees,%' THEN NULL ELSE COALESCE($5, employees) END, \
+             industry = CASE WHEN $13 LIKE '%,industry,%' THEN NULL ELSE COALESCE($6, industry) END, \
+             business_need = CASE WHEN $13 LIKE '%,business_need,%' THEN NULL ELSE COALESCE($7, business_need) END, \
+             challenge = CASE WHEN $13 LIKE '%,challenge,%' THEN NULL ELSE COALESCE($8, challenge) END, \
+             pcs = CASE WHEN $13 LIKE '%,pcs,%' THEN NULL ELSE COALESCE($9, pcs) END, \
+             servers = CASE WHEN $13 LIKE '%,servers,%' THEN NULL ELSE COALESCE($10, servers) END, \
+             engagement = CASE WHEN $13 LIKE '%,engagement,%' THEN NULL ELSE COALESCE($11, engagement) END, \
              updated_at = $12 WHERE id = $1 RETURNING id",
         )
         .bind(id)
         .bind_answers(answers)
         .bind(at)
+        .bind(mask)
         .fetch_optional(&mut *tx)
         .await?;
         if updated.is_none() {
@@ -377,7 +395,10 @@ impl Store {
         }
         let fields: Vec<&str> = crate::profile::Question::ALL
             .into_iter()
-            .filter(|q| *q != crate::profile::Question::Email && answers.is_answered(*q))
+            .filter(|q| {
+                *q != crate::profile::Question::Email
+                    && (answers.is_answered(*q) || cleared.contains(q))
+            })
             .map(|q| q.key())
             .collect();
         if !fields.is_empty() {

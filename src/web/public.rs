@@ -538,11 +538,38 @@ pub async fn profile_update(
         }
         .render(&site, StatusCode::UNPROCESSABLE_ENTITY);
     }
-    let Some(updated) = state.store.update_answers(profile.id, &sub.answers).await? else {
+    // The step's answers the person removed: a field sent empty (a blanked name, the empty
+    // option of a list), or boxes of which none is ticked (browsers then send nothing).
+    let cleared: Vec<Question> = sent_step
+        .map(|i| pages::centre_questions(form, i))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|q| profile.answers.is_answered(*q) && !sub.answers.is_answered(*q))
+        .filter(|q| {
+            let sent: Vec<&str> = pairs
+                .iter()
+                .filter(|(k, _)| k == q.key())
+                .map(|(_, v)| v.trim())
+                .collect();
+            match q.kind() {
+                crate::profile::Kind::MultiChoice => sent.iter().all(|v| v.is_empty()),
+                _ => !sent.is_empty() && sent.iter().all(|v| v.is_empty()),
+            }
+        })
+        .collect();
+    let Some(updated) = state
+        .store
+        .update_answers(profile.id, &sub.answers, &cleared)
+        .await?
+    else {
         return pages::not_found(&site);
     };
-    tracing::info!(profile_id = updated.id, "profile updated");
-    let answered = sub.answers != crate::profile::Answers::default();
+    tracing::info!(
+        profile_id = updated.id,
+        cleared = cleared.len(),
+        "profile updated"
+    );
+    let answered = sub.answers != crate::profile::Answers::default() || !cleared.is_empty();
     if answered
         && crate::schedule::trigger(
             &state.store,
