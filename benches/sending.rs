@@ -148,6 +148,7 @@ async fn main() {
             ..Answers::default()
         },
         confirm_nonce: None,
+        pending_nonce: None,
         created_at: 0,
         updated_at: 0,
     };

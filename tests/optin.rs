@@ -293,14 +293,35 @@ async fn resubmitting_never_duplicates_or_erases(app: TestApp) {
     );
     assert_eq!(p.answers.employees, Some(40));
     assert_eq!(
-        p.answers.industry.as_deref(),
-        Some("retail"),
-        "a new answer fills a gap"
+        p.answers.industry, None,
+        "answers for a known address wait for the confirmation link"
     );
-    // Both confirmation emails work: the second did not invalidate the first.
+    // Both confirmation emails work: the second did not invalidate the first. The first
+    // does not apply the second request's answers; the second's link does (gaps only).
     let mails = app.wait_for_messages(2).await;
     let first = mails[0].link("/confirm/").unwrap();
     assert_eq!(app.get(&first).await.status, 200);
+    assert_eq!(
+        profile_of(&app, "cy@example.com")
+            .await
+            .unwrap()
+            .answers
+            .industry,
+        None
+    );
+    let second = mails[1].link("/confirm/").unwrap();
+    assert_eq!(app.get(&second).await.status, 200);
+    let p = profile_of(&app, "cy@example.com").await.unwrap();
+    assert_eq!(
+        p.answers.industry.as_deref(),
+        Some("retail"),
+        "a gap filled"
+    );
+    assert_eq!(
+        p.answers.name.as_deref(),
+        Some("Cy Twombly"),
+        "never overwritten"
+    );
     // A subscriber who sends the form again is not asked to confirm again.
     app.subscribe("cy@example.com", &[]).await;
     let reminder = app
@@ -308,6 +329,32 @@ async fn resubmitting_never_duplicates_or_erases(app: TestApp) {
         .await;
     assert!(reminder.link("/profile/").is_some());
     assert!(reminder.link("/confirm/").is_none(), "nothing to confirm");
+    // A stranger who knows the address sends answers: nothing changes, and the person
+    // can add them from the email if it was them.
+    app.subscribe(
+        "cy@example.com",
+        &[("name", "Mallory"), ("engagement", "connector")],
+    )
+    .await;
+    let p = profile_of(&app, "cy@example.com").await.unwrap();
+    assert_eq!(
+        p.answers.engagement, None,
+        "the public form stored no answer"
+    );
+    let mail = app
+        .wait_for_mail(|m| {
+            m.subject.contains("already subscribed") && m.link("/confirm/").is_some()
+        })
+        .await;
+    assert!(
+        mail.html.contains("add them to your profile"),
+        "{}",
+        mail.html
+    );
+    assert_eq!(app.get(&mail.link("/confirm/").unwrap()).await.status, 200);
+    let p = profile_of(&app, "cy@example.com").await.unwrap();
+    assert_eq!(p.answers.engagement.as_deref(), Some("connector"));
+    assert_eq!(p.answers.name.as_deref(), Some("Cy Twombly"));
     assert_eq!(
         profile_of(&app, "cy@example.com").await.unwrap().status,
         Status::Subscribed
@@ -677,6 +724,43 @@ async fn subscribe_is_rate_limited_per_client() {
     assert_eq!(page.headers.get("retry-after").unwrap(), "60");
     assert!(page.body.contains("wait a minute"));
     assert!(profile_of(&app, "r9@example.com").await.is_none());
+}
+
+/// However many clients ask, one address gets at most RAPPORT_CONFIRM_LIMIT confirmation
+/// emails a day; the page reads the same either way (no address enumeration).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmation_emails_per_address_are_limited() {
+    let app = common::spawn_app_with(common::Db::Sqlite, &[("RAPPORT_CONFIRM_LIMIT", "3")])
+        .await
+        .unwrap();
+    let mut pages = Vec::new();
+    for _ in 0..6 {
+        pages.push(app.subscribe("victim@example.com", &[]).await);
+    }
+    let other = app.subscribe("other@example.com", &[]).await;
+    assert!(pages.iter().all(|p| p.status == 200));
+    let same = |p: &Page| p.body.replace("victim@example.com", "X");
+    assert!(
+        pages.iter().all(|p| same(p) == same(&pages[0])),
+        "the same page each time"
+    );
+    assert_eq!(
+        same(&other).replace("other@example.com", "X"),
+        same(&pages[0])
+    );
+    app.wait_for_messages(4).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let to_victim = app
+        .outbox_messages()
+        .iter()
+        .filter(|m| m.to.contains("victim@"))
+        .count();
+    assert_eq!(to_victim, 3);
+    assert_eq!(
+        app.outbox_messages().len(),
+        4,
+        "other addresses are not affected"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

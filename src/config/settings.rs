@@ -23,6 +23,8 @@ pub struct Settings {
     pub confirm_ttl: Duration,
     /// Opt-in submissions allowed per client address and minute; `None` turns the limit off.
     pub subscribe_per_minute: Option<u32>,
+    /// Confirmation emails at most per address and 24 hours, whoever asks; `None`: no limit.
+    pub confirm_per_day: Option<u32>,
     /// Take the client address from `X-Forwarded-For` (only behind a reverse proxy you run).
     pub trust_proxy: bool,
     /// SMTP connections kept open, and so messages in flight at once.
@@ -117,6 +119,10 @@ impl Settings {
             }
         };
         let smtp_pool = number("RAPPORT_SMTP_POOL", 8, 1)? as usize;
+        let confirm_per_day = match non_empty("RAPPORT_CONFIRM_LIMIT") {
+            Some(v) if matches!(v.trim(), "off" | "none") => None,
+            _ => Some(number("RAPPORT_CONFIRM_LIMIT", 5, 1)? as u32),
+        };
         let send_rate = match non_empty("RAPPORT_SEND_RATE") {
             Some(v) if matches!(v.trim(), "off" | "0" | "none") => None,
             Some(_) => Some(number("RAPPORT_SEND_RATE", 0, 1)? as u32),
@@ -205,6 +211,7 @@ impl Settings {
             secret: non_empty("RAPPORT_SECRET"),
             confirm_ttl,
             subscribe_per_minute,
+            confirm_per_day,
             trust_proxy,
             clock: crate::clock::Clock::System,
         })

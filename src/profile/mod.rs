@@ -59,6 +59,31 @@ pub struct Profile {
     /// Binds confirmation links to the current subscription request; cleared on unsubscribe
     /// so that an old confirmation link cannot subscribe someone again.
     pub confirm_nonce: Option<String>,
+    /// Set while answers sent on the public form for this known address wait for the
+    /// confirmation link of that request (see [`Profile::confirmation_nonce`]).
+    pub pending_nonce: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl Profile {
+    /// The nonce a confirmation link for the latest request carries: the request's, and
+    /// when answers of that request wait, theirs too (`REQUEST.PENDING`), so that following
+    /// the link applies them and an older link does not.
+    pub fn confirmation_nonce(&self) -> String {
+        let request = self.confirm_nonce.as_deref().unwrap_or("");
+        match &self.pending_nonce {
+            Some(p) => format!("{request}.{p}"),
+            None => request.to_string(),
+        }
+    }
+}
+
+/// A confirmation link's nonce as (request, waiting answers); see
+/// [`Profile::confirmation_nonce`].
+pub fn split_confirmation_nonce(nonce: &str) -> (&str, Option<&str>) {
+    match nonce.split_once('.') {
+        Some((request, pending)) => (request, Some(pending)),
+        None => (nonce, None),
+    }
 }

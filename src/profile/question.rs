@@ -149,7 +149,8 @@ impl Question {
 }
 
 /// What a person has told us; `None` means "not answered yet".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Answers {
     pub name: Option<String>,
     pub role: Option<String>,

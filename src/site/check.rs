@@ -39,6 +39,7 @@ fn sample_profile(answers: Answers) -> Profile {
         status: Status::Subscribed,
         answers,
         confirm_nonce: None,
+        pending_nonce: None,
         created_at: 0,
         updated_at: 0,
     }

@@ -10,7 +10,7 @@ use crate::profile::{Answers, Email, Profile, Status};
 macro_rules! profile_columns {
     () => {
         "id, email, status, name, role, products, employees, industry, business_need, challenge, \
-         pcs, servers, engagement, confirm_nonce, created_at, updated_at"
+         pcs, servers, engagement, confirm_nonce, pending_nonce, created_at, updated_at"
     };
 }
 
@@ -132,6 +132,7 @@ pub(super) fn profile_from_row(row: &AnyRow) -> Result<Profile, StoreError> {
             engagement: row.try_get("engagement")?,
         },
         confirm_nonce: row.try_get("confirm_nonce")?,
+        pending_nonce: row.try_get("pending_nonce")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -202,9 +203,10 @@ impl Store {
     }
 
     /// Records an opt-in form submission in one transaction: creates the pending profile
-    /// or, for a known address, fills in only the answers it did not have (an earlier
-    /// answer is never erased or overwritten from the public form), and appends a consent
-    /// record. Someone who left is not subscribed again here: that takes a confirmation.
+    /// with its answers or, for a known address, keeps the answers waiting for this
+    /// request's confirmation link (which then fills in only the answers the profile did
+    /// not have), and appends a consent record. Someone who left is not subscribed again
+    /// here: that takes a confirmation.
     pub async fn request_opt_in(
         &self,
         email: &Email,
@@ -233,18 +235,17 @@ impl Store {
         let id = match inserted {
             Some(id) => id,
             None => {
+                // A known address: the answers wait for this request's confirmation link
+                // (a stranger who knows the address cannot fill in the person's profile).
+                let waiting = *answers != Answers::default();
                 let id: i64 = sqlx::query_scalar(
-                    "UPDATE profiles SET name = COALESCE(name, $2), role = COALESCE(role, $3), \
-                     products = COALESCE(products, $4), employees = COALESCE(employees, $5), \
-                     industry = COALESCE(industry, $6), business_need = COALESCE(business_need, $7), \
-                     challenge = COALESCE(challenge, $8), pcs = COALESCE(pcs, $9), \
-                     servers = COALESCE(servers, $10), engagement = COALESCE(engagement, $11), \
-                     confirm_nonce = COALESCE(confirm_nonce, $12), \
-                     updated_at = $13 \
+                    "UPDATE profiles SET pending_answers = $2, pending_nonce = $3, \
+                     confirm_nonce = COALESCE(confirm_nonce, $4), updated_at = $5 \
                      WHERE email_key = $1 RETURNING id",
                 )
                 .bind(email_key(email))
-                .bind_answers(answers)
+                .bind(waiting.then(|| serde_json::to_string(answers).expect("answers serialise")))
+                .bind(waiting.then(new_nonce))
                 .bind(new_nonce())
                 .bind(at)
                 .fetch_one(&mut *tx)
@@ -268,6 +269,23 @@ impl Store {
         })
     }
 
+    /// How many opt-in requests (each sent a confirmation email) the address made since
+    /// `since`, whoever made them: the per-address limit on confirmation emails.
+    pub async fn opt_in_requests_since(
+        &self,
+        email: &Email,
+        since: i64,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM consents c JOIN profiles p ON p.id = c.profile_id \
+             WHERE p.email_key = $1 AND c.action = 'opt_in_requested' AND c.created_at >= $2",
+        )
+        .bind(email_key(email))
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Follows a confirmation link: the profile becomes subscribed if the link's nonce is the
     /// current one. Following it again changes nothing and still succeeds. `None` when the
     /// link no longer applies (a newer request, or an unsubscribe, replaced it).
@@ -278,6 +296,7 @@ impl Store {
         meta: &ConsentMeta,
     ) -> Result<Option<Confirmation>, StoreError> {
         let at = now();
+        let (nonce, pending) = crate::profile::split_confirmation_nonce(nonce);
         let mut tx = self.pool.begin().await?;
         let changed: Option<i64> = sqlx::query_scalar(
             "UPDATE profiles SET status = 'subscribed', confirmed_at = $3, unsubscribed_at = NULL, \
@@ -290,6 +309,36 @@ impl Store {
         .await?;
         if changed.is_some() {
             insert_consent(&mut *tx, id, "opt_in_confirmed", meta, at).await?;
+        }
+        if let Some(pending) = pending {
+            // The answers of the request this link was sent for fill the profile's gaps.
+            let waiting: Option<String> = sqlx::query_scalar(
+                "SELECT pending_answers FROM profiles WHERE id = $1 AND confirm_nonce = $2 AND pending_nonce = $3",
+            )
+            .bind(id)
+            .bind(nonce)
+            .bind(pending)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+            if let Some(json) = waiting {
+                let answers: Answers = serde_json::from_str(&json).map_err(|e| {
+                    StoreError::Corrupt(format!("profiles.pending_answers {json:?}: {e}"))
+                })?;
+                sqlx::query(
+                    "UPDATE profiles SET name = COALESCE(name, $2), role = COALESCE(role, $3), \
+                     products = COALESCE(products, $4), employees = COALESCE(employees, $5), \
+                     industry = COALESCE(industry, $6), business_need = COALESCE(business_need, $7), \
+                     challenge = COALESCE(challenge, $8), pcs = COALESCE(pcs, $9), \
+                     servers = COALESCE(servers, $10), engagement = COALESCE(engagement, $11), \
+                     pending_answers = NULL, pending_nonce = NULL, updated_at = $12 WHERE id = $1",
+                )
+                .bind(id)
+                .bind_answers(&answers)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         let sql = concat!(
             "SELECT ",

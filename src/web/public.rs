@@ -176,6 +176,18 @@ pub async fn subscribe(
         tracing::info!(%ip, "honeypot filled in; submission ignored");
         return check_inbox(&site, email.as_str());
     }
+    // At most a few confirmation emails per address a day, whoever asks: the page says
+    // the same either way, so it tells nobody whether the address is known.
+    if let Some(limit) = state.settings.confirm_per_day {
+        let asked = state
+            .store
+            .opt_in_requests_since(&email, now() - 86_400)
+            .await?;
+        if asked >= i64::from(limit) {
+            tracing::warn!(%ip, asked, "confirmation emails for this address over the daily limit; nothing sent");
+            return check_inbox(&site, email.as_str());
+        }
+    }
     let meta = ConsentMeta {
         source: "form".into(),
         ip: Some(ip.to_string()),
@@ -241,10 +253,10 @@ async fn send_confirmation(
     already: bool,
 ) -> Result<(), ConfirmMailError> {
     let ttl = state.settings.confirm_ttl.as_secs() as i64;
-    let nonce = profile.confirm_nonce.as_deref().unwrap_or("");
+    let nonce = profile.confirmation_nonce();
     let confirm = state
         .signer
-        .sign(Purpose::Confirm, profile.id, Some(now() + ttl), nonce);
+        .sign(Purpose::Confirm, profile.id, Some(now() + ttl), &nonce);
     let centre = state.signer.sign(Purpose::Profile, profile.id, None, "");
     let sender = &site.project.sender;
     let mut ctx = json!({
@@ -257,6 +269,7 @@ async fn send_confirmation(
         "profile_url": format!("{}/profile/{centre}", state.public_url),
         "valid_days": (ttl + 86_399) / 86_400,
         "already_subscribed": already,
+        "answers_waiting": profile.pending_nonce.is_some(),
     });
     let subject = if already {
         format!("You are already subscribed to {}", sender.name())
@@ -347,11 +360,10 @@ async fn confirmable(state: &AppState, token: &str) -> Result<Option<Profile>, A
             return Ok(None);
         }
     };
-    Ok(state
-        .store
-        .linked_profile(claims.id)
-        .await?
-        .filter(|p| p.confirm_nonce.as_deref() == Some(claims.nonce.as_str())))
+    Ok(state.store.linked_profile(claims.id).await?.filter(|p| {
+        let (request, _) = crate::profile::split_confirmation_nonce(&claims.nonce);
+        p.confirm_nonce.as_deref() == Some(request)
+    }))
 }
 
 /// Subscribes the person a confirmation token names; `source` goes into the consent record
