@@ -563,7 +563,58 @@ async fn oversized_and_non_form_bodies_are_refused(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 415);
-    assert_eq!(app.store.profile_count().await.unwrap(), 0);
+    let raw = |content_type: &'static str, body: &'static [u8]| {
+        let c = app.client.clone();
+        let url = app.url("/subscribe");
+        async move {
+            let r = c
+                .post(url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let form = "application/x-www-form-urlencoded";
+    let (status, _) = raw(
+        "application/x-www-form-urlencodedXYZ",
+        b"email=x%40example.com&consent=yes",
+    )
+    .await;
+    assert_eq!(status, 415, "the content type is compared whole");
+    let (status, body) = raw(form, b"email=%FF%FE%40example.com&consent=yes").await;
+    assert_eq!(
+        status, 400,
+        "bytes that are not UTF-8 are refused, not stored as \u{fffd}"
+    );
+    assert!(body.contains("email") && body.contains("UTF-8"), "{body}");
+    let (status, _) = raw(
+        "application/x-www-form-urlencoded; charset=UTF-8",
+        b"email=ok%40example.com&consent=yes",
+    )
+    .await;
+    assert_eq!(status, 200, "parameters of the content type are fine");
+    // Invisible characters make an address look like someone else's: refused.
+    for (bad, shown) in [
+        ("a%E2%80%8B10%40example.com", "a\u{200b}10"),
+        ("a%E2%80%AE30%40example.com", "a\u{202e}30"),
+    ] {
+        let body: &'static [u8] = Box::leak(
+            format!("email={bad}&consent=yes")
+                .into_bytes()
+                .into_boxed_slice(),
+        );
+        let (status, page) = raw(form, body).await;
+        assert_eq!(status, 422, "{shown:?}");
+        assert!(page.contains("invisible characters"), "{page}");
+    }
+    assert_eq!(
+        app.store.profile_count().await.unwrap(),
+        1,
+        "only ok@example.com"
+    );
 }
 
 async fn bad_tokens_get_404_and_change_nothing(app: TestApp) {

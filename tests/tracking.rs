@@ -221,6 +221,13 @@ async fn feedback_votes_and_comments(db: common::Db) {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(app.post_form(&action, &[("comment", "")]).await.status, 422);
+    let r = app
+        .post_form(
+            &action,
+            &[("comment", "Less\u{0}\u{1b}[31m jargon\r\nplease")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
     let p = app
         .store
         .profile_by_email(&Email::parse("u0@example.com").unwrap())
@@ -235,6 +242,11 @@ async fn feedback_votes_and_comments(db: common::Db) {
             (
                 Some("newsletter".into()),
                 Some("comment: More on hiring, please".into())
+            ),
+            (
+                Some("newsletter".into()),
+                Some("comment: Less[31m jargon\nplease".into()),
+                // control characters (NUL, ESC) dropped; the line break kept
             ),
         ]
     );

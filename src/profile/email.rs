@@ -8,6 +8,20 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Email(String);
 
+/// Characters that show as nothing, turn the text around, or stand for bytes that were not
+/// text (U+FFFD): an address holding one looks like another person's address, or like no
+/// address at all. Unicode's format characters (general category Cf), variation selectors
+/// and the replacement character.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{AD}' | '\u{600}'..='\u{605}' | '\u{61C}' | '\u{6DD}' | '\u{70F}' | '\u{890}'..='\u{891}'
+        | '\u{8E2}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFD}' | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}'
+        | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0001}' | '\u{E0020}'..='\u{E007F}'
+        | '\u{E0100}'..='\u{E01EF}')
+}
+
 /// Why a string is not an acceptable address; the text is shown next to the form field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EmailError {
@@ -40,7 +54,9 @@ impl Email {
         if local.len() > 64 {
             return Err(EmailError::Malformed("a name part over 64 characters"));
         }
-        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if s.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || invisible(c))
+        {
             return Err(EmailError::Malformed(
                 "spaces or invisible characters in it",
             ));
@@ -130,6 +146,11 @@ mod tests {
             "a\"b@example.com",
             ".ann@example.com",
             "ann..lee@example.com",
+            "a\u{200b}10@example.com",
+            "a\u{202e}30@example.com",
+            "\u{feff}ann@example.com",
+            "ann@exa\u{200d}mple.com",
+            "\u{fffd}\u{fffd}@example.com",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }
@@ -143,6 +164,7 @@ mod tests {
             "a@b.co",
             "first.last+tag@sub.example.org",
             "o'neil@example.ie",
+            "jos\u{e9}@example.fr",
         ] {
             assert!(Email::parse(good).is_ok(), "{good:?} should be accepted");
         }

@@ -5,6 +5,7 @@
 mod admin;
 mod client;
 mod error;
+mod form_body;
 mod pages;
 mod public;
 mod tracking;

@@ -85,7 +85,7 @@ fn subscribe_page(
 
 /// Reads a form body: size-limited, `application/x-www-form-urlencoded`. A body that
 /// cannot be read gets a page saying why.
-fn form_pairs(
+pub(super) fn form_pairs(
     site: &Site,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -121,17 +121,15 @@ fn form_pairs(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/x-www-form-urlencoded")
-    {
+    if !super::form_body::is_form(content_type) {
         return Err(refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "The form could not be read",
             "This address takes an HTML form post (application/x-www-form-urlencoded).",
         ));
     }
-    Ok(form_urlencoded::parse(&body).into_owned().collect())
+    super::form_body::decode(&body)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "The form could not be read", &e))
 }
 
 /// `POST /subscribe`: checks the submission, stores a pending profile with its consent

@@ -187,14 +187,21 @@ pub async fn feedback_comment(
     let Some((profile, claims)) = owner(&state, Purpose::Feedback, &token).await? else {
         return pages::not_found(&site);
     };
-    let comment = body
-        .ok()
-        .and_then(|b| {
-            form_urlencoded::parse(&b)
-                .find(|(k, _)| k == "comment")
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_default();
+    let pairs = match super::public::form_pairs(&site, &headers, body) {
+        Ok(p) => p,
+        Err(page) => return Ok(*page),
+    };
+    // Kept as written, but without control characters (NUL, ESC, …) other than line breaks.
+    let comment: String = pairs
+        .iter()
+        .find(|(k, _)| k == "comment")
+        .map(|(_, v)| v.replace("\r\n", "\n"))
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| *c == '\n' || !c.is_control())
+        .collect::<String>()
+        .trim()
+        .to_string();
     if comment.is_empty() || comment.chars().count() > 2000 {
         return pages::message(
             &site,
