@@ -110,6 +110,22 @@ async fn refuses_unknown_columns_and_empty_files(app: TestApp) {
     assert!(err.contains("Nothing was imported"));
     assert_eq!(app.store.profile_count().await.unwrap(), 0);
 
+    // A 5 MB header name and 30 unknown columns: the message stays short.
+    let huge = "z".repeat(5 << 20);
+    let many: Vec<String> = (0..30).map(|i| format!("c{i}")).collect();
+    std::fs::write(
+        &file,
+        format!("email,{huge},{}\na@example.com\n", many.join(",")),
+    )
+    .unwrap();
+    let (code, _, err) = import(&app, &file);
+    assert_eq!(code, 1);
+    assert!(err.len() < 2_000, "{} bytes of error", err.len());
+    assert!(
+        err.contains("(5242880 characters)") && err.contains("and 21 more"),
+        "{err}"
+    );
+
     std::fs::write(&file, "").unwrap();
     let (code, _, err) = import(&app, &file);
     assert_eq!(code, 1);

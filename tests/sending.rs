@@ -538,7 +538,7 @@ async fn status_and_unless_are_checked_right_before_sending(db: Db) {
     );
     let mails = common::read_messages(outbox.path());
     assert!(
-        mails.iter().any(|m| m.subject == "Your next step, "),
+        mails.iter().any(|m| m.subject == "Your next step"),
         "{:?}",
         mails.iter().map(|m| &m.subject).collect::<Vec<_>>()
     );

@@ -105,7 +105,7 @@ pub async fn import_reader<R: Read>(
             .to_ascii_lowercase();
         match Question::from_key(&text) {
             Some(q) if columns.contains(&q) => {
-                return Err(ImportError::RepeatedColumn(name.to_string(), text));
+                return Err(ImportError::RepeatedColumn(name.to_string(), shown(&text)));
             }
             Some(q) => columns.push(q),
             None => unknown.push(text),
@@ -115,7 +115,7 @@ pub async fn import_reader<R: Read>(
         let known: Vec<_> = Question::ALL.iter().map(|q| q.key()).collect();
         return Err(ImportError::UnknownColumns {
             file: name.to_string(),
-            unknown: unknown.join(", "),
+            unknown: listed(&unknown),
             known: known.join(", "),
         });
     }
@@ -220,6 +220,27 @@ async fn write_batch(
         .map(|((e, a, _), _)| (e, a))
         .collect();
     Ok(store.import_rows(&rows, source).await?)
+}
+
+/// A cell as echoed in a message: at most 60 characters (a header of 50 MB is not written
+/// back whole into the error).
+fn shown(text: &str) -> String {
+    const MAX: usize = 60;
+    let count = text.chars().count();
+    if count <= MAX {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(MAX).collect();
+    format!("{head}… ({count} characters)")
+}
+
+/// Names as echoed in a message: the first ten, each [`shown`], and how many more.
+fn listed(names: &[String]) -> String {
+    let mut out: Vec<String> = names.iter().take(10).map(|n| shown(n)).collect();
+    if names.len() > 10 {
+        out.push(format!("and {} more", names.len() - 10));
+    }
+    out.join(", ")
 }
 
 fn describe_csv_error(e: &csv::Error) -> String {

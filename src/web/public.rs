@@ -266,6 +266,10 @@ async fn send_confirmation(
         "confirm_url": format!("{}/confirm/{confirm}", state.public_url),
         "profile_url": format!("{}/profile/{centre}", state.public_url),
         "valid_days": (ttl + 86_399) / 86_400,
+        "valid_for": match (ttl + 86_399) / 86_400 {
+            1 => "1 day".to_string(),
+            n => format!("{n} days"),
+        },
         "already_subscribed": already,
         "answers_waiting": profile.pending_nonce.is_some(),
     });
