@@ -46,6 +46,11 @@ pub struct Settings {
     /// How long a claimed delivery stays with its worker without a renewal; after a crash,
     /// its deliveries are picked up again this long after the last renewal.
     pub delivery_lease: Duration,
+    /// Time a client has to send its request headers, and then its body; also how long an
+    /// idle connection stays open.
+    pub http_timeout: Duration,
+    /// HTTP connections served at once.
+    pub max_connections: usize,
     /// The clock the scheduler reads; the system clock except in tests (not an env setting).
     pub clock: crate::clock::Clock,
 }
@@ -119,6 +124,15 @@ impl Settings {
             }
         };
         let smtp_pool = number("RAPPORT_SMTP_POOL", 8, 1)? as usize;
+        let http_timeout = match non_empty("RAPPORT_HTTP_TIMEOUT") {
+            Some(v) => parse_duration(&v).map_err(|problem| SettingError {
+                var: "RAPPORT_HTTP_TIMEOUT",
+                value: v.clone(),
+                problem,
+            })?,
+            None => Duration::from_secs(10),
+        };
+        let max_connections = number("RAPPORT_MAX_CONNECTIONS", 1024, 1)? as usize;
         let confirm_per_day = match non_empty("RAPPORT_CONFIRM_LIMIT") {
             Some(v) if matches!(v.trim(), "off" | "none") => None,
             _ => Some(number("RAPPORT_CONFIRM_LIMIT", 5, 1)? as u32),
@@ -212,6 +226,8 @@ impl Settings {
             confirm_ttl,
             subscribe_per_minute,
             confirm_per_day,
+            http_timeout,
+            max_connections,
             trust_proxy,
             clock: crate::clock::Clock::System,
         })

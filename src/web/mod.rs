@@ -5,9 +5,10 @@
 mod admin;
 mod client;
 mod error;
-mod form_body;
+pub mod form_body;
 mod pages;
 mod public;
+mod server;
 mod tracking;
 
 use std::net::SocketAddr;
@@ -221,12 +222,11 @@ impl Application {
         let app = router(self.state.clone());
         tracing::info!(address = %self.address, public_url = %self.state.public_url,
             mail = %self.state.transport.describe(), "rapport is serving");
-        let served = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let limits = server::Limits {
+            header_timeout: self.state.settings.http_timeout,
+            max_connections: self.state.settings.max_connections,
+        };
+        let served = server::serve(self.listener, app, limits, shutdown).await;
         // Drain: every click and open received is written; the worker finishes the batch it
         // holds and claims nothing new.
         self.state.hits.drain().await;
@@ -281,6 +281,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(public::healthz))
         .fallback(public::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.settings.http_timeout,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

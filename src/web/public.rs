@@ -109,6 +109,13 @@ pub(super) fn form_pairs(
                 "The form sent over 16 KiB. Please shorten your answers and send it again.",
             ));
         }
+        Err(r) if timed_out(&r) => {
+            return Err(refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                "The form took too long to arrive",
+                "Part of the form did not reach us in time. Please send it again.",
+            ));
+        }
         Err(r) => {
             return Err(refuse(
                 StatusCode::BAD_REQUEST,
@@ -130,6 +137,18 @@ pub(super) fn form_pairs(
     }
     super::form_body::decode(&body)
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, "The form could not be read", &e))
+}
+
+/// Whether reading a body failed because the client stopped sending (the body time-out).
+fn timed_out(r: &BytesRejection) -> bool {
+    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(r);
+    while let Some(err) = e {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        e = err.source();
+    }
+    false
 }
 
 /// `POST /subscribe`: checks the submission, stores a pending profile with its consent
