@@ -1,0 +1,201 @@
+//! Property-based fuzzing of what marketers and strangers can send: segment TOML, template
+//! sets (loaded, checked and rendered the way `check` and the worker do), form fields and
+//! form bodies. Whatever the input: an error or a result, never a panic or a stack
+//! overflow (each case runs on a thread with tokio's 2 MiB stack).
+//!
+//! `cargo nextest run --test fuzz` runs a few hundred cases per target; CI runs more
+//! (`PROPTEST_CASES`, see `.ci/run`), bounded by the case count, not by the clock.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use proptest::prelude::*;
+use rapport::profile::{Email, Purpose};
+use rapport::segment::Segment;
+use rapport::site::Site;
+
+/// Runs `f` on a thread with a worker's stack, as the server would: an overflow aborts the
+/// test process, which is the failure this file looks for.
+fn on_worker_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .expect("no panic")
+}
+
+fn example() -> &'static Site {
+    static SITE: std::sync::OnceLock<Site> = std::sync::OnceLock::new();
+    SITE.get_or_init(|| Site::load(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap())
+}
+
+/// Pieces of segment files, valid and not, to be strung together.
+fn segment_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("[rule]\n".to_string()),
+        Just("description = \"x\"\n".to_string()),
+        Just("all = [".to_string()),
+        Just("any = [".to_string()),
+        Just("not = ".to_string()),
+        Just("{ not = ".to_string()),
+        Just("{ any = [".to_string()),
+        Just("{ field = \"employees\", lt = 50 }".to_string()),
+        Just("{ field = \"industry\", in = [\"retail\", \"other\"] }".to_string()),
+        Just("{ field = \"products\", contains = \"office\" }".to_string()),
+        Just("{ clicked_tag = \"training\", within_days = 90 }".to_string()),
+        Just("{ opened = \"newsletter\" }".to_string()),
+        Just("field = \"name\"\npresent = true\n".to_string()),
+        Just("]".to_string()),
+        Just("}".to_string()),
+        Just(", ".to_string()),
+        Just("\n".to_string()),
+        "[ -~]{0,12}",
+        any::<String>(),
+    ]
+}
+
+fn template_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("{{#if first_name}}".to_string()),
+        Just("{{else}}".to_string()),
+        Just("{{/if}}".to_string()),
+        Just("{{#each sections}}".to_string()),
+        Just("{{/each}}".to_string()),
+        Just("{{first_name}}".to_string()),
+        Just("{{{unsubscribe_url}}}".to_string()),
+        Just("{{> a}}".to_string()),
+        Just("{{> b}}".to_string()),
+        Just("{{#> a}}x{{/a}}".to_string()),
+        Just("{{> (lookup this \"template\")}}".to_string()),
+        Just("{{#*inline \"a\"}}{{> a}}{{/inline}}".to_string()),
+        Just("{{!-- c --}}".to_string()),
+        Just("{{{{raw}}}}{{> a}}{{{{/raw}}}}".to_string()),
+        Just("<p><a href=\"https://example.com/x\" data-tag=\"t\">x</a></p>".to_string()),
+        Just("{{".to_string()),
+        Just("}}".to_string()),
+        "[ -~]{0,10}",
+    ]
+}
+
+fn pieces(p: impl Strategy<Value = String>, n: usize) -> impl Strategy<Value = String> {
+    prop::collection::vec(p, 0..n).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Segment files: parsed, and when accepted, compiled to SQL and matched in Rust.
+    #[test]
+    fn segment_files_never_crash(src in pieces(segment_piece(), 40)) {
+        on_worker_stack(move || {
+            let site = example();
+            let campaigns: Vec<String> = site.campaigns.iter().map(|c| c.id.clone()).collect();
+            if let Ok(seg) = Segment::parse(Path::new("segments/f.toml"), "f", &src, &site.project.form, &campaigns) {
+                let _ = rapport::store::AudienceQuery::new(&seg.rule, 0);
+                let email = Email::parse("p@example.com").unwrap();
+                let _ = seg.rule.matches(&email, &Default::default(), &rapport::segment::NoFacts);
+            }
+        });
+    }
+
+    /// Template sets as a marketer can write them: loaded (which refuses loops and deep
+    /// nesting), and when accepted, checked as `rapport check` does (every campaign
+    /// rendered for sample people).
+    #[test]
+    fn template_sets_never_crash(
+        newsletter in pieces(template_piece(), 24),
+        a in pieces(template_piece(), 12),
+        b in pieces(template_piece(), 12),
+    ) {
+        let dir = common::example_copy();
+        let t = dir.path().join("templates");
+        std::fs::write(t.join("newsletter.hbs"), &newsletter).unwrap();
+        std::fs::create_dir_all(t.join("partials")).unwrap();
+        std::fs::write(t.join("partials/a.hbs"), &a).unwrap();
+        std::fs::write(t.join("partials/b.hbs"), &b).unwrap();
+        let path = dir.path().to_path_buf();
+        on_worker_stack(move || {
+            if let Ok(site) = Site::load_for_check(&path) {
+                let _ = rapport::site::check(&site);
+            }
+        });
+    }
+
+    /// Deep nesting written out: refused with a message, never an overflow.
+    #[test]
+    fn deeply_nested_input_is_refused_not_overflowed(depth in 1usize..20_000) {
+        on_worker_stack(move || {
+            let site = example();
+            let toml = format!("[rule]\nnot = {}{{ field = \"pcs\", lt = 1 }}{}", "{ not = ".repeat(depth), " }".repeat(depth));
+            let _ = Segment::parse(Path::new("s.toml"), "s", &toml, &site.project.form, &[]);
+            let arrays = format!("[rule]\nany = {}{}", "[".repeat(depth), "]".repeat(depth));
+            let _ = Segment::parse(Path::new("s.toml"), "s", &arrays, &site.project.form, &[]);
+        });
+        let dir = common::example_copy();
+        let deep = "{{#if first_name}}".repeat(depth) + &"{{/if}}".repeat(depth);
+        std::fs::write(dir.path().join("templates/newsletter.hbs"), deep).unwrap();
+        let path = dir.path().to_path_buf();
+        on_worker_stack(move || {
+            if let Ok(site) = Site::load_for_check(&path) {
+                let _ = rapport::site::check(&site);
+            }
+        });
+    }
+
+    /// Form fields as strangers send them, through the form's parser for both purposes.
+    #[test]
+    fn form_fields_never_crash(
+        pairs in prop::collection::vec(
+            (prop_oneof![
+                Just("email".to_string()), Just("name".to_string()), Just("employees".to_string()),
+                Just("products".to_string()), Just("industry".to_string()), Just("consent".to_string()),
+                Just("step".to_string()), Just("website".to_string()), any::<String>(),
+            ], any::<String>()),
+            0..12,
+        ),
+        body in prop::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let form = &example().project.form;
+        let pairs: Vec<(String, String)> = pairs;
+        let sub = form.parse(&pairs, Purpose::Subscribe);
+        if let Some(email) = &sub.email {
+            prop_assert!(Email::parse(email.as_str()).is_ok(), "a parsed address parses again");
+        }
+        let _ = form.parse(&pairs, Purpose::ProfileCentre);
+        if let Ok(decoded) = rapport::web::form_body::decode(&body) {
+            let _ = form.parse(&decoded, Purpose::Subscribe);
+        }
+        let _ = Email::parse(&String::from_utf8_lossy(&body));
+    }
+}
+
+/// The template sets the fuzz cases build also include the ones that matter most: a and b
+/// including each other, which must be refused (not rendered until the stack runs out).
+#[test]
+fn the_probe_s_partial_loop_is_refused() {
+    let dir = common::example_copy();
+    let t = dir.path().join("templates");
+    std::fs::create_dir_all(t.join("partials")).unwrap();
+    std::fs::write(t.join("partials/a.hbs"), "a{{> b}}").unwrap();
+    std::fs::write(t.join("partials/b.hbs"), "b{{> a}}").unwrap();
+    std::fs::write(t.join("newsletter.hbs"), "{{> a}}").unwrap();
+    let problems: BTreeMap<String, String> = match Site::load_for_check(dir.path()) {
+        Ok(_) => panic!("a loop of partials was accepted"),
+        Err(d) => {
+            d.0.into_iter()
+                .map(|d| (d.file.display().to_string(), d.message))
+                .collect()
+        }
+    };
+    assert!(
+        problems.values().any(|m| m.contains("includes itself")),
+        "{problems:?}"
+    );
+}
