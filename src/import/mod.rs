@@ -188,7 +188,7 @@ async fn write_batch(
     let mut first_in_batch: HashMap<String, u64> = HashMap::new();
     let mut keep = vec![true; batch.len()];
     for (i, (email, _, line)) in batch.iter().enumerate() {
-        let key = email.as_str().to_lowercase();
+        let key = email.key();
         if let Some(first) = first_in_batch.get(&key) {
             problems.push((
                 *line,

@@ -2,9 +2,10 @@
 
 use std::fmt;
 
-/// An address that passed parsing: trimmed, domain lower-cased, no whitespace or control
-/// characters, a dotted domain. One profile exists per `Email`, so two spellings of the
-/// same address (`Ann@Example.COM `, `Ann@example.com`) compare equal.
+/// An address that passed parsing: trimmed, domain lower-cased, no whitespace, control or
+/// invisible characters, a dotted domain. The local part keeps the case it was typed in
+/// (it is what mail is sent to); the identity of the person is [`Email::key`], so
+/// `Ann@Example.COM` and `ann@example.com` are one profile. `==` compares the spelling.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Email(String);
 
@@ -98,6 +99,18 @@ impl Email {
     /// The normalised address.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The identity of the mailbox: the whole address lower-cased. One profile exists per
+    /// key (`Ann@Example.com` and `ann@example.com` are one person), every lookup and
+    /// comparison of people goes through it, and the suppression list hashes it.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+
+    /// Whether two addresses are the same mailbox (see [`Email::key`]).
+    pub fn same_mailbox(&self, other: &Email) -> bool {
+        self.key() == other.key()
     }
 
     /// The domain part (after the `@`).

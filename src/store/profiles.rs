@@ -87,9 +87,6 @@ macro_rules! impl_bind_answers {
 impl_bind_answers!(; sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>);
 impl_bind_answers!(O; sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>>);
 
-fn email_key(email: &Email) -> String {
-    email.as_str().to_lowercase()
-}
 
 fn new_nonce() -> String {
     let bytes: [u8; 9] = rand::random();
@@ -196,7 +193,7 @@ impl Store {
             " FROM profiles WHERE email_key = $1"
         );
         let row = sqlx::query(sql)
-            .bind(email_key(email))
+            .bind(email.key())
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(profile_from_row).transpose()
@@ -224,7 +221,7 @@ impl Store {
              ON CONFLICT (email_key) DO NOTHING RETURNING id",
         )
         .bind(email.as_str())
-        .bind(email_key(email))
+        .bind(email.key())
         .bind_answers(answers)
         .bind(new_nonce())
         .bind(&meta.source)
@@ -243,7 +240,7 @@ impl Store {
                      confirm_nonce = COALESCE(confirm_nonce, $4), updated_at = $5 \
                      WHERE email_key = $1 RETURNING id",
                 )
-                .bind(email_key(email))
+                .bind(email.key())
                 .bind(waiting.then(|| serde_json::to_string(answers).expect("answers serialise")))
                 .bind(waiting.then(new_nonce))
                 .bind(new_nonce())
@@ -280,7 +277,7 @@ impl Store {
             "SELECT COUNT(*) FROM consents c JOIN profiles p ON p.id = c.profile_id \
              WHERE p.email_key = $1 AND c.action = 'opt_in_requested' AND c.created_at >= $2",
         )
-        .bind(email_key(email))
+        .bind(email.key())
         .bind(since)
         .fetch_one(&self.pool)
         .await?)
@@ -537,7 +534,7 @@ impl Store {
             for (email, a) in chunk {
                 q = q
                     .bind(email.as_str())
-                    .bind(email_key(email))
+                    .bind(email.key())
                     .bind(status.as_str())
                     .bind_answers(a)
                     .bind(source)
@@ -594,7 +591,7 @@ impl Store {
             for (email, a) in chunk {
                 q = q
                     .bind(email.as_str())
-                    .bind(email_key(email))
+                    .bind(email.key())
                     .bind_answers(a)
                     .bind(source)
                     .bind(at)
@@ -633,12 +630,12 @@ impl Store {
             ));
             let mut q = sqlx::query_scalar::<_, String>(&sql);
             for (email, line) in chunk {
-                q = q.bind(import_id).bind(email_key(email)).bind(*line as i64);
+                q = q.bind(import_id).bind(email.key()).bind(*line as i64);
             }
             let inserted: std::collections::HashSet<String> =
                 q.fetch_all(&self.pool).await?.into_iter().collect();
             for (i, (email, _)) in chunk.iter().enumerate() {
-                let key = email_key(email);
+                let key = email.key();
                 if !inserted.contains(&key) {
                     let first: i64 = sqlx::query_scalar(
                         "SELECT line FROM import_seen WHERE import_id = $1 AND email_key = $2",

@@ -15,7 +15,7 @@ pub struct PersonalData {
 }
 
 fn suppression_key(email: &Email) -> String {
-    Sha256::digest(email.as_str().to_lowercase().as_bytes())
+    Sha256::digest(email.key().as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()

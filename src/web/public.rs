@@ -544,7 +544,7 @@ pub async fn profile_update(
         .and_then(|n| n.checked_sub(1))
         .filter(|&i| i < form.steps().len());
     if let Some(email) = &sub.email {
-        if !email.as_str().eq_ignore_ascii_case(profile.email.as_str()) {
+        if !email.same_mailbox(&profile.email) {
             sub.errors.insert(
                 Question::Email.key().into(),
                 "The address cannot be changed here. Subscribe with the new address, then unsubscribe this one.".into(),
