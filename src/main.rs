@@ -7,9 +7,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rapport::config::Settings;
 use rapport::report::Period;
+use rapport::startup::Application;
 use rapport::store::Store;
 use rapport::telemetry::{self, LogFormat};
-use rapport::web::{Application, Site};
+use rapport::web::Site;
 
 /// jemalloc instead of glibc's malloc: rows are allocated on SQLite's connection threads and
 /// freed on the runtime's, and glibc's arenas serialise those frees behind a lock (sends
@@ -192,29 +193,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Serve { bind } => {
             let app = Application::build(settings, &cli.dir, bind).await?;
-            let state = app.state().clone();
-            let dir = cli.dir.clone();
-            tokio::spawn(async move {
-                let Ok(mut hup) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                else {
-                    return;
-                };
-                while hup.recv().await.is_some() {
-                    match Site::load(&dir) {
-                        Ok(site) => {
-                            state.replace_site(site);
-                            tracing::info!("reloaded campaigns.toml and templates");
-                        }
-                        Err(problems) => {
-                            for p in &problems.0 {
-                                tracing::error!(problem = %p, "reload rejected; keeping the running files");
-                            }
-                        }
-                    }
-                }
-            });
-            app.run_until(shutdown_signal())
+            app.reload_on_sighup(cli.dir.clone());
+            app.run_until(rapport::startup::shutdown_signal())
                 .await
                 .context("server stopped with an error")?;
         }
@@ -235,8 +215,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     known.join(", ")
                 )
             })?;
-            let store = Store::connect(&settings.database_url).await?;
-            store.migrate().await?;
+            let store = Store::open(&settings.database_url).await?;
             eprintln!(
                 "queuing a new run of {} for audience \"{}\"...",
                 campaign.id, campaign.audience
@@ -252,8 +231,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Demo { profiles, force } => {
             let site = load_site(&cli.dir)?;
-            let store = Store::connect(&settings.database_url).await?;
-            store.migrate().await?;
+            let store = Store::open(&settings.database_url).await?;
             eprintln!("writing {profiles} demo profiles and six months of newsletters...");
             let s = rapport::demo::fill(&store, &site, profiles, force).await?;
             println!(
@@ -264,8 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Profile(cmd) => profile_command(&settings, cmd).await?,
         Command::Export(export) => export_report(&cli.dir, &settings, export).await?,
         Command::Migrate => {
-            let store = Store::connect(&settings.database_url).await?;
-            store.migrate().await?;
+            Store::open(&settings.database_url).await?;
             eprintln!(
                 "migrations applied to {}",
                 rapport::store::redact(&settings.database_url)
@@ -331,8 +308,7 @@ async fn preview(
         )
     })?;
     let address = Email::parse(email).map_err(|e| anyhow::anyhow!("--email {email:?}: {e}"))?;
-    let store = Store::connect(&settings.database_url).await?;
-    store.migrate().await?;
+    let store = Store::open(&settings.database_url).await?;
     let profile = store.profile_by_email(&address).await?.with_context(|| {
         format!(
             "no profile with the address {address} in {}",
@@ -346,7 +322,7 @@ async fn preview(
     let signer = rapport::track::Signer::new(&secret);
     let public_url = settings.public_url_for("127.0.0.1:8080".parse().expect("valid address"));
     let now = rapport::store::now();
-    let facts = rapport::segment::EventFacts::load(&store, profile.id, now).await?;
+    let facts = store.event_facts(profile.id, now).await?;
     let mailto = site.project.sender.from.email.to_string();
     let links = rapport::track::personal_links(
         &signer,
@@ -389,8 +365,7 @@ async fn profile_command(settings: &Settings, cmd: ProfileCommand) -> anyhow::Re
     use rapport::profile::Email;
     let (ProfileCommand::Export { email } | ProfileCommand::Erase { email }) = &cmd;
     let address = Email::parse(email).map_err(|e| anyhow::anyhow!("{email:?}: {e}"))?;
-    let store = Store::connect(&settings.database_url).await?;
-    store.migrate().await?;
+    let store = Store::open(&settings.database_url).await?;
     let profile = store.profile_by_email(&address).await?.with_context(|| {
         format!(
             "no profile with the address {address}; nothing is held about it (or it was erased)"
@@ -424,8 +399,7 @@ async fn import(
         !source.is_empty(),
         "--source needs a name for where the list comes from, like crm-2026"
     );
-    let store = Store::connect(&settings.database_url).await?;
-    store.migrate().await?;
+    let store = Store::open(&settings.database_url).await?;
     let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     let bar = indicatif::ProgressBar::new(size).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}")
@@ -463,8 +437,7 @@ async fn export_report(
 ) -> anyhow::Result<()> {
     use rapport::report::GroupByArg;
     let site = load_site(dir)?;
-    let store = Store::connect(&settings.database_url).await?;
-    store.migrate().await?;
+    let store = Store::open(&settings.database_url).await?;
     let bar = indicatif::ProgressBar::new_spinner().with_message("counting in the database");
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let (rows, what) = match export {
@@ -496,21 +469,4 @@ async fn export_report(
     bar.finish_and_clear();
     eprintln!("{what}: {rows} row(s) exported");
     Ok(())
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight");
 }

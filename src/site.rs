@@ -60,7 +60,8 @@ impl Site {
                 return Err(Diagnostics(all));
             }
         };
-        let campaigns = campaign::build(&project, &segments, &templates).map_err(Diagnostics)?;
+        let campaigns = campaign::build(&project, &segments, &|name| templates.has(name))
+            .map_err(Diagnostics)?;
         let mut templates = templates;
         for c in &campaigns {
             // Syntax was checked with the campaign; this cannot fail for a built campaign.

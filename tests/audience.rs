@@ -175,7 +175,7 @@ async fn sql_and_rust_agree_on_every_rule(app: TestApp) {
                 .await
                 .unwrap();
         }
-        let facts = EventFacts::load(&app.store, p.id, t).await.unwrap();
+        let facts = app.store.event_facts(p.id, t).await.unwrap();
         profiles.push((p, facts));
     }
     let mut informative = 0;

@@ -6,7 +6,6 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::config::{CampaignToml, Diagnostic, Project, parse_duration};
-use crate::render::Templates;
 use crate::segment::{EVERYONE, Segments};
 
 /// The three kinds of campaign the programme needs.
@@ -116,7 +115,7 @@ pub fn ids(project: &Project) -> Vec<String> {
 pub fn build(
     project: &Project,
     segments: &Segments,
-    templates: &Templates,
+    has_template: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Campaign>, Vec<Diagnostic>> {
     let path = project.dir.join(crate::config::CAMPAIGNS_FILE);
     let mut problems = Vec::new();
@@ -126,7 +125,7 @@ pub fn build(
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for c in &project.campaigns {
-        if let Some(campaign) = build_one(c, segments, templates, &mut at, &mut seen) {
+        if let Some(campaign) = build_one(c, segments, has_template, &mut at, &mut seen) {
             out.push(campaign);
         }
     }
@@ -151,7 +150,7 @@ impl<T> SpanLike for Spanned<T> {
 fn build_one(
     c: &CampaignToml,
     segments: &Segments,
-    templates: &Templates,
+    has_template: &dyn Fn(&str) -> bool,
     at: &mut dyn FnMut(&dyn SpanLike, String),
     seen: &mut std::collections::HashSet<String>,
 ) -> Option<Campaign> {
@@ -209,7 +208,7 @@ fn build_one(
     };
     let template_ref =
         |s: &Spanned<String>, what: &str, at: &mut dyn FnMut(&dyn SpanLike, String)| {
-            if !templates.has(s.get_ref()) {
+            if !has_template(s.get_ref()) {
                 at(
                     s,
                     format!(

@@ -1,8 +1,9 @@
 //! Behaviour facts: what one profile did, read from the events table (content selection,
-//! `unless`, previews). Whole audiences are selected in SQL (`store::AudienceQuery`).
+//! `unless`, previews; `Store::event_facts` reads them). Whole audiences are selected in SQL
+//! (`store::AudienceQuery`).
 
 use super::rule::{Behaviour, Facts};
-use crate::store::{EventSummary, Store, StoreError};
+use crate::event::EventSummary;
 
 fn since(now: i64, within_days: Option<u32>) -> i64 {
     within_days.map_or(i64::MIN, |d| now - i64::from(d) * 86_400)
@@ -13,16 +14,6 @@ fn since(now: i64, within_days: Option<u32>) -> i64 {
 pub struct EventFacts {
     pub events: Vec<EventSummary>,
     pub now: i64,
-}
-
-impl EventFacts {
-    /// Reads one profile's behaviour.
-    pub async fn load(store: &Store, profile_id: i64, now: i64) -> Result<EventFacts, StoreError> {
-        Ok(EventFacts {
-            events: store.event_summary(profile_id).await?,
-            now,
-        })
-    }
 }
 
 impl Facts for EventFacts {

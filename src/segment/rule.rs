@@ -80,7 +80,7 @@ pub enum Behaviour {
 /// A behaviour as an event query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventQuery<'a> {
-    pub kind: crate::store::EventKind,
+    pub kind: crate::event::EventKind,
     pub campaign: Option<&'a str>,
     pub tag: Option<&'a str>,
     pub within_days: Option<u32>,
@@ -89,7 +89,7 @@ pub struct EventQuery<'a> {
 impl Behaviour {
     /// The events that prove this behaviour.
     pub fn event_query(&self) -> EventQuery<'_> {
-        use crate::store::EventKind;
+        use crate::event::EventKind;
         match self {
             Behaviour::ClickedTag { tag, within_days } => EventQuery {
                 kind: EventKind::Click,

@@ -3,51 +3,7 @@
 use sqlx::Row;
 
 use super::{Store, StoreError};
-
-/// The kinds of event rapport records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    /// A campaign message was accepted by the mail server.
-    Sent,
-    Open,
-    Click,
-    Unsubscribe,
-    Feedback,
-    ProfileUpdate,
-    /// The mail server refused the address for good.
-    Bounce,
-}
-
-impl EventKind {
-    /// The name stored in `events.kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Sent => "sent",
-            EventKind::Open => "open",
-            EventKind::Click => "click",
-            EventKind::Unsubscribe => "unsubscribe",
-            EventKind::Feedback => "feedback",
-            EventKind::ProfileUpdate => "profile_update",
-            EventKind::Bounce => "bounce",
-        }
-    }
-
-    /// Parses a stored kind.
-    pub fn parse(s: &str) -> Option<EventKind> {
-        use EventKind::*;
-        [
-            Sent,
-            Open,
-            Click,
-            Unsubscribe,
-            Feedback,
-            ProfileUpdate,
-            Bounce,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-}
+pub use crate::event::{EventKind, EventSummary};
 
 /// Which campaign, run and message an event belongs to (all optional).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,16 +13,20 @@ pub struct EventOrigin {
     pub delivery_id: Option<i64>,
 }
 
-/// The last time a profile did something, per (kind, campaign, tag).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventSummary {
-    pub kind: EventKind,
-    pub campaign: Option<String>,
-    pub tag: Option<String>,
-    pub last_at: i64,
-}
-
 impl Store {
+    /// The behaviour of one profile as of `now`, for segment rules (`unless`, content
+    /// selection, previews).
+    pub async fn event_facts(
+        &self,
+        profile_id: i64,
+        now: i64,
+    ) -> Result<crate::segment::EventFacts, StoreError> {
+        Ok(crate::segment::EventFacts {
+            events: self.event_summary(profile_id).await?,
+            now,
+        })
+    }
+
     /// The behaviour of one profile, for segment rules.
     pub async fn event_summary(&self, profile_id: i64) -> Result<Vec<EventSummary>, StoreError> {
         let rows = sqlx::query(

@@ -199,6 +199,13 @@ impl Store {
         Ok(Store { pool, backend })
     }
 
+    /// Connects and applies the migrations: what every command and `serve` start with.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let store = Store::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
     /// Applies the migrations of this backend that are not applied yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self.backend {

@@ -87,7 +87,6 @@ macro_rules! impl_bind_answers {
 impl_bind_answers!(; sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>);
 impl_bind_answers!(O; sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>>);
 
-
 fn new_nonce() -> String {
     let bytes: [u8; 9] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rapport::config::Settings;
+use rapport::startup::Application;
 use rapport::store::Store;
 use rapport::track::Signer;
-use rapport::web::Application;
 
 pub mod smtp;
 
