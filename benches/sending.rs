@@ -153,25 +153,22 @@ async fn main() {
         updated_at: 0,
     };
     let signer = rapport::track::Signer::new(b"bench secret bench secret bench!");
-    let links = rapport::track::personal_links(
-        &signer,
-        "https://news.example.com",
-        "hello@contoso.example",
-        1,
-        rapport::track::Origin::Campaign("newsletter"),
-    );
-    let person = site.personalise(
+    let mailer = rapport::mail::Mailer::new(signer, "https://news.example.com");
+    let person = mailer.person(
+        &site,
         campaign,
         &profile,
         &rapport::segment::NoFacts,
-        links,
+        rapport::track::Origin::Campaign("newsletter"),
         1_800_000_000,
     );
-    let msg = site
-        .campaign_message(
+    let msg = mailer
+        .campaign(
+            &site,
             campaign,
             &person,
             &mut rapport::render::KeepLinks::default(),
+            rapport::mail::Opens::Untracked,
             true,
         )
         .unwrap()

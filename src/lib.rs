@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod demo;
 pub mod event;
 pub mod import;
+pub mod mail;
 pub mod profile;
 pub mod render;
 pub mod report;

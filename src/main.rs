@@ -24,6 +24,9 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static MALLOC_CONF: &[u8] = b"narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 /// rapport: self-hosted relationship marketing (opt-in, profiles, campaigns, tracking).
+/// Where `serve` listens unless told otherwise (and so the links `preview` shows).
+const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -56,7 +59,7 @@ enum Command {
     /// Run the web side (form, profile centre) until stopped; SIGHUP reloads the files.
     Serve {
         /// Address and port to listen on.
-        #[arg(long, env = "RAPPORT_BIND", default_value = "127.0.0.1:8080")]
+        #[arg(long, env = "RAPPORT_BIND", default_value = DEFAULT_BIND)]
         bind: SocketAddr,
     },
     /// Validate campaigns.toml, segments/ and templates/, and render every campaign for a
@@ -315,40 +318,21 @@ async fn preview(
             rapport::store::redact(&settings.database_url)
         )
     })?;
-    let secret = match &settings.secret {
-        Some(s) => s.as_bytes().to_vec(),
-        None => store.signing_secret().await?,
-    };
-    let signer = rapport::track::Signer::new(&secret);
-    let public_url = settings.public_url_for("127.0.0.1:8080".parse().expect("valid address"));
+    let signer = rapport::startup::signer(settings, &store).await?;
+    // Links read as `serve` would write them: RAPPORT_PUBLIC_URL, or its bind address.
+    let bind = std::env::var("RAPPORT_BIND").unwrap_or_else(|_| DEFAULT_BIND.into());
+    let bind = bind
+        .parse()
+        .with_context(|| format!("RAPPORT_BIND={bind:?} is not host:port"))?;
+    let public_url = settings.public_url_for(bind);
+    let mailer = rapport::mail::Mailer::new(signer, public_url);
     let now = rapport::store::now();
-    let facts = store.event_facts(profile.id, now).await?;
-    let mailto = site.project.sender.from.email.to_string();
-    let links = rapport::track::personal_links(
-        &signer,
-        &public_url,
-        &mailto,
-        profile.id,
-        rapport::track::Origin::Campaign(&campaign.id),
-    );
-    let person = site.personalise(campaign, &profile, &facts, links, now);
-    let mut seam = rapport::render::KeepLinks::default();
-    let composed = site.campaign_message(campaign, &person, &mut seam, true)?;
+    let (composed, rendered) =
+        rapport::mail::preview(&mailer, &store, &site, campaign, &profile, now).await?;
     let out = match format {
         PreviewFormat::Eml => String::from_utf8_lossy(&composed.message.formatted()).into_owned(),
-        PreviewFormat::Html | PreviewFormat::Text => {
-            let r = site.templates.render_campaign(
-                campaign,
-                &site.project.sender,
-                &person,
-                &mut rapport::render::KeepLinks::default(),
-            )?;
-            if matches!(format, PreviewFormat::Html) {
-                r.html
-            } else {
-                r.text
-            }
-        }
+        PreviewFormat::Html => rendered.html,
+        PreviewFormat::Text => rendered.text,
     };
     print!("{out}");
     if profile.status != rapport::profile::Status::Subscribed {

@@ -110,63 +110,6 @@ impl Site {
             links,
         }
     }
-
-    /// The full message of `campaign` for one person, with `List-Unsubscribe` headers
-    /// (`eight_bit`: see [`crate::render::compose`]).
-    pub fn campaign_message(
-        &self,
-        campaign: &Campaign,
-        person: &crate::render::Personal<'_>,
-        seam: &mut dyn crate::render::LinkSeam,
-        eight_bit: bool,
-    ) -> Result<crate::render::Composed, CampaignMessageError> {
-        let r = self
-            .templates
-            .render_campaign(campaign, &self.project.sender, person, seam)?;
-        self.compose_rendered(person, r, eight_bit)
-    }
-
-    /// Wraps a rendered campaign message for its recipient, with `List-Unsubscribe` headers.
-    pub fn compose_rendered(
-        &self,
-        person: &crate::render::Personal<'_>,
-        r: crate::render::Rendered,
-        eight_bit: bool,
-    ) -> Result<crate::render::Composed, CampaignMessageError> {
-        let headers = [
-            (
-                "List-Unsubscribe",
-                format!(
-                    "<{}>, <{}>",
-                    person.links.unsubscribe_url, person.links.unsubscribe_mailto
-                ),
-            ),
-            (
-                "List-Unsubscribe-Post",
-                "List-Unsubscribe=One-Click".to_string(),
-            ),
-        ];
-        let p = person.profile;
-        Ok(crate::render::compose(
-            &self.project.sender,
-            &p.email,
-            p.answers.name.as_deref(),
-            &r.subject,
-            &r.html,
-            Some(r.text),
-            &headers,
-            eight_bit,
-        )?)
-    }
-}
-
-/// A campaign message that could not be produced.
-#[derive(Debug, thiserror::Error)]
-pub enum CampaignMessageError {
-    #[error(transparent)]
-    Render(#[from] crate::render::RenderError),
-    #[error(transparent)]
-    Message(#[from] crate::render::MessageError),
 }
 
 /// The running set of files, shared by the web side, the scheduler and the delivery

@@ -30,6 +30,15 @@ pub enum StartError {
     Bind(SocketAddr, std::io::Error),
 }
 
+/// The signer of every link: keyed with `RAPPORT_SECRET`, or the secret kept in the
+/// database (generated on first use).
+pub async fn signer(settings: &Settings, store: &Store) -> Result<Signer, StoreError> {
+    Ok(match &settings.secret {
+        Some(s) => Signer::new(s.as_bytes()),
+        None => Signer::new(&store.signing_secret().await?),
+    })
+}
+
 /// A server ready to run: bound to its address, database migrated, files loaded.
 pub struct Application {
     listener: TcpListener,
@@ -46,10 +55,6 @@ impl Application {
     ) -> Result<Application, StartError> {
         let site = Site::load(dir)?;
         let store = Store::open(&settings.database_url).await?;
-        let secret = match &settings.secret {
-            Some(s) => s.as_bytes().to_vec(),
-            None => store.signing_secret().await?,
-        };
         let transport = Transport::from_settings(
             settings.smtp_url.as_deref(),
             &settings.outbox_dir,
@@ -71,7 +76,7 @@ impl Application {
             .local_addr()
             .map_err(|e| StartError::Bind(bind, e))?;
         let site_handle = SiteHandle::new(site);
-        let signer = Signer::new(&secret);
+        let signer = signer(&settings, &store).await?;
         let public_url = settings.public_url_for(address);
         let worker = Worker::new(
             store.clone(),

@@ -21,11 +21,23 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Notify;
 
 use super::Transport;
+use crate::mail::{Mailer, Opens};
 use crate::profile::{Profile, Status};
 use crate::segment::{EVERYONE, EventFacts};
 use crate::site::{Site, SiteHandle};
 use crate::store::{Claimed, EventSummary, Store, StoreError, now};
-use crate::track::{Purpose, Signer, personal_links};
+use crate::track::{Purpose, Signer};
+
+/// Why a campaign message could not be built for a delivery.
+#[derive(Debug, thiserror::Error)]
+enum TrackedError {
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
+    #[error("storing a link: {0}")]
+    Store(#[from] StoreError),
+    #[error("the link {0} changed between two renders of one message")]
+    Unstable(String),
+}
 
 /// Limits of one worker.
 #[derive(Debug, Clone)]
@@ -106,6 +118,7 @@ pub struct Worker {
     site: SiteHandle,
     signer: Signer,
     public_url: String,
+    mailer: Mailer,
     transport: Transport,
     config: WorkerConfig,
     wake: Arc<Notify>,
@@ -139,11 +152,13 @@ impl Worker {
             .and_then(NonZeroU32::new)
             .map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r))));
         let recorder = start_recorder(store.clone());
+        let mailer = Mailer::new(signer.clone(), public_url.clone());
         Worker {
             store,
             site,
             signer,
             public_url,
+            mailer,
             transport,
             config,
             wake: Arc::new(Notify::new()),
@@ -289,7 +304,7 @@ impl Worker {
         campaign: &crate::campaign::Campaign,
         person: &crate::render::Personal<'_>,
         d: &Claimed,
-    ) -> Result<crate::render::Composed, String> {
+    ) -> Result<crate::render::Composed, TrackedError> {
         /// The seam of a send: a link whose stored id this process knows becomes its
         /// tracked URL; any other is listed, to be stored before the message is rendered
         /// again (the store is async, the seam is not). So only the first messages of a
@@ -326,19 +341,14 @@ impl Worker {
                 delivery: d.id,
                 unknown: Vec::new(),
             };
-            site.templates
-                .render_campaign(campaign, &site.project.sender, person, &mut seam)
+            self.mailer
+                .render(site, campaign, person, &mut seam)
                 .map(|r| (r, seam.unknown))
-                .map_err(|e| e.to_string())
         };
         let (mut r, unknown) = render()?;
         if !unknown.is_empty() {
             for (url, tag) in &unknown {
-                let id = self
-                    .store
-                    .link_id(&campaign.id, url, tag)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let id = self.store.link_id(&campaign.id, url, tag).await?;
                 self.links
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -346,21 +356,17 @@ impl Worker {
             }
             let (again, still) = render()?;
             if let Some((url, _)) = still.first() {
-                return Err(format!("the link {url} changed between two renders"));
+                return Err(TrackedError::Unstable(url.clone()));
             }
             r = again;
         }
-        let open = self.signer.sign(Purpose::Open, d.id, None, "");
-        let pixel = format!(
-            "<img src=\"{}/o/{open}\" width=\"1\" height=\"1\" alt=\"\" style=\"display:block;border:0\">",
-            self.public_url
-        );
-        match r.html.rfind("</body>") {
-            Some(at) => r.html.insert_str(at, &pixel),
-            None => r.html.push_str(&pixel),
-        }
-        site.compose_rendered(person, r, self.transport.eight_bit())
-            .map_err(|e| e.to_string())
+        Ok(self.mailer.finish(
+            site,
+            person,
+            r,
+            Opens::Tracked { delivery: d.id },
+            self.transport.eight_bit(),
+        )?)
     }
 
     async fn deliver(
@@ -397,15 +403,14 @@ impl Worker {
             events: events.get(&profile.id).cloned().unwrap_or_default(),
             now: t,
         };
-        let mailto = site.project.sender.from.email.to_string();
-        let links = personal_links(
-            &self.signer,
-            &self.public_url,
-            &mailto,
-            profile.id,
+        let person = self.mailer.person(
+            site,
+            campaign,
+            profile,
+            &facts,
             crate::track::Origin::Delivery(d.id),
+            t,
         );
-        let person = site.personalise(campaign, profile, &facts, links, t);
         let member = |segment: &str| person.segments.get(segment).copied().unwrap_or(false);
         if campaign.audience != EVERYONE
             && site.segments.get(&campaign.audience).is_some()

@@ -54,6 +54,8 @@ pub struct Shared {
     pub site_handle: SiteHandle,
     pub signer: Signer,
     pub transport: Transport,
+    /// Builds every email the web side sends (the confirmation).
+    pub mailer: crate::mail::Mailer,
     /// Prefix of links in emails, without a trailing slash.
     pub public_url: String,
     pub settings: Arc<Settings>,
@@ -97,7 +99,9 @@ impl AppState {
             .subscribe_per_minute
             .and_then(NonZeroU32::new)
             .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))));
+        let mailer = crate::mail::Mailer::new(signer.clone(), public_url.clone());
         AppState(Arc::new(Shared {
+            mailer,
             admin,
             hits,
             store,

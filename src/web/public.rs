@@ -13,7 +13,6 @@ use super::client::{client_ip, user_agent};
 use super::pages::{self, StepPage};
 use super::{AppError, AppState, Site};
 use crate::profile::{FieldErrors, Profile, Purpose as FormPurpose, Question, STEP_FIELD};
-use crate::render::compose;
 use crate::store::{ConsentMeta, OptIn, now};
 use crate::track::Purpose;
 
@@ -256,9 +255,7 @@ fn check_inbox(site: &Site, email: &str) -> PageResult {
 #[derive(Debug, thiserror::Error)]
 enum ConfirmMailError {
     #[error(transparent)]
-    Render(#[from] crate::render::RenderError),
-    #[error(transparent)]
-    Message(#[from] crate::render::MessageError),
+    Mail(#[from] crate::mail::MailError),
     #[error(transparent)]
     Send(#[from] crate::delivery::SendError),
 }
@@ -270,52 +267,12 @@ async fn send_confirmation(
     already: bool,
 ) -> Result<(), ConfirmMailError> {
     let ttl = state.settings.confirm_ttl.as_secs() as i64;
-    let nonce = profile.confirmation_nonce();
-    let confirm = state
-        .signer
-        .sign(Purpose::Confirm, profile.id, Some(now() + ttl), &nonce);
-    let centre = state.signer.sign(Purpose::Profile, profile.id, None, "");
-    let sender = &site.project.sender;
-    let mut ctx = json!({
-        "first_name": profile.answers.first_name(),
-        "name": profile.answers.name,
-        "email": profile.email.as_str(),
-        "sender_name": sender.name(),
-        "postal_address": sender.postal_address,
-        "confirm_url": format!("{}/confirm/{confirm}", state.public_url),
-        "profile_url": format!("{}/profile/{centre}", state.public_url),
-        "valid_days": (ttl + 86_399) / 86_400,
-        "valid_for": match (ttl + 86_399) / 86_400 {
-            1 => "1 day".to_string(),
-            n => format!("{n} days"),
-        },
-        "already_subscribed": already,
-        "answers_waiting": profile.pending_nonce.is_some(),
-    });
-    let subject = if already {
-        format!("You are already subscribed to {}", sender.name())
-    } else {
-        site.templates.render_text(
-            "[form] confirm_subject",
-            &site.project.confirm_subject,
-            &ctx,
-        )?
-    };
-    ctx["subject"] = json!(subject);
-    let html = site.templates.render("confirmation", &ctx)?;
-    let text = if site.templates.has("confirmation.txt") {
-        Some(site.templates.render("confirmation.txt", &ctx)?)
-    } else {
-        None
-    };
-    let composed = compose(
-        sender,
-        &profile.email,
-        profile.answers.name.as_deref(),
-        &subject,
-        &html,
-        text,
-        &[],
+    let composed = state.mailer.confirmation(
+        site,
+        profile,
+        already,
+        ttl,
+        now(),
         state.transport.eight_bit(),
     )?;
     state.transport.send(composed.message).await?;
