@@ -145,13 +145,18 @@ async fn all_ids(app: &TestApp, q: &AudienceQuery) -> Vec<i64> {
     }
 }
 
-async fn sql_and_rust_agree_on_every_rule(app: TestApp) {
-    let mut rng = StdRng::seed_from_u64(42);
-    let rows: Vec<(Email, Answers)> = (0..150)
+/// `n` subscribed profiles `{prefix}{i}@example.com` with random answers.
+async fn random_subscribers(
+    app: &TestApp,
+    rng: &mut StdRng,
+    prefix: &str,
+    n: usize,
+) -> Vec<(Email, Answers)> {
+    let rows: Vec<(Email, Answers)> = (0..n)
         .map(|i| {
             (
-                Email::parse(&format!("p{i}@example.com")).unwrap(),
-                random_answers(&mut rng, i),
+                Email::parse(&format!("{prefix}{i}@example.com")).unwrap(),
+                random_answers(rng, i),
             )
         })
         .collect();
@@ -159,6 +164,12 @@ async fn sql_and_rust_agree_on_every_rule(app: TestApp) {
         .insert_profiles(&rows, Status::Subscribed, "test")
         .await
         .unwrap();
+    rows
+}
+
+async fn sql_and_rust_agree_on_every_rule(app: TestApp) {
+    let mut rng = StdRng::seed_from_u64(42);
+    let rows = random_subscribers(&app, &mut rng, "p", 150).await;
     let t = now();
     let mut profiles = Vec::new();
     for (email, _) in &rows {
@@ -238,18 +249,7 @@ async fn audience_is_subscribed_only_and_paged(app: TestApp) {
 async fn the_largest_rule_check_allows_runs_on_the_database(app: TestApp) {
     use rapport::segment::{MAX_RULE_DEPTH, MAX_RULE_VALUES};
     let mut rng = StdRng::seed_from_u64(7);
-    let rows: Vec<(Email, Answers)> = (0..60)
-        .map(|i| {
-            (
-                Email::parse(&format!("big{i}@example.com")).unwrap(),
-                random_answers(&mut rng, i),
-            )
-        })
-        .collect();
-    app.store
-        .insert_profiles(&rows, Status::Subscribed, "test")
-        .await
-        .unwrap();
+    let rows = random_subscribers(&app, &mut rng, "big", 60).await;
     let field = |field, test| Rule::Field { field, test };
     // 600 alternatives, a 500-value product list, and the rest of the budget in one `in`.
     let employees: Vec<Rule> = (0..600)

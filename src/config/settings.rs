@@ -76,14 +76,25 @@ impl Settings {
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Settings, SettingError> {
         let non_empty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let confirm_ttl = match non_empty("RAPPORT_CONFIRM_TTL") {
-            Some(v) => parse_duration(&v).map_err(|problem| SettingError {
-                var: "RAPPORT_CONFIRM_TTL",
-                value: v.clone(),
-                problem,
-            })?,
-            None => Duration::from_secs(7 * 24 * 3600),
-        };
+        // A duration of at least `min` seconds (`90s`, `2h`, `7d`), or `default` when unset.
+        let duration =
+            |var: &'static str, default: u64, min: u64| -> Result<Duration, SettingError> {
+                match non_empty(var) {
+                    None => Ok(Duration::from_secs(default)),
+                    Some(v) => parse_duration(&v)
+                        .and_then(|d| {
+                            (d.as_secs() >= min)
+                                .then_some(d)
+                                .ok_or_else(|| format!("expected a duration of at least {min}s"))
+                        })
+                        .map_err(|problem| SettingError {
+                            var,
+                            value: v.clone(),
+                            problem,
+                        }),
+                }
+            };
+        let confirm_ttl = duration("RAPPORT_CONFIRM_TTL", 7 * 24 * 3600, 1)?;
         let subscribe_per_minute = match non_empty("RAPPORT_SUBSCRIBE_LIMIT") {
             None => Some(60),
             Some(v) if matches!(v.trim(), "off" | "0" | "none") => None,
@@ -124,14 +135,7 @@ impl Settings {
             }
         };
         let smtp_pool = number("RAPPORT_SMTP_POOL", 8, 1)? as usize;
-        let http_timeout = match non_empty("RAPPORT_HTTP_TIMEOUT") {
-            Some(v) => parse_duration(&v).map_err(|problem| SettingError {
-                var: "RAPPORT_HTTP_TIMEOUT",
-                value: v.clone(),
-                problem,
-            })?,
-            None => Duration::from_secs(10),
-        };
+        let http_timeout = duration("RAPPORT_HTTP_TIMEOUT", 10, 1)?;
         let max_connections = number("RAPPORT_MAX_CONNECTIONS", 1024, 1)? as usize;
         let confirm_per_day = match non_empty("RAPPORT_CONFIRM_LIMIT") {
             Some(v) if matches!(v.trim(), "off" | "none") => None,
@@ -143,14 +147,7 @@ impl Settings {
             None => None,
         };
         let max_attempts = number("RAPPORT_MAX_ATTEMPTS", 8, 1)? as i64;
-        let schedule_grace = match non_empty("RAPPORT_SCHEDULE_GRACE") {
-            Some(v) => parse_duration(&v).map_err(|problem| SettingError {
-                var: "RAPPORT_SCHEDULE_GRACE",
-                value: v.clone(),
-                problem,
-            })?,
-            None => Duration::from_secs(24 * 3600),
-        };
+        let schedule_grace = duration("RAPPORT_SCHEDULE_GRACE", 24 * 3600, 0)?;
         let worker = match non_empty("RAPPORT_WORKER") {
             None => true,
             Some(v) => parse_bool(&v).ok_or_else(|| SettingError {
@@ -159,17 +156,7 @@ impl Settings {
                 problem: "expected on or off".into(),
             })?,
         };
-        let delivery_lease = match non_empty("RAPPORT_DELIVERY_LEASE") {
-            Some(v) => parse_duration(&v)
-                .ok()
-                .filter(|d| d.as_secs() >= 1)
-                .ok_or_else(|| SettingError {
-                    var: "RAPPORT_DELIVERY_LEASE",
-                    value: v.clone(),
-                    problem: "expected a duration of at least 1s, like 60s".into(),
-                })?,
-            None => Duration::from_secs(60),
-        };
+        let delivery_lease = duration("RAPPORT_DELIVERY_LEASE", 60, 1)?;
         let dkim = match (
             non_empty("RAPPORT_DKIM_KEY_FILE"),
             non_empty("RAPPORT_DKIM_SELECTOR"),
