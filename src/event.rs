@@ -2,8 +2,10 @@
 //! read. Plain data at the bottom of the house, so that the store (which records events)
 //! and the segments (which test them) both build on it without depending on each other.
 
-/// The kinds of event rapport records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The kinds of event rapport records; the name stored in `events.kind` is the snake_case
+/// of the variant (`profile_update`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum EventKind {
     /// A campaign message was accepted by the mail server.
     Sent,
@@ -19,31 +21,12 @@ pub enum EventKind {
 impl EventKind {
     /// The name stored in `events.kind`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Sent => "sent",
-            EventKind::Open => "open",
-            EventKind::Click => "click",
-            EventKind::Unsubscribe => "unsubscribe",
-            EventKind::Feedback => "feedback",
-            EventKind::ProfileUpdate => "profile_update",
-            EventKind::Bounce => "bounce",
-        }
+        self.into()
     }
 
     /// Parses a stored kind.
     pub fn parse(s: &str) -> Option<EventKind> {
-        use EventKind::*;
-        [
-            Sent,
-            Open,
-            Click,
-            Unsubscribe,
-            Feedback,
-            ProfileUpdate,
-            Bounce,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        s.parse().ok()
     }
 }
 
@@ -54,4 +37,16 @@ pub struct EventSummary {
     pub campaign: Option<String>,
     pub tag: Option<String>,
     pub last_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventKind;
+
+    #[test]
+    fn stored_names() {
+        assert_eq!(EventKind::ProfileUpdate.as_str(), "profile_update");
+        assert_eq!(EventKind::parse("bounce"), Some(EventKind::Bounce));
+        assert_eq!(EventKind::parse("Bounce"), None);
+    }
 }
