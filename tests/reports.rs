@@ -1,4 +1,4 @@
-//! Response-rate and opt-in exports: DESIGN.md's exact columns, numbers computed by hand,
+//! Response-rate and opt-in exports: the exact columns of docs/contract.md, numbers computed by hand,
 //! automated hits left out, bad periods refused. On SQLite and PostgreSQL.
 
 mod common;

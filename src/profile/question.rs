@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-/// One question of the progressive-profiling form (DESIGN.md's "Profile" table). The key is
+/// One question of the progressive-profiling form (docs/contract.md, "The profile"). The key is
 /// the form-field name, the column name and the name segment rules use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use crate::site::Site;
 use crate::store::{AudienceQuery, GroupBy, RateCounts, Store, StoreError, now};
 
-/// The response-rate CSV columns, in DESIGN.md's order.
+/// The response-rate CSV columns, in the order docs/contract.md gives.
 pub const RESPONSE_RATE_COLUMNS: [&str; 15] = [
     "campaign",
     "run",
