@@ -6,6 +6,7 @@
 mod admin;
 mod client;
 mod error;
+mod extract;
 pub mod form_body;
 mod pages;
 mod public;

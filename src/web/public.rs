@@ -2,14 +2,13 @@
 
 use std::net::SocketAddr;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::client::{client_ip, user_agent};
+use super::extract::{FormBody, ProfileLink, Token, Verified};
 use super::pages::{self, StepPage};
 use super::{AppError, AppState, Site};
 use crate::profile::{FieldErrors, Profile, Purpose as FormPurpose, Question, STEP_FIELD};
@@ -17,25 +16,6 @@ use crate::store::{ConsentMeta, OptIn, now};
 use crate::track::Purpose;
 
 type PageResult = Result<Response, AppError>;
-
-/// The `{token}` of a link. A path segment that is not even text (bad percent-encoding)
-/// becomes an empty token, which fails verification like any other bad token: 404, not 400.
-pub struct Token(pub String);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Token {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        let token = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map(|p| p.0)
-            .unwrap_or_default();
-        Ok(Token(token))
-    }
-}
 
 /// `GET /`: the first step of the form with the consent checkbox.
 pub async fn form(State(state): State<AppState>) -> PageResult {
@@ -82,81 +62,13 @@ fn subscribe_page(
     )
 }
 
-/// Reads a form body: size-limited, `application/x-www-form-urlencoded`. A body that
-/// cannot be read gets a page saying why.
-pub(super) fn form_pairs(
-    site: &Site,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Vec<(String, String)>, Box<Response>> {
-    let refuse = |status: StatusCode, heading: &str, text: &str| {
-        let page = pages::message(
-            site,
-            status,
-            heading,
-            &[text],
-            Some(("/", "Back to the form")),
-        );
-        Box::new(page.unwrap_or_else(IntoResponse::into_response))
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "That was more than this form can take",
-                "The form sent over 16 KiB. Please shorten your answers and send it again.",
-            ));
-        }
-        Err(r) if timed_out(&r) => {
-            return Err(refuse(
-                StatusCode::REQUEST_TIMEOUT,
-                "The form took too long to arrive",
-                "Part of the form did not reach us in time. Please send it again.",
-            ));
-        }
-        Err(r) => {
-            return Err(refuse(
-                StatusCode::BAD_REQUEST,
-                "The form could not be read",
-                &r.body_text(),
-            ));
-        }
-    };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !super::form_body::is_form(content_type) {
-        return Err(refuse(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "The form could not be read",
-            "This address takes an HTML form post (application/x-www-form-urlencoded).",
-        ));
-    }
-    super::form_body::decode(&body)
-        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "The form could not be read", &e))
-}
-
-/// Whether reading a body failed because the client stopped sending (the body time-out).
-fn timed_out(r: &BytesRejection) -> bool {
-    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(r);
-    while let Some(err) = e {
-        if err.is::<tower_http::timeout::TimeoutError>() {
-            return true;
-        }
-        e = err.source();
-    }
-    false
-}
-
 /// `POST /subscribe`: checks the submission, stores a pending profile with its consent
 /// record and sends the confirmation email. Problems come back next to their fields.
 pub async fn subscribe(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    FormBody(pairs): FormBody,
 ) -> PageResult {
     let site = state.site();
     let ip = client_ip(peer, &headers, state.settings.trust_proxy);
@@ -176,10 +88,6 @@ pub async fn subscribe(
             return Ok(resp);
         }
     }
-    let pairs = match form_pairs(&site, &headers, body) {
-        Ok(p) => p,
-        Err(page) => return Ok(*page),
-    };
     let form = &site.project.form;
     let sub = form.parse(&pairs, FormPurpose::Subscribe);
     if !sub.errors.is_empty() {
@@ -413,25 +321,13 @@ async fn confirm_now(
     .render(site, StatusCode::OK)
 }
 
-/// Looks up the profile a profile-centre token names; `None` for any refused token and
-/// for an erased person.
-async fn centre_profile(state: &AppState, token: &str) -> Result<Option<Profile>, AppError> {
-    let Ok(claims) = state.signer.verify(Purpose::Profile, token, now()) else {
-        return Ok(None);
-    };
-    Ok(state.store.linked_profile(claims.id).await?)
-}
-
 /// `GET /profile/{token}[?step=N]`: the next unanswered step, or step N to change answers.
 pub async fn profile(
     State(state): State<AppState>,
-    Token(token): Token,
+    Verified { profile, token, .. }: Verified<ProfileLink>,
     RawQuery(query): RawQuery,
 ) -> PageResult {
     let site = state.site();
-    let Some(profile) = centre_profile(&state, &token).await? else {
-        return pages::not_found(&site);
-    };
     let form = &site.project.form;
     let asked = query
         .as_deref()
@@ -482,18 +378,10 @@ fn next_in_centre(site: &Site, profile: &Profile, after: Option<usize>) -> Optio
 /// `POST /profile/{token}`: saves the answers given and shows the next unanswered step.
 pub async fn profile_update(
     State(state): State<AppState>,
-    Token(token): Token,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    Verified { profile, token, .. }: Verified<ProfileLink>,
+    FormBody(pairs): FormBody,
 ) -> PageResult {
     let site = state.site();
-    let Some(profile) = centre_profile(&state, &token).await? else {
-        return pages::not_found(&site);
-    };
-    let pairs = match form_pairs(&site, &headers, body) {
-        Ok(p) => p,
-        Err(page) => return Ok(*page),
-    };
     let form = &site.project.form;
     let mut sub = form.parse(&pairs, FormPurpose::ProfileCentre);
     let sent_step = sub
@@ -596,11 +484,10 @@ pub async fn profile_update(
 }
 
 /// `GET /profile/{token}/data`: everything held about the person, as a JSON download.
-pub async fn profile_data(State(state): State<AppState>, Token(token): Token) -> PageResult {
-    let site = state.site();
-    let Some(profile) = centre_profile(&state, &token).await? else {
-        return pages::not_found(&site);
-    };
+pub async fn profile_data(
+    State(state): State<AppState>,
+    Verified { profile, .. }: Verified<ProfileLink>,
+) -> PageResult {
     let data = state.store.personal_data(&profile).await?;
     let body = serde_json::to_vec_pretty(&data).expect("JSON values serialise");
     Ok((

@@ -11,30 +11,14 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::client::{client_ip, user_agent};
+use super::extract::{FeedbackLink, FormBody, Token, UnsubscribeLink, Verified};
 use super::pages;
-use super::public::Token;
 use super::{AppError, AppState};
-use crate::profile::{Profile, Status};
+use crate::profile::Status;
 use crate::store::{ConsentMeta, now};
-use crate::track::{Claims, Purpose};
+use crate::track::Purpose;
 
 type PageResult = Result<Response, AppError>;
-
-/// The profile and claims behind a token of `purpose`; `None` for any refused token.
-async fn owner(
-    state: &AppState,
-    purpose: Purpose,
-    token: &str,
-) -> Result<Option<(Profile, Claims)>, AppError> {
-    let Ok(claims) = state.signer.verify(purpose, token, now()) else {
-        return Ok(None);
-    };
-    Ok(state
-        .store
-        .linked_profile(claims.id)
-        .await?
-        .map(|p| (p, claims)))
-}
 
 /// The campaign, run and message a token's nonce names (see `track::Origin`).
 async fn event_origin(
@@ -60,11 +44,11 @@ async fn event_origin(
 
 /// `GET /unsubscribe/{token}`: one button, so that link scanners following the link do not
 /// unsubscribe anyone.
-pub async fn unsubscribe_page(State(state): State<AppState>, Token(token): Token) -> PageResult {
+pub async fn unsubscribe_page(
+    State(state): State<AppState>,
+    Verified { profile, token, .. }: Verified<UnsubscribeLink>,
+) -> PageResult {
     let site = state.site();
-    let Some((profile, _)) = owner(&state, Purpose::Unsubscribe, &token).await? else {
-        return pages::not_found(&site);
-    };
     if profile.status == Status::Unsubscribed {
         return pages::message(
             &site,
@@ -93,13 +77,12 @@ pub async fn unsubscribe(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Token(token): Token,
+    Verified {
+        profile, claims, ..
+    }: Verified<UnsubscribeLink>,
     body: Result<Bytes, BytesRejection>,
 ) -> PageResult {
     let site = state.site();
-    let Some((profile, claims)) = owner(&state, Purpose::Unsubscribe, &token).await? else {
-        return pages::not_found(&site);
-    };
     let one_click = body.as_deref().is_ok_and(|b| {
         form_urlencoded::parse(b).any(|(k, v)| k == "List-Unsubscribe" && v == "One-Click")
     });
@@ -134,13 +117,15 @@ pub async fn unsubscribe(
 pub async fn feedback(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Token(token): Token,
+    Verified {
+        profile,
+        claims,
+        token,
+        ..
+    }: Verified<FeedbackLink>,
     RawQuery(query): RawQuery,
 ) -> PageResult {
     let site = state.site();
-    let Some((profile, claims)) = owner(&state, Purpose::Feedback, &token).await? else {
-        return pages::not_found(&site);
-    };
     let vote = query
         .as_deref()
         .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "v"))
@@ -180,17 +165,12 @@ pub async fn feedback(
 pub async fn feedback_comment(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Token(token): Token,
-    body: Result<Bytes, BytesRejection>,
+    Verified {
+        profile, claims, ..
+    }: Verified<FeedbackLink>,
+    FormBody(pairs): FormBody,
 ) -> PageResult {
     let site = state.site();
-    let Some((profile, claims)) = owner(&state, Purpose::Feedback, &token).await? else {
-        return pages::not_found(&site);
-    };
-    let pairs = match super::public::form_pairs(&site, &headers, body) {
-        Ok(p) => p,
-        Err(page) => return Ok(*page),
-    };
     // Kept as written, but without control characters (NUL, ESC, …) other than line breaks.
     let comment: String = pairs
         .iter()
