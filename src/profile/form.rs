@@ -452,13 +452,7 @@ fn fingerprint(steps: &[Vec<Question>], choices: &HashMap<Question, Vec<Choice>>
         }
     }
     let digest = h.finalize();
-    format!(
-        "auto-{}",
-        &digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()[..10]
-    )
+    format!("auto-{}", &hex::encode(digest)[..10])
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ impl_bind_answers!(O; sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyA
 
 fn new_nonce() -> String {
     let bytes: [u8; 9] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 fn products_json(a: &Answers) -> Option<String> {

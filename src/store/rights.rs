@@ -15,10 +15,7 @@ pub struct PersonalData {
 }
 
 fn suppression_key(email: &Email) -> String {
-    Sha256::digest(email.key().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(email.key().as_bytes()))
 }
 
 impl Store {

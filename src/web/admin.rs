@@ -28,18 +28,17 @@ impl AdminKey {
         if let Some(t) = configured {
             return Ok(AdminKey::of(t));
         }
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         if let Some(h) = store.admin_token_hash().await? {
             let mut key = [0u8; 32];
-            for (i, k) in key.iter_mut().enumerate() {
-                *k = u8::from_str_radix(h.get(i * 2..i * 2 + 2).unwrap_or("00"), 16).unwrap_or(0);
-            }
+            hex::decode_to_slice(h.trim(), &mut key).map_err(|e| {
+                StoreError::Corrupt(format!("settings.admin_token_sha256 {h:?}: {e}"))
+            })?;
             return Ok(AdminKey(key));
         }
         let bytes: [u8; 24] = rand::random();
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         let key = AdminKey::of(&token);
-        if store.set_admin_token_hash(&hex(&key.0)).await? {
+        if store.set_admin_token_hash(&hex::encode(key.0)).await? {
             eprintln!(
                 "rapport: generated an admin token for /admin (shown only this once; set RAPPORT_ADMIN_TOKEN to choose your own):\n  {token}"
             );
@@ -50,35 +49,20 @@ impl AdminKey {
         }
     }
 
-    /// Whether the request carries the token.
+    /// Whether the request carries the token: `Authorization: Bearer TOKEN`, or HTTP basic
+    /// with the token as the password (any user name). Compared in constant time.
     pub fn admits(&self, headers: &HeaderMap) -> bool {
-        let Some(value) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return false;
-        };
-        let token = if let Some(t) = value.strip_prefix("Bearer ") {
-            t.trim().to_string()
-        } else if let Some(b) = value.strip_prefix("Basic ") {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .unwrap_or_default();
-            let text = String::from_utf8_lossy(&decoded).into_owned();
-            text.split_once(':')
-                .map(|(_, p)| p.to_string())
-                .unwrap_or_default()
-        } else {
-            return false;
-        };
-        let given = AdminKey::of(&token);
-        // Constant time: compare every byte.
-        given
-            .0
-            .iter()
-            .zip(self.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        use axum_extra::headers::authorization::{Basic, Bearer};
+        use axum_extra::headers::{Authorization, HeaderMapExt};
+        let token =
+            if let Some(Authorization(bearer)) = headers.typed_get::<Authorization<Bearer>>() {
+                bearer.token().trim().to_string()
+            } else if let Some(Authorization(basic)) = headers.typed_get::<Authorization<Basic>>() {
+                basic.password().to_string()
+            } else {
+                return false;
+            };
+        subtle::ConstantTimeEq::ct_eq(&AdminKey::of(&token).0[..], &self.0[..]).into()
     }
 }
 
