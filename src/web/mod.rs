@@ -9,9 +9,8 @@ mod error;
 mod extract;
 pub mod form_body;
 mod pages;
-mod public;
+mod routes;
 mod server;
-mod tracking;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -163,29 +162,29 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(admin)
         .route("/metrics", get(admin::metrics))
-        .route("/", get(public::form))
-        .route("/subscribe", post(public::subscribe))
+        .route("/", get(routes::form))
+        .route("/subscribe", post(routes::subscribe))
         .route(
             "/confirm/{token}",
-            get(public::confirm).post(public::confirm_button),
+            get(routes::confirm).post(routes::confirm_button),
         )
         .route(
             "/profile/{token}",
-            get(public::profile).post(public::profile_update),
+            get(routes::profile).post(routes::profile_update),
         )
-        .route("/profile/{token}/data", get(public::profile_data))
-        .route("/c/{token}", get(tracking::click))
-        .route("/o/{token}", get(tracking::open))
+        .route("/profile/{token}/data", get(routes::profile_data))
+        .route("/c/{token}", get(routes::click))
+        .route("/o/{token}", get(routes::open))
         .route(
             "/unsubscribe/{token}",
-            get(tracking::unsubscribe_page).post(tracking::unsubscribe),
+            get(routes::unsubscribe_page).post(routes::unsubscribe),
         )
         .route(
             "/feedback/{token}",
-            get(tracking::feedback).post(tracking::feedback_comment),
+            get(routes::feedback).post(routes::feedback_comment),
         )
-        .route("/healthz", get(public::healthz))
-        .fallback(public::not_found)
+        .route("/healthz", get(routes::healthz))
+        .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             state.settings.http_timeout,

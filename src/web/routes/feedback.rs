@@ -1,0 +1,107 @@
+//! `GET|POST /feedback/{token}`: "was this useful?" votes and the comment after them.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::json;
+
+use super::{PageResult, event_origin};
+use crate::web::AppState;
+use crate::web::client::user_agent;
+use crate::web::extract::{FeedbackLink, FormBody, Verified};
+use crate::web::pages;
+
+/// `GET /feedback/{token}?v=yes|no`: records the vote and thanks, with a comment box.
+pub async fn feedback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Verified {
+        profile,
+        claims,
+        token,
+        ..
+    }: Verified<FeedbackLink>,
+    RawQuery(query): RawQuery,
+) -> PageResult {
+    let site = state.site();
+    let vote = query
+        .as_deref()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "v"))
+        .map(|(_, v)| v.into_owned());
+    let Some(vote) = vote.filter(|v| v == "yes" || v == "no") else {
+        return pages::message(
+            &site,
+            StatusCode::BAD_REQUEST,
+            "That answer is not one we know",
+            &["This link takes v=yes or v=no. Please use the links in the email."],
+            None,
+        );
+    };
+    state
+        .store
+        .record_feedback(
+            profile.id,
+            &event_origin(&state, &claims.nonce).await?,
+            &vote,
+            user_agent(&headers).as_deref(),
+        )
+        .await?;
+    pages::page(
+        &site,
+        StatusCode::OK,
+        "pages/feedback",
+        json!({
+            "title": "Thank you",
+            "heading": "Thank you for telling us",
+            "useful": vote == "yes",
+            "action": format!("/feedback/{token}"),
+        }),
+    )
+}
+
+/// `POST /feedback/{token}`: the optional comment after a vote (2,000 characters at most).
+pub async fn feedback_comment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Verified {
+        profile, claims, ..
+    }: Verified<FeedbackLink>,
+    FormBody(pairs): FormBody,
+) -> PageResult {
+    let site = state.site();
+    // Kept as written, but without control characters (NUL, ESC, …) other than line breaks.
+    let comment: String = pairs
+        .iter()
+        .find(|(k, _)| k == "comment")
+        .map(|(_, v)| v.replace("\r\n", "\n"))
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| *c == '\n' || !c.is_control())
+        .collect::<String>()
+        .trim()
+        .to_string();
+    if comment.is_empty() || comment.chars().count() > 2000 {
+        return pages::message(
+            &site,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Your comment was not saved",
+            &["Please write a comment of 1 to 2,000 characters."],
+            None,
+        );
+    }
+    state
+        .store
+        .record_feedback(
+            profile.id,
+            &event_origin(&state, &claims.nonce).await?,
+            &format!("comment: {comment}"),
+            user_agent(&headers).as_deref(),
+        )
+        .await?;
+    pages::message(
+        &site,
+        StatusCode::OK,
+        "Thank you",
+        &["Your comment reached us. A person reads every one."],
+        None,
+    )
+}

@@ -1,0 +1,187 @@
+//! `GET /` (the opt-in form) and `POST /subscribe`: checks the submission, stores the
+//! request with its consent record and sends the confirmation email.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::json;
+
+use super::PageResult;
+use crate::profile::{FieldErrors, Profile, Purpose as FormPurpose, Question};
+use crate::store::{ConsentMeta, OptIn, now};
+use crate::web::client::{client_ip, user_agent};
+use crate::web::extract::FormBody;
+use crate::web::pages;
+use crate::web::{AppState, Site};
+
+/// `GET /`: the first step of the form with the consent checkbox.
+pub async fn form(State(state): State<AppState>) -> PageResult {
+    if let Err(e) = state.store.count_form_view().await {
+        tracing::warn!(error = %e, "could not count a form view");
+    }
+    let site = state.site();
+    subscribe_page(&site, StatusCode::OK, &[], &FieldErrors::new())
+}
+
+fn subscribe_page(
+    site: &Site,
+    status: StatusCode,
+    sent: &[(String, String)],
+    errors: &FieldErrors,
+) -> PageResult {
+    let form = &site.project.form;
+    // The first step, plus any later question the post carried, so that nothing typed is lost.
+    let mut first = form.steps().first().cloned().unwrap_or_default();
+    for q in Question::ALL {
+        if !first.contains(&q) && sent.iter().any(|(k, _)| k == q.key()) {
+            first.push(q);
+        }
+    }
+    let sender = site.project.sender.name();
+    pages::page(
+        site,
+        status,
+        "pages/subscribe",
+        json!({
+            "title": format!("Subscribe to {sender}"),
+            "heading": format!("Stay in touch with {sender}"),
+            "intro": "Tell us a little about your business and we will send you training, tips and news that fit it. Only the email address is required.",
+            "action": "/subscribe",
+            "fields": pages::fields(form, &first, |q| pages::submitted(sent, q.key()), errors),
+            "errors": pages::error_list(errors),
+            "consent": {
+                "label": format!("Yes, send me the welcome email, the monthly newsletter and occasional follow-ups from {sender}. I can unsubscribe at any time."),
+                "checked": pages::submitted(sent, "consent").iter().any(|v| !v.is_empty()),
+                "error": errors.get("consent"),
+            },
+            "button": "Subscribe",
+        }),
+    )
+}
+
+/// `POST /subscribe`: checks the submission, stores a pending profile with its consent
+/// record and sends the confirmation email. Problems come back next to their fields.
+pub async fn subscribe(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    FormBody(pairs): FormBody,
+) -> PageResult {
+    let site = state.site();
+    let ip = client_ip(peer, &headers, state.settings.trust_proxy);
+    if let Some(limiter) = &state.limiter {
+        if limiter.check_key(&ip).is_err() {
+            let mut resp = pages::message(
+                &site,
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many sign-ups from your connection",
+                &[
+                    "We received a lot of sign-ups from your network in the last minute. Please wait a minute and try again.",
+                ],
+                Some(("/", "Back to the form")),
+            )?;
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+            return Ok(resp);
+        }
+    }
+    let form = &site.project.form;
+    let sub = form.parse(&pairs, FormPurpose::Subscribe);
+    if !sub.errors.is_empty() {
+        return subscribe_page(&site, StatusCode::UNPROCESSABLE_ENTITY, &pairs, &sub.errors);
+    }
+    let Some(email) = sub.email else {
+        return subscribe_page(&site, StatusCode::UNPROCESSABLE_ENTITY, &pairs, &sub.errors);
+    };
+    if sub.honeypot {
+        tracing::info!(%ip, "honeypot filled in; submission ignored");
+        return check_inbox(&site, email.as_str());
+    }
+    // At most a few confirmation emails per address a day, whoever asks: the page says
+    // the same either way, so it tells nobody whether the address is known.
+    if let Some(limit) = state.settings.confirm_per_day {
+        let asked = state
+            .store
+            .opt_in_requests_since(&email, now() - 86_400)
+            .await?;
+        if asked >= i64::from(limit) {
+            tracing::warn!(%ip, asked, "confirmation emails for this address over the daily limit; nothing sent");
+            return check_inbox(&site, email.as_str());
+        }
+    }
+    let meta = ConsentMeta {
+        source: "form".into(),
+        ip: Some(ip.to_string()),
+        user_agent: user_agent(&headers),
+        form_version: Some(form.version().to_string()),
+    };
+    let outcome = state
+        .store
+        .request_opt_in(&email, &sub.answers, &meta)
+        .await?;
+    let profile = outcome.profile();
+    tracing::info!(
+        profile_id = profile.id,
+        status = profile.status.as_str(),
+        "opt-in requested"
+    );
+    let already = matches!(outcome, OptIn::AlreadySubscribed(_));
+    if let Err(e) = send_confirmation(&state, &site, profile, already).await {
+        tracing::error!(profile_id = profile.id, error = %e, "confirmation email not sent");
+        return pages::message(
+            &site,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "We saved your details but could not send the email",
+            &[
+                "Your answers are stored. Our mail server did not take the confirmation email just now; please send the form again in a few minutes to get a new one.",
+            ],
+            Some(("/", "Back to the form")),
+        );
+    }
+    check_inbox(&site, email.as_str())
+}
+
+fn check_inbox(site: &Site, email: &str) -> PageResult {
+    pages::message(
+        site,
+        StatusCode::OK,
+        "Check your inbox",
+        &[
+            &format!(
+                "We sent an email to {email}. Click the link in it to confirm your subscription."
+            ),
+            "Nothing there in a few minutes? Look in your spam folder, or send the form again.",
+        ],
+        None,
+    )
+}
+
+/// A failure to build or send the confirmation email.
+#[derive(Debug, thiserror::Error)]
+enum ConfirmMailError {
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
+    #[error(transparent)]
+    Send(#[from] crate::delivery::SendError),
+}
+
+async fn send_confirmation(
+    state: &AppState,
+    site: &Site,
+    profile: &Profile,
+    already: bool,
+) -> Result<(), ConfirmMailError> {
+    let ttl = state.settings.confirm_ttl.as_secs() as i64;
+    let composed = state.mailer.confirmation(
+        site,
+        profile,
+        already,
+        ttl,
+        now(),
+        state.transport.eight_bit(),
+    )?;
+    state.transport.send(composed.message).await?;
+    tracing::info!(profile_id = profile.id, message_id = %composed.message_id, "confirmation email sent");
+    Ok(())
+}
