@@ -4,6 +4,7 @@
 //! Each module is one concern; `main.rs` is only the command line.
 
 pub mod campaign;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
