@@ -92,8 +92,7 @@ impl Site {
         links: crate::render::PersonalLinks,
         at: i64,
     ) -> crate::render::Personal<'a> {
-        let when = time::OffsetDateTime::from_unix_timestamp(at)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let when = chrono::DateTime::from_timestamp(at, 0).unwrap_or_default();
         // Each segment is evaluated once: `in_segment`, the sections, and the worker's
         // audience and `unless` checks all read these memberships.
         let segments: std::collections::BTreeMap<String, bool> = self
@@ -105,8 +104,8 @@ impl Site {
             profile,
             sections: campaign.sections_in(&segments),
             segments,
-            month: when.month().to_string(),
-            year: when.year(),
+            month: when.format("%B").to_string(),
+            year: chrono::Datelike::year(&when),
             links,
         }
     }
@@ -133,5 +132,36 @@ impl SiteHandle {
     /// Replaces the set (after a successful reload).
     pub fn replace(&self, site: Site) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(site);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_month_and_year_of_the_send_are_the_recipients_to_read() {
+        let site = Site::load(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let campaign = site.campaign("newsletter").unwrap();
+        let profile = crate::profile::Profile {
+            id: 1,
+            email: crate::profile::Email::parse("ann@example.com").unwrap(),
+            status: crate::profile::Status::Subscribed,
+            answers: Default::default(),
+            confirm_nonce: None,
+            pending_nonce: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let links = crate::render::PersonalLinks::default();
+        // 2027-01-15T08:00:00Z
+        let p = site.personalise(
+            campaign,
+            &profile,
+            &crate::segment::NoFacts,
+            links,
+            1_800_000_000,
+        );
+        assert_eq!((p.month.as_str(), p.year), ("January", 2027));
     }
 }

@@ -34,7 +34,7 @@ impl LinkSeam for KeepLinks {
 }
 
 /// The links every message carries for its recipient.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PersonalLinks {
     pub profile_url: String,
     pub unsubscribe_url: String,
