@@ -176,6 +176,36 @@ proptest! {
     }
 }
 
+/// Every depth up to past the toml parser's own limit, for both ways of nesting a rule:
+/// `not = { not = … }` 60 deep once overflowed a 2 MiB stack while being read into
+/// rapport's types (found by the bounded CI run of `deeply_nested_input_…`). Now the file
+/// is refused before it is parsed, with its place.
+#[test]
+fn every_nesting_depth_of_a_segment_file_is_safe() {
+    on_worker_stack(|| {
+        let site = example();
+        for depth in 1..=100 {
+            for toml in [
+                format!(
+                    "[rule]\nnot = {}{{ field = \"pcs\", lt = 1 }}{}",
+                    "{ not = ".repeat(depth),
+                    " }".repeat(depth)
+                ),
+                format!(
+                    "[rule]\nany = [{}{{ field = \"pcs\", lt = 1 }}{}]",
+                    "{ any = [".repeat(depth),
+                    "] }".repeat(depth)
+                ),
+            ] {
+                let r = Segment::parse(Path::new("s.toml"), "s", &toml, &site.project.form, &[]);
+                if depth > 16 {
+                    assert!(r.is_err(), "{depth} levels accepted");
+                }
+            }
+        }
+    });
+}
+
 /// The template sets the fuzz cases build also include the ones that matter most: a and b
 /// including each other, which must be refused (not rendered until the stack runs out).
 #[test]

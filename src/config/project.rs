@@ -150,6 +150,9 @@ impl Project {
 
     /// Parses the text of `campaigns.toml` found at `path`.
     pub fn parse(dir: &Path, path: &Path, source: String) -> Result<Project, Vec<Diagnostic>> {
+        if let Some(at) = super::too_deep(&source) {
+            return Err(vec![super::too_deep_diagnostic(path, &source, at)]);
+        }
         let raw: CampaignsToml = toml::from_str(&source).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
             vec![Diagnostic::at(

@@ -167,6 +167,9 @@ impl Segment {
         form: &Form,
         campaigns: &[String],
     ) -> Result<Segment, Vec<Diagnostic>> {
+        if let Some(at) = crate::config::too_deep(source) {
+            return Err(vec![crate::config::too_deep_diagnostic(path, source, at)]);
+        }
         let raw: SegmentToml = toml::from_str(source).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
             vec![Diagnostic::at(
