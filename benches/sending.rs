@@ -331,7 +331,12 @@ async fn main() {
             .map(|e| e.path())
             .collect()
     };
-    let client = reqwest::Client::new();
+    // A person's browser: a request without a browser's user agent counts as a link
+    // scanner, which is shown a button instead of being confirmed.
+    let client = reqwest::Client::builder()
+        .user_agent("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")
+        .build()
+        .unwrap();
     let mut latencies = Vec::new();
     for i in 0..200 {
         let email = format!("w{i}@latency.example");
