@@ -36,15 +36,7 @@ pub async fn feedback(
             None,
         );
     };
-    state
-        .store
-        .record_feedback(
-            profile.id,
-            &event_origin(&state, &claims.nonce).await?,
-            &vote,
-            user_agent(&headers).as_deref(),
-        )
-        .await?;
+    record(&state, &profile, &claims, &headers, &vote).await?;
     pages::page(
         &site,
         StatusCode::OK,
@@ -88,15 +80,14 @@ pub async fn feedback_comment(
             None,
         );
     }
-    state
-        .store
-        .record_feedback(
-            profile.id,
-            &event_origin(&state, &claims.nonce).await?,
-            &format!("comment: {comment}"),
-            user_agent(&headers).as_deref(),
-        )
-        .await?;
+    record(
+        &state,
+        &profile,
+        &claims,
+        &headers,
+        &format!("comment: {comment}"),
+    )
+    .await?;
     pages::message(
         &site,
         StatusCode::OK,
@@ -104,4 +95,24 @@ pub async fn feedback_comment(
         &["Your comment reached us. A person reads every one."],
         None,
     )
+}
+
+/// Records a vote or comment (`value`) for the message the link came from.
+async fn record(
+    state: &AppState,
+    profile: &crate::profile::Profile,
+    claims: &crate::track::Claims,
+    headers: &HeaderMap,
+    value: &str,
+) -> Result<(), crate::web::AppError> {
+    state
+        .store
+        .record_feedback(
+            profile.id,
+            &event_origin(state, &claims.nonce).await?,
+            value,
+            user_agent(headers).as_deref(),
+        )
+        .await?;
+    Ok(())
 }
