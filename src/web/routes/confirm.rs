@@ -28,30 +28,31 @@ pub async fn confirm(
     Token(token): Token,
 ) -> PageResult {
     let site = state.site();
+    let ua = user_agent(&headers);
+    if method != axum::http::Method::HEAD
+        && !crate::track::automated::looks_automated(false, ua.as_deref(), None)
+    {
+        // A person's browser: verified and confirmed in one step (`confirm_now`).
+        return confirm_now(&state, &site, peer, &headers, &token, "confirmation-link").await;
+    }
     let Some(profile) = confirmable(&state, &token).await? else {
         return pages::not_found(&site);
     };
-    let ua = user_agent(&headers);
-    if method == axum::http::Method::HEAD
-        || crate::track::automated::looks_automated(false, ua.as_deref(), None)
-    {
-        tracing::info!(
-            profile_id = profile.id,
-            "confirmation link fetched by an automated agent; asking for the button"
-        );
-        return pages::page(
-            &site,
-            StatusCode::OK,
-            "pages/confirm",
-            json!({
-                "title": "Confirm your subscription",
-                "heading": "Confirm your subscription",
-                "email": profile.email.as_str(),
-                "action": format!("/confirm/{token}"),
-            }),
-        );
-    }
-    confirm_now(&state, &site, peer, &headers, &token, "confirmation-link").await
+    tracing::info!(
+        profile_id = profile.id,
+        "confirmation link fetched by an automated agent; asking for the button"
+    );
+    pages::page(
+        &site,
+        StatusCode::OK,
+        "pages/confirm",
+        json!({
+            "title": "Confirm your subscription",
+            "heading": "Confirm your subscription",
+            "email": profile.email.as_str(),
+            "action": format!("/confirm/{token}"),
+        }),
+    )
 }
 
 /// `POST /confirm/{token}`: the button of the page automated agents get.
@@ -65,7 +66,8 @@ pub async fn confirm_button(
     confirm_now(&state, &site, peer, &headers, &token, "confirmation-button").await
 }
 
-/// The pending profile a confirmation token still applies to, without changing anything.
+/// The profile a confirmation token still applies to, without changing anything (for the
+/// scanner's page, which shows the address).
 async fn confirmable(state: &AppState, token: &str) -> Result<Option<Profile>, AppError> {
     let claims = match state.signer.verify(Purpose::Confirm, token, now()) {
         Ok(c) => c,
