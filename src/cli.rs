@@ -76,7 +76,7 @@ pub fn check(dir: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (problems, warnings) = crate::site::check(&site);
+    let (problems, warnings) = crate::mail::check(&site);
     for w in &warnings {
         eprintln!("warning: {w}");
     }

@@ -9,9 +9,9 @@ use crate::config::{Diagnostic, Diagnostics, Project};
 use crate::render::Templates;
 use crate::segment::Segments;
 
-mod check;
+mod samples;
 
-pub use check::{check, sample_profiles};
+pub use samples::{Sample, SampleFacts, sample_profiles};
 
 /// Everything loaded from a project directory.
 #[derive(Debug)]

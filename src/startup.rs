@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::config::{Diagnostics, SettingError, Settings};
 use crate::delivery::worker::{Worker, WorkerConfig};
 use crate::delivery::{Transport, TransportError};
+use crate::mail::Mailer;
 use crate::site::{Site, SiteHandle};
 use crate::store::{Store, StoreError};
 use crate::track::Signer;
@@ -44,6 +45,8 @@ pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
     state: AppState,
+    /// Where mail goes, for the start-up log line.
+    mail: String,
 }
 
 impl Application {
@@ -78,18 +81,19 @@ impl Application {
         let site_handle = SiteHandle::new(site);
         let signer = signer(&settings, &store).await?;
         let public_url = settings.public_url_for(address);
+        let mail = transport.describe();
         let worker = Worker::new(
             store.clone(),
             site_handle.clone(),
-            signer.clone(),
-            public_url.clone(),
-            transport.clone(),
+            Mailer::new(signer.clone(), public_url.clone()),
+            transport,
             WorkerConfig {
                 batch: 200,
                 concurrency: settings.smtp_pool,
                 rate: settings.send_rate,
                 max_attempts: settings.max_attempts,
                 lease: settings.delivery_lease.as_secs() as i64,
+                confirm_ttl: settings.confirm_ttl.as_secs() as i64,
             },
         );
         let admin = AdminKey::load(settings.admin_token.as_deref(), &store).await?;
@@ -100,7 +104,6 @@ impl Application {
             store,
             site_handle,
             signer,
-            transport,
             public_url,
             settings,
             worker,
@@ -111,6 +114,7 @@ impl Application {
             listener,
             address,
             state,
+            mail,
         })
     }
 
@@ -150,7 +154,7 @@ impl Application {
             stop_rx,
         ));
         tracing::info!(address = %self.address, public_url = %self.state.public_url,
-            mail = %self.state.transport.describe(), "rapport is serving");
+            mail = %self.mail, "rapport is serving");
         let served = crate::web::serve(self.listener, self.state.clone(), shutdown).await;
         // Drain: every click and open received is written; the worker finishes the batch it
         // holds and claims nothing new.

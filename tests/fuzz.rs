@@ -123,7 +123,7 @@ proptest! {
         let path = dir.path().to_path_buf();
         on_worker_stack(move || {
             if let Ok(site) = Site::load_for_check(&path) {
-                let _ = rapport::site::check(&site);
+                let _ = rapport::mail::check(&site);
             }
         });
     }
@@ -144,7 +144,7 @@ proptest! {
         let path = dir.path().to_path_buf();
         on_worker_stack(move || {
             if let Ok(site) = Site::load_for_check(&path) {
-                let _ = rapport::site::check(&site);
+                let _ = rapport::mail::check(&site);
             }
         });
     }

@@ -277,6 +277,8 @@ async fn resubmitting_never_duplicates_or_erases(app: TestApp) {
         &[("name", "Cy Twombly"), ("employees", "40")],
     )
     .await;
+    // (A request made while the previous one's email is still queued shares that email.)
+    app.wait_for_messages(1).await;
     let page = app
         .subscribe(
             "CY@EXAMPLE.com",
@@ -784,9 +786,13 @@ async fn confirmation_emails_per_address_are_limited() {
     let app = common::spawn_app_with(common::Db::Sqlite, &[("RAPPORT_CONFIRM_LIMIT", "3")])
         .await
         .unwrap();
+    // Each request waits for its email: requests made while one is still queued share it.
     let mut pages = Vec::new();
-    for _ in 0..6 {
+    for i in 0..6 {
         pages.push(app.subscribe("victim@example.com", &[]).await);
+        if i < 3 {
+            app.wait_for_messages(i + 1).await;
+        }
     }
     let other = app.subscribe("other@example.com", &[]).await;
     assert!(pages.iter().all(|p| p.status == 200));

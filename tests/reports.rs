@@ -39,8 +39,7 @@ async fn send_newsletter(
     let worker = Worker::new(
         app.store.clone(),
         SiteHandle::new(site),
-        app.signer.clone(),
-        app.address.clone(),
+        rapport::mail::Mailer::new(app.signer.clone(), app.address.clone()),
         Transport::outbox(outbox.path()).unwrap(),
         WorkerConfig {
             batch: 10,
@@ -48,6 +47,7 @@ async fn send_newsletter(
             rate: None,
             max_attempts: 3,
             lease: 60,
+            confirm_ttl: 86_400,
         },
     );
     assert_eq!(worker.run_once().await.unwrap(), expected);
@@ -321,7 +321,7 @@ async fn response_rates_by_campaign_run_and_segment(db: common::Db) {
 }
 
 async fn optin_funnel_per_day(db: common::Db) {
-    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_WORKER", "off")]).await else {
+    let Some(app) = common::spawn_app(db).await else {
         return;
     };
     app.get("/").await;

@@ -26,6 +26,8 @@ on_both_databases!(
     transient_failure_is_retried,
     status_and_unless_are_checked_right_before_sending,
     a_batch_of_clicks_starts_each_follow_up_once_per_person,
+    confirmations_leave_through_the_queue_ahead_of_a_newsletter,
+    a_request_during_the_send_of_its_confirmation_gets_its_own_email,
 );
 
 fn site() -> Site {
@@ -57,8 +59,7 @@ fn own_worker(app: &TestApp, outbox: &std::path::Path) -> Worker {
     Worker::new(
         app.store.clone(),
         SiteHandle::new(site()),
-        app.signer.clone(),
-        app.address.clone(),
+        rapport::mail::Mailer::new(app.signer.clone(), app.address.clone()),
         Transport::outbox(outbox).unwrap(),
         WorkerConfig {
             batch: 50,
@@ -66,6 +67,7 @@ fn own_worker(app: &TestApp, outbox: &std::path::Path) -> Worker {
             rate: None,
             max_attempts: 3,
             lease: 60,
+            confirm_ttl: 86_400,
         },
     )
 }
@@ -622,4 +624,134 @@ async fn messages_are_dkim_signed_when_a_key_is_configured() {
             "{part} in {sig}"
         );
     }
+}
+
+/// A web-only instance (worker off) queues the confirmation and sends nothing itself; a
+/// worker sends it ahead of a newsletter run queued earlier; a second request queues it
+/// again; it is no campaign message (no `sent` event, no response-rate row).
+async fn confirmations_leave_through_the_queue_ahead_of_a_newsletter(db: Db) {
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_WORKER", "off")]).await else {
+        return;
+    };
+    add_subscribers(&app, "bulk", 60, Answers::default()).await;
+    let site = site();
+    let run = manual_run(&app.store, &site, site.campaign("newsletter").unwrap())
+        .await
+        .unwrap();
+    // Two requests before any worker ran: one email, with the latest request's link.
+    app.subscribe("quinn@example.com", &[]).await;
+    let page = app
+        .subscribe("quinn@example.com", &[("name", "Quinn")])
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        app.outbox_messages().is_empty(),
+        "the web side sends nothing"
+    );
+
+    let outbox = tempfile::tempdir().unwrap();
+    let worker = own_worker(&app, outbox.path());
+    assert_eq!(worker.run_once().await.unwrap(), 50);
+    let mails = common::read_messages(outbox.path());
+    let to_quinn: Vec<_> = mails.iter().filter(|m| m.to.contains("quinn@")).collect();
+    assert_eq!(
+        to_quinn.len(),
+        1,
+        "the confirmation went in the first batch"
+    );
+    let progress = app.store.run_progress(run.run_id).await.unwrap();
+    assert_eq!(
+        (progress.sent, progress.queued),
+        (49, 11),
+        "the newsletter waits"
+    );
+    let confirm = to_quinn[0].link("/confirm/").expect("a confirmation link");
+    assert_eq!(app.get(&confirm).await.status, 200);
+    let quinn = app
+        .store
+        .profile_by_email(&Email::parse("quinn@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(quinn.status, Status::Subscribed);
+    assert_eq!(
+        quinn.answers.name.as_deref(),
+        Some("Quinn"),
+        "the link was the second request's"
+    );
+
+    // Sending the form again queues the same delivery again: the note for a subscriber.
+    app.subscribe("quinn@example.com", &[]).await;
+    while worker.run_once().await.unwrap() > 0 {}
+    let mails = common::read_messages(outbox.path());
+    let subjects: Vec<&str> = mails
+        .iter()
+        .filter(|m| m.to.contains("quinn@"))
+        .map(|m| m.subject.as_str())
+        .collect();
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.starts_with("You are already subscribed"))
+    );
+    assert!(subjects.contains(&"Welcome, Quinn"), "{subjects:?}");
+
+    let events = app.store.event_summary(quinn.id).await.unwrap();
+    let sent: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Sent)
+        .map(|e| e.campaign.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        sent,
+        ["welcome"],
+        "a confirmation is not a campaign message"
+    );
+    let (code, csv, err) = app.cli(&["export", "response-rates"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!csv.contains("@confirmation"), "{csv}");
+    assert!(csv.contains("newsletter"), "{csv}");
+}
+
+/// A second request arriving while the worker sends the first one's confirmation (claimed,
+/// not yet recorded): once the send is recorded, the delivery is queued again.
+async fn a_request_during_the_send_of_its_confirmation_gets_its_own_email(db: Db) {
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_WORKER", "off")]).await else {
+        return;
+    };
+    app.subscribe("mid@example.com", &[]).await;
+    let claimed = app.store.claim_deliveries(10, 60).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].campaign, "@confirmation");
+    app.subscribe("mid@example.com", &[("name", "Mia")]).await;
+    app.store
+        .deliveries_sent(&[(claimed[0].clone(), "first@example.com".into())])
+        .await
+        .unwrap();
+    let raw = common::raw_pool(&app.database_url).await;
+    let (status, attempts): (String, i64) =
+        sqlx::query_as("SELECT status, attempts FROM deliveries WHERE id = $1")
+            .bind(claimed[0].id)
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("queued", 0));
+    let outbox = tempfile::tempdir().unwrap();
+    assert_eq!(own_worker(&app, outbox.path()).run_once().await.unwrap(), 1);
+    let mail = &common::read_messages(outbox.path())[0];
+    let confirm = mail.link("/confirm/").expect("a confirmation");
+    assert_eq!(app.get(&confirm).await.status, 200);
+    let p = app
+        .store
+        .profile_by_email(&Email::parse("mid@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        p.answers.name.as_deref(),
+        Some("Mia"),
+        "the second request's link"
+    );
 }

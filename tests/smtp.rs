@@ -87,7 +87,7 @@ async fn without_8bitmime_every_message_is_encoded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn smtp_refusal_is_reported_and_the_profile_kept() {
+async fn a_refused_confirmation_is_retried_from_the_queue_and_the_form_answers_at_once() {
     // Every RCPT TO is refused (smtp-sink's -r answers 450).
     let Some(sink) = SmtpSink::start(&["-r", "rcpt"]) else {
         return;
@@ -96,16 +96,39 @@ async fn smtp_refusal_is_reported_and_the_profile_kept() {
         .await
         .unwrap();
     let page = app.subscribe("hal@example.com", &[("name", "Hal")]).await;
-    assert_eq!(page.status, 503);
-    assert!(page.body.contains("saved your details"), "{}", page.body);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Check your inbox"), "{}", page.body);
     let p = app
         .store
         .profile_by_email(&rapport::profile::Email::parse("hal@example.com").unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .expect("the profile is stored");
     assert_eq!(
-        p.unwrap().answers.name.as_deref(),
+        p.answers.name.as_deref(),
         Some("Hal"),
         "nothing the person sent is lost"
+    );
+    // The worker tried, heard 450, and queued the confirmation again for later.
+    let raw = common::raw_pool(&app.database_url).await;
+    let mut row: Option<(String, i64, Option<String>)> = None;
+    for _ in 0..200 {
+        row = sqlx::query_as(
+            "SELECT status, attempts, last_error FROM deliveries WHERE profile_id = $1 AND campaign = '@confirmation'",
+        )
+        .bind(p.id)
+        .fetch_optional(&raw)
+        .await
+        .unwrap();
+        if matches!(&row, Some((_, n, _)) if *n > 0) && row.as_ref().unwrap().0 == "queued" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let (status, attempts, error) = row.expect("the confirmation is a delivery");
+    assert_eq!((status.as_str(), attempts), ("queued", 1));
+    assert!(
+        error.unwrap_or_default().contains("450"),
+        "the server's reply is kept"
     );
 }

@@ -68,8 +68,7 @@ async fn newsletter_to_three(app: &TestApp, outbox: &std::path::Path) -> Vec<Mai
     let worker = Worker::new(
         app.store.clone(),
         SiteHandle::new(site),
-        app.signer.clone(),
-        app.address.clone(),
+        rapport::mail::Mailer::new(app.signer.clone(), app.address.clone()),
         Transport::outbox(outbox).unwrap(),
         WorkerConfig {
             batch: 50,
@@ -77,6 +76,7 @@ async fn newsletter_to_three(app: &TestApp, outbox: &std::path::Path) -> Vec<Mai
             rate: None,
             max_attempts: 3,
             lease: 60,
+            confirm_ttl: 86_400,
         },
     );
     assert_eq!(worker.run_once().await.unwrap(), 3);

@@ -13,7 +13,16 @@ pub mod worker;
 use std::path::{Path, PathBuf};
 
 use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+/// Writes one message to `dir` as `RANDOM.eml`: first under a hidden temporary name, then
+/// renamed (atomic within a folder).
+async fn write_eml(dir: &Path, raw: &[u8]) -> std::io::Result<()> {
+    let name = format!("{:032x}", rand::random::<u128>());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    tokio::fs::write(&tmp, raw).await?;
+    tokio::fs::rename(&tmp, dir.join(format!("{name}.eml"))).await
+}
 
 /// A failed send. `permanent` failures (SMTP 5xx) will not succeed on retry.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -100,10 +109,9 @@ pub fn dkim_config(
 #[derive(Clone)]
 pub enum Route {
     /// `.eml` files in a folder: the embedded default, and what a newcomer opens.
-    Outbox {
-        dir: PathBuf,
-        files: AsyncFileTransport<Tokio1Executor>,
-    },
+    /// Each message is written whole under a hidden name, then renamed to `ID.eml`, so a
+    /// program watching the folder never reads half a message.
+    Outbox { dir: PathBuf },
     /// An SMTP server over `smtp://` (plain or STARTTLS): our pool of no-delay connections.
     Smtp {
         url: String,
@@ -141,7 +149,6 @@ impl Transport {
         std::fs::create_dir_all(dir).map_err(|e| TransportError::Outbox(dir.to_path_buf(), e))?;
         Ok(Transport::from(Route::Outbox {
             dir: dir.to_path_buf(),
-            files: AsyncFileTransport::new(dir),
         }))
     }
 
@@ -219,11 +226,9 @@ impl Transport {
             lettre::message::dkim::dkim_sign(&mut message, dkim);
         }
         match &self.route {
-            Route::Outbox { files, dir } => {
-                files
-                    .send(message)
+            Route::Outbox { dir } => {
+                write_eml(dir, &message.formatted())
                     .await
-                    .map(|_| ())
                     .map_err(|e| SendError {
                         permanent: false,
                         message: format!(

@@ -23,10 +23,10 @@ use tokio::sync::Notify;
 use super::Transport;
 use crate::mail::{Mailer, Opens};
 use crate::profile::{Profile, Status};
+use crate::render::Composed;
 use crate::segment::{EVERYONE, EventFacts};
 use crate::site::{Site, SiteHandle};
-use crate::store::{Claimed, EventSummary, Store, StoreError, now};
-use crate::track::{Purpose, Signer};
+use crate::store::{CONFIRMATION, Claimed, EventSummary, Store, StoreError, now};
 
 /// Why a campaign message could not be built for a delivery.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,8 @@ pub struct WorkerConfig {
     pub max_attempts: i64,
     /// Seconds a claim lasts unless renewed; renewed every third of it while the batch runs.
     pub lease: i64,
+    /// Seconds a confirmation link stays valid from the moment its email is built.
+    pub confirm_ttl: i64,
 }
 
 /// Stored link ids by [`link_key`].
@@ -116,8 +118,6 @@ fn start_recorder(store: Store) -> tokio::sync::mpsc::Sender<SentRecord> {
 pub struct Worker {
     store: Store,
     site: SiteHandle,
-    signer: Signer,
-    public_url: String,
     mailer: Mailer,
     transport: Transport,
     config: WorkerConfig,
@@ -142,8 +142,7 @@ impl Worker {
     pub fn new(
         store: Store,
         site: SiteHandle,
-        signer: Signer,
-        public_url: String,
+        mailer: Mailer,
         transport: Transport,
         config: WorkerConfig,
     ) -> Worker {
@@ -152,12 +151,9 @@ impl Worker {
             .and_then(NonZeroU32::new)
             .map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r))));
         let recorder = start_recorder(store.clone());
-        let mailer = Mailer::new(signer.clone(), public_url.clone());
         Worker {
             store,
             site,
-            signer,
-            public_url,
             mailer,
             transport,
             config,
@@ -287,14 +283,6 @@ impl Worker {
         }
     }
 
-    /// `/c/TOKEN` for a stored link in the message of delivery `delivery`.
-    fn click_url(&self, delivery: i64, link_id: i64) -> String {
-        let token = self
-            .signer
-            .sign(Purpose::Click, delivery, None, &link_id.to_string());
-        format!("{}/c/{token}", self.public_url)
-    }
-
     /// Renders the message with tracked links and the open pixel: each link becomes
     /// `/c/TOKEN` (the delivery and the stored link, signed), so a click can only ever
     /// redirect to a URL stored here.
@@ -326,7 +314,7 @@ impl Worker {
                     .get(&link_key(self.campaign, url, tag))
                     .copied();
                 match known {
-                    Some(id) => self.worker.click_url(self.delivery, id),
+                    Some(id) => self.worker.mailer.click_url(self.delivery, id),
                     None => {
                         self.unknown.push((url.to_string(), tag.to_string()));
                         url.to_string()
@@ -369,6 +357,8 @@ impl Worker {
         )?)
     }
 
+    /// Builds the message of one delivery, checks it may still go, sends it and records
+    /// the outcome.
     async fn deliver(
         &self,
         site: &Site,
@@ -376,16 +366,74 @@ impl Worker {
         profile: Option<&Profile>,
         events: &HashMap<i64, Vec<EventSummary>>,
     ) -> Result<Outcome, StoreError> {
-        let skip = |why: String| async move {
-            tracing::info!(delivery = d.id, campaign = %d.campaign, reason = %why, "delivery skipped");
-            self.store
-                .delivery_closed(d, "skipped", &why, false)
-                .await
-                .map(|_| Outcome::Skipped)
-        };
         let Some(profile) = profile else {
-            return skip("the profile no longer exists".into()).await;
+            return self.skip(d, "the profile no longer exists".into()).await;
         };
+        let composed = if d.campaign == CONFIRMATION {
+            self.confirmation(site, d, profile).await?
+        } else {
+            self.campaign_message(site, d, profile, events).await?
+        };
+        match composed {
+            Ok(composed) => self.send(d, profile, composed).await,
+            Err(closed) => Ok(closed),
+        }
+    }
+
+    /// Closes `d` as skipped, for `why`.
+    async fn skip(&self, d: &Claimed, why: String) -> Result<Outcome, StoreError> {
+        tracing::info!(delivery = d.id, campaign = %d.campaign, reason = %why, "delivery skipped");
+        self.store
+            .delivery_closed(d, "skipped", &why, false)
+            .await
+            .map(|_| Outcome::Skipped)
+    }
+
+    /// Closes `d` as failed: its message cannot be built.
+    async fn unbuildable(&self, d: &Claimed, why: String) -> Result<Outcome, StoreError> {
+        tracing::error!(delivery = d.id, error = %why, "cannot render; run rapport check");
+        self.store
+            .delivery_closed(d, "failed", &why, false)
+            .await
+            .map(|_| Outcome::Failed)
+    }
+
+    /// The confirmation email of a request on the form (the system campaign
+    /// [`CONFIRMATION`]), as the person stands now: the link for someone who is not
+    /// subscribed (whatever their status: confirming is how anyone comes back), the
+    /// "already subscribed" note for someone who is. Its link is valid for
+    /// `confirm_ttl` from now.
+    async fn confirmation(
+        &self,
+        site: &Site,
+        d: &Claimed,
+        profile: &Profile,
+    ) -> Result<Result<Composed, Outcome>, StoreError> {
+        let already = profile.status == Status::Subscribed;
+        match self.mailer.confirmation(
+            site,
+            profile,
+            already,
+            self.config.confirm_ttl,
+            now(),
+            self.transport.eight_bit(),
+        ) {
+            Ok(c) => Ok(Ok(c)),
+            Err(e) => self.unbuildable(d, e.to_string()).await.map(Err),
+        }
+    }
+
+    /// A campaign message for `profile`, unless they no longer get it (status, audience,
+    /// `unless`) or it cannot be built: then the delivery is closed, and the outcome is
+    /// returned instead.
+    async fn campaign_message(
+        &self,
+        site: &Site,
+        d: &Claimed,
+        profile: &Profile,
+        events: &HashMap<i64, Vec<EventSummary>>,
+    ) -> Result<Result<Composed, Outcome>, StoreError> {
+        let skip = |why: String| async move { self.skip(d, why).await.map(Err) };
         if profile.status != Status::Subscribed {
             return skip(format!("the profile is {}", profile.status.as_str())).await;
         }
@@ -396,7 +444,7 @@ impl Worker {
                 .store
                 .delivery_closed(d, "failed", &why, false)
                 .await
-                .map(|_| Outcome::Failed);
+                .map(|_| Err(Outcome::Failed));
         };
         let t = now();
         let facts = EventFacts {
@@ -425,17 +473,19 @@ impl Worker {
         if let Some(unless) = campaign.unless.as_deref().filter(|u| member(u)) {
             return skip(format!("in the unless segment \"{unless}\"")).await;
         }
-        let composed = match self.tracked_message(site, campaign, &person, d).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(delivery = d.id, error = %e, "cannot render; run rapport check");
-                return self
-                    .store
-                    .delivery_closed(d, "failed", &e.to_string(), false)
-                    .await
-                    .map(|_| Outcome::Failed);
-            }
-        };
+        match self.tracked_message(site, campaign, &person, d).await {
+            Ok(c) => Ok(Ok(c)),
+            Err(e) => self.unbuildable(d, e.to_string()).await.map(Err),
+        }
+    }
+
+    /// Sends a built message (within the throttle) and records what the server said.
+    async fn send(
+        &self,
+        d: &Claimed,
+        profile: &Profile,
+        composed: Composed,
+    ) -> Result<Outcome, StoreError> {
         if let Some(t) = &self.throttle {
             t.until_ready().await;
         }

@@ -9,6 +9,10 @@
 //! with each link passed through a [`LinkSeam`]) and [`Mailer::finish`] (the open pixel when
 //! opens are tracked, `List-Unsubscribe` headers, MIME). [`Mailer::campaign`] does all three.
 
+mod check;
+
+pub use check::check;
+
 use serde_json::json;
 
 use crate::campaign::Campaign;
@@ -57,6 +61,15 @@ impl Mailer {
     /// The prefix of every link in the messages.
     pub fn public_url(&self) -> &str {
         &self.public_url
+    }
+
+    /// `/c/TOKEN` for the stored link `link_id` in the message of delivery `delivery`: the
+    /// delivery and the link, signed, so a click can only ever redirect to a stored URL.
+    pub fn click_url(&self, delivery: i64, link_id: i64) -> String {
+        let token = self
+            .signer
+            .sign(Purpose::Click, delivery, None, &link_id.to_string());
+        format!("{}/c/{token}", self.public_url)
     }
 
     /// What one message of `campaign` needs about `profile` at `at` (unix seconds): segment

@@ -24,7 +24,7 @@ pub use events::{EventKind, EventOrigin, EventSummary};
 pub use profiles::{Confirmation, ConsentMeta, OptIn};
 pub use reports::{ClickRow, GroupBy, OptinDay, RateCounts, RunSummary, Totals};
 pub use rights::PersonalData;
-pub use sending::{Claimed, RunOrigin, RunProgress, STANDING};
+pub use sending::{CONFIRMATION, Claimed, RunOrigin, RunProgress, STANDING};
 pub use tracking::{DeliveryRef, Hit, Link};
 
 /// Which database a store talks to.

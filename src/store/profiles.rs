@@ -201,8 +201,9 @@ impl Store {
     /// Records an opt-in form submission in one transaction: creates the pending profile
     /// with its answers or, for a known address, keeps the answers waiting for this
     /// request's confirmation link (which then fills in only the answers the profile did
-    /// not have), and appends a consent record. Someone who left is not subscribed again
-    /// here: that takes a confirmation.
+    /// not have), appends a consent record and queues the confirmation email (see
+    /// [`super::CONFIRMATION`]). Someone who left is not subscribed again here: that takes a
+    /// confirmation.
     pub async fn request_opt_in(
         &self,
         email: &Email,
@@ -250,6 +251,30 @@ impl Store {
             }
         };
         insert_consent(&mut *tx, id, "opt_in_requested", meta, at).await?;
+        // The confirmation email: the person's delivery of the system campaign, queued now,
+        // or queued again (a new request wants a new email); if a worker is sending it right
+        // now, it is queued again once that send is recorded (`again_at`).
+        sqlx::query(
+            "INSERT INTO deliveries (run_id, profile_id, campaign, status, attempts, next_attempt_at, created_at, priority) \
+             SELECT id, $1, campaign, 'queued', 0, $2, $2, 0 FROM campaign_runs WHERE campaign = $3 AND period_key = $4 \
+             ON CONFLICT (run_id, profile_id) DO UPDATE SET status = 'queued', attempts = 0, \
+             next_attempt_at = $2, created_at = $2, lease_until = NULL, last_error = NULL, message_id = NULL, sent_at = NULL \
+             WHERE deliveries.status <> 'sending'",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(super::sending::CONFIRMATION)
+        .bind(super::sending::STANDING)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE deliveries SET again_at = $2 WHERE profile_id = $1 AND campaign = $3 AND status = 'sending'",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(super::sending::CONFIRMATION)
+        .execute(&mut *tx)
+        .await?;
         let sql = concat!(
             "SELECT ",
             profile_columns!(),

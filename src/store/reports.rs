@@ -57,6 +57,10 @@ const PER_DELIVERY: &str = "\
     CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.profile_id = d.profile_id AND e.kind = 'feedback' AND e.delivery_id = d.id AND e.value = 'yes') THEN 1 ELSE 0 END AS said_yes, \
     CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.profile_id = d.profile_id AND e.kind = 'feedback' AND e.delivery_id = d.id AND e.value = 'no') THEN 1 ELSE 0 END AS said_no";
 
+/// Leaves out the confirmation emails ([`super::CONFIRMATION`]): they are not campaign
+/// messages and have no response rate.
+const CAMPAIGNS_ONLY: &str = "d.campaign <> '@confirmation'";
+
 const SUMS: &str = "COUNT(*) AS recipients, CAST(SUM(delivered) AS BIGINT) AS delivered, \
     CAST(SUM(bounced) AS BIGINT) AS bounced, CAST(SUM(opened) AS BIGINT) AS opens, \
     CAST(SUM(clicked) AS BIGINT) AS clicks, CAST(SUM(unsubscribed) AS BIGINT) AS unsubscribes, \
@@ -94,11 +98,11 @@ impl Store {
             GroupBy::Run => format!(
                 "SELECT campaign, run, {SUMS} FROM (SELECT d.campaign AS campaign, r.period_key AS run, r.id AS run_id, \
                  {PER_DELIVERY} FROM deliveries d JOIN campaign_runs r ON r.id = d.run_id \
-                 WHERE d.created_at >= $1 AND d.created_at < $2) x GROUP BY campaign, run, run_id ORDER BY campaign, run_id"
+                 WHERE d.created_at >= $1 AND d.created_at < $2 AND {CAMPAIGNS_ONLY}) x GROUP BY campaign, run, run_id ORDER BY campaign, run_id"
             ),
             _ => format!(
                 "SELECT campaign, '' AS run, {SUMS} FROM (SELECT d.campaign AS campaign, {PER_DELIVERY} FROM deliveries d \
-                 WHERE d.created_at >= $1 AND d.created_at < $2) x GROUP BY campaign ORDER BY campaign"
+                 WHERE d.created_at >= $1 AND d.created_at < $2 AND {CAMPAIGNS_ONLY}) x GROUP BY campaign ORDER BY campaign"
             ),
         };
         let rows = sqlx::query(&sql)
@@ -121,7 +125,7 @@ impl Store {
         let n = q.arg_count();
         let sql = format!(
             "SELECT campaign, '' AS run, {SUMS} FROM (SELECT d.campaign AS campaign, {PER_DELIVERY} \
-             FROM deliveries d WHERE d.created_at >= ${} AND d.created_at < ${} \
+             FROM deliveries d WHERE d.created_at >= ${} AND d.created_at < ${} AND {CAMPAIGNS_ONLY} \
              AND d.profile_id IN (SELECT id FROM profiles WHERE {})) d GROUP BY campaign ORDER BY campaign",
             n + 1,
             n + 2,
@@ -248,7 +252,7 @@ impl Store {
             "SELECT r.id, r.campaign, r.period_key, r.recipients, \
              CAST(COALESCE(SUM(CASE WHEN d.status = 'sent' THEN 1 ELSE 0 END), 0) AS BIGINT), \
              CAST(COALESCE(SUM(CASE WHEN d.status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT), r.created_at \
-             FROM campaign_runs r LEFT JOIN deliveries d ON d.run_id = r.id \
+             FROM campaign_runs r LEFT JOIN deliveries d ON d.run_id = r.id WHERE r.campaign <> '@confirmation' \
              GROUP BY r.id, r.campaign, r.period_key, r.recipients, r.created_at ORDER BY r.id DESC LIMIT $1",
         )
         .bind(limit)

@@ -33,6 +33,16 @@ impl RunOrigin {
 /// The period key of the standing run of a triggered campaign.
 pub const STANDING: &str = "standing";
 
+/// The system campaign of confirmation emails. Each request on the form queues (or queues
+/// again) the person's one delivery in this campaign's standing run, made by a migration;
+/// the worker builds a confirmation for it instead of a campaign message. Campaign ids in
+/// `campaigns.toml` cannot start with `@`, and the reports leave this campaign out.
+pub const CONFIRMATION: &str = "@confirmation";
+
+/// The claim order of messages someone is waiting for (a confirmation, a welcome, a
+/// follow-up): ahead of a newsletter run's, whose deliveries keep the default, 1.
+const WAITED_FOR: i64 = 0;
+
 /// A delivery a worker has claimed: it holds the lease until it records an outcome.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -189,8 +199,8 @@ impl Store {
         Ok(count)
     }
 
-    /// Queues one delivery of a run for each profile that has none yet, due `at`, in one
-    /// transaction (a batch of clicks starting a follow-up for many people at once).
+    /// Queues one delivery of a (standing) run for each profile that has none yet, due `at`,
+    /// ahead of newsletter runs, in one transaction (a batch of clicks starting a follow-up for many people at once).
     /// Returns how many were queued.
     pub async fn queue_deliveries(
         &self,
@@ -203,9 +213,9 @@ impl Store {
         let mut queued = 0;
         let created = now();
         for chunk in profile_ids.chunks(super::rows_per_statement(5)) {
-            let rows = super::shaped_rows(1, chunk.len(), "?, ?, ?, 'queued', 0, ?, ?");
+            let rows = super::shaped_rows(1, chunk.len(), "?, ?, ?, 'queued', 0, ?, ?, ?");
             let sql = self.positional(format!(
-                "INSERT INTO deliveries (run_id, profile_id, campaign, status, attempts, next_attempt_at, created_at) \
+                "INSERT INTO deliveries (run_id, profile_id, campaign, status, attempts, next_attempt_at, created_at, priority) \
                  VALUES {rows} ON CONFLICT (run_id, profile_id) DO NOTHING"
             ));
             let mut q = sqlx::query(&sql);
@@ -215,7 +225,8 @@ impl Store {
                     .bind(*id)
                     .bind(campaign)
                     .bind(at)
-                    .bind(created);
+                    .bind(created)
+                    .bind(WAITED_FOR);
             }
             queued += q.execute(&mut *tx).await?.rows_affected();
         }
@@ -245,7 +256,7 @@ impl Store {
         let sql = self.positional(format!(
             "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = $1 \
              WHERE id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= $2 \
-             ORDER BY next_attempt_at, id LIMIT $3{lock}) \
+             ORDER BY priority, next_attempt_at, id LIMIT $3{lock}) \
              RETURNING id, run_id, profile_id, campaign, attempts"
         ));
         let rows = sqlx::query(&sql)
@@ -297,7 +308,8 @@ impl Store {
     }
 
     /// Records sends the mail server accepted, with their `sent` events, in one
-    /// transaction (the worker groups the sends that finish while the previous write runs).
+    /// transaction; a confirmation asked for again while it was being sent is queued again
+    /// (see `request_opt_in`) (the worker groups the sends that finish while the previous write runs).
     pub async fn deliveries_sent(&self, sent: &[(Claimed, String)]) -> Result<(), StoreError> {
         if sent.is_empty() {
             return Ok(());
@@ -308,7 +320,10 @@ impl Store {
         // (3.33+) and PostgreSQL, whose VALUES columns are both named column1, column2.
         for chunk in sent.chunks(super::rows_per_statement(2)) {
             let sql = self.positional(format!(
-                "UPDATE deliveries SET status = 'sent', message_id = v.column2, sent_at = $1, lease_until = NULL, \
+                "UPDATE deliveries SET status = CASE WHEN again_at IS NULL THEN 'sent' ELSE 'queued' END, \
+                 next_attempt_at = COALESCE(again_at, next_attempt_at), \
+                 attempts = CASE WHEN again_at IS NULL THEN attempts ELSE 0 END, again_at = NULL, \
+                 message_id = v.column2, sent_at = $1, lease_until = NULL, \
                  last_error = NULL FROM (VALUES {}) AS v WHERE deliveries.id = v.column1",
                 super::value_rows(2, chunk.len(), 2)
             ));
@@ -318,13 +333,18 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        for chunk in sent.chunks(super::rows_per_statement(5)) {
+        // A confirmation is not a campaign message: no `sent` event (segments, reports).
+        let campaign_sends: Vec<&(Claimed, String)> = sent
+            .iter()
+            .filter(|(d, _)| d.campaign != CONFIRMATION)
+            .collect();
+        for chunk in campaign_sends.chunks(super::rows_per_statement(5)) {
             let sql = self.positional(format!(
                 "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, created_at) VALUES {}",
                 super::shaped_rows(1, chunk.len(), "?, 'sent', ?, ?, ?, ?")
             ));
             let mut q = sqlx::query(&sql);
-            for (d, _) in chunk {
+            for &(d, _) in chunk {
                 q = q
                     .bind(d.profile_id)
                     .bind(d.campaign.as_str())

@@ -23,7 +23,6 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
-use crate::delivery::Transport;
 use crate::delivery::worker::Worker;
 use crate::store::Store;
 use crate::track::Signer;
@@ -53,9 +52,6 @@ pub struct Shared {
     pub store: Store,
     pub site_handle: SiteHandle,
     pub signer: Signer,
-    pub transport: Transport,
-    /// Builds every email the web side sends (the confirmation).
-    pub mailer: crate::mail::Mailer,
     /// Prefix of links in emails, without a trailing slash.
     pub public_url: String,
     pub settings: Arc<Settings>,
@@ -81,14 +77,13 @@ impl Shared {
 }
 
 impl AppState {
-    /// The state handlers share: the store, the marketer's files, the signer, the
-    /// transport, the worker to wake and the hit queue, with the settings they run by.
+    /// The state handlers share: the store, the marketer's files, the signer, the worker
+    /// to wake and the hit queue, with the settings they run by.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         site_handle: SiteHandle,
         signer: Signer,
-        transport: Transport,
         public_url: String,
         settings: Settings,
         worker: Worker,
@@ -99,15 +94,12 @@ impl AppState {
             .subscribe_per_minute
             .and_then(NonZeroU32::new)
             .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))));
-        let mailer = crate::mail::Mailer::new(signer.clone(), public_url.clone());
         AppState(Arc::new(Shared {
-            mailer,
             admin,
             hits,
             store,
             site_handle,
             signer,
-            transport,
             public_url,
             settings: Arc::new(settings),
             worker,

@@ -1,5 +1,5 @@
 //! `GET /` (the opt-in form) and `POST /subscribe`: checks the submission, stores the
-//! request with its consent record and sends the confirmation email.
+//! request with its consent record and queues the confirmation email.
 
 use std::net::SocketAddr;
 
@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::json;
 
 use super::PageResult;
-use crate::profile::{FieldErrors, Profile, Purpose as FormPurpose, Question};
-use crate::store::{ConsentMeta, OptIn, now};
+use crate::profile::{FieldErrors, Purpose as FormPurpose, Question};
+use crate::store::{ConsentMeta, now};
 use crate::web::client::{client_ip, user_agent};
 use crate::web::extract::FormBody;
 use crate::web::pages;
@@ -61,7 +61,7 @@ fn subscribe_page(
 }
 
 /// `POST /subscribe`: checks the submission, stores a pending profile with its consent
-/// record and sends the confirmation email. Problems come back next to their fields.
+/// record and queues the confirmation email. Problems come back next to their fields.
 pub async fn subscribe(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -126,19 +126,9 @@ pub async fn subscribe(
         status = profile.status.as_str(),
         "opt-in requested"
     );
-    let already = matches!(outcome, OptIn::AlreadySubscribed(_));
-    if let Err(e) = send_confirmation(&state, &site, profile, already).await {
-        tracing::error!(profile_id = profile.id, error = %e, "confirmation email not sent");
-        return pages::message(
-            &site,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "We saved your details but could not send the email",
-            &[
-                "Your answers are stored. Our mail server did not take the confirmation email just now; please send the form again in a few minutes to get a new one.",
-            ],
-            Some(("/", "Back to the form")),
-        );
-    }
+    // The confirmation email was queued with the request; the worker sends it (and retries
+    // it if the mail server is down), so a slow mail server never slows the form.
+    state.worker.wake();
     check_inbox(&site, email.as_str())
 }
 
@@ -155,33 +145,4 @@ fn check_inbox(site: &Site, email: &str) -> PageResult {
         ],
         None,
     )
-}
-
-/// A failure to build or send the confirmation email.
-#[derive(Debug, thiserror::Error)]
-enum ConfirmMailError {
-    #[error(transparent)]
-    Mail(#[from] crate::mail::MailError),
-    #[error(transparent)]
-    Send(#[from] crate::delivery::SendError),
-}
-
-async fn send_confirmation(
-    state: &AppState,
-    site: &Site,
-    profile: &Profile,
-    already: bool,
-) -> Result<(), ConfirmMailError> {
-    let ttl = state.settings.confirm_ttl.as_secs() as i64;
-    let composed = state.mailer.confirmation(
-        site,
-        profile,
-        already,
-        ttl,
-        now(),
-        state.transport.eight_bit(),
-    )?;
-    state.transport.send(composed.message).await?;
-    tracing::info!(profile_id = profile.id, message_id = %composed.message_id, "confirmation email sent");
-    Ok(())
 }

@@ -1,16 +1,13 @@
-//! `rapport check`: renders every campaign for a sample person of every segment and for a
-//! person with no optional answers, so that template mistakes surface before a send.
+//! Sample people for `rapport check` (see `mail::check`) and the render tests: a person with
+//! no optional answers and one matching person per segment, found from the rules alone.
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::Site;
-use crate::config::{CAMPAIGNS_FILE, Diagnostic, line_col};
 use crate::profile::{Answers, Email, Kind, Profile, Question, Status};
-use crate::render::{KeepLinks, PersonalLinks};
 use crate::segment::{Behaviour, Facts, FieldTest, Rule, Scalar};
 
 /// A set of behaviour facts a sample person has.
@@ -145,103 +142,4 @@ pub fn sample_profiles(site: &Site) -> (Vec<Sample>, Vec<String>) {
         }
     }
     (samples, unmatched)
-}
-
-/// The variables a campaign template can use, for messages.
-const VARIABLES: &str = "first_name, name, email, month, year, profile.<question key>, \
-     sections, segments, campaign.id, sender.name, sender.postal_address, profile_url, \
-     unsubscribe_url, feedback_yes_url, feedback_no_url";
-
-/// Links for a sample render.
-fn sample_links() -> PersonalLinks {
-    let base = "https://rapport.invalid";
-    PersonalLinks {
-        profile_url: format!("{base}/profile/sample"),
-        unsubscribe_url: format!("{base}/unsubscribe/sample"),
-        feedback_yes_url: format!("{base}/feedback/sample?v=yes"),
-        feedback_no_url: format!("{base}/feedback/sample?v=no"),
-        unsubscribe_mailto: "mailto:unsubscribe@rapport.invalid".into(),
-    }
-}
-
-/// Renders every campaign for every sample; returns the problems, located in the template
-/// file where Handlebars says where, else at the campaign in `campaigns.toml`. Also returns
-/// warnings (segments no sample person matches).
-pub fn check(site: &Site) -> (Vec<Diagnostic>, Vec<String>) {
-    let (samples, unmatched) = sample_profiles(site);
-    let warnings = unmatched
-        .into_iter()
-        .map(|s| {
-            format!(
-                "segment \"{s}\": no sample person matched it; make sure its rule can match someone"
-            )
-        })
-        .collect();
-    let mut problems: Vec<Diagnostic> = Vec::new();
-    let mut seen = HashSet::new();
-    let campaigns_path = site.project.dir.join(CAMPAIGNS_FILE);
-    for campaign in &site.campaigns {
-        for sample in &samples {
-            // Rendered as of mid-January 2030, whatever today is.
-            let person = site.personalise(
-                campaign,
-                &sample.profile,
-                &sample.facts,
-                sample_links(),
-                1_894_700_000,
-            );
-            let mut seam = KeepLinks::default();
-            let Err(e) =
-                site.templates
-                    .render_campaign(campaign, &site.project.sender, &person, &mut seam)
-            else {
-                continue;
-            };
-            let (template, line, col) = (
-                e.source.template_name.clone(),
-                e.source.line_no,
-                e.source.column_no,
-            );
-            let reason = match e.source.reason() {
-                handlebars::RenderErrorReason::MissingVariable(Some(var)) => {
-                    format!("unknown variable \"{var}\"; templates see: {VARIABLES}")
-                }
-                other => other.to_string(),
-            };
-            let message = format!(
-                "campaign \"{}\", rendering for {}: {reason}",
-                campaign.id, sample.label
-            );
-            let d = match (
-                template.as_deref().and_then(|t| site.templates.file_of(t)),
-                line,
-            ) {
-                (Some(file), Some(line)) => Diagnostic {
-                    file: file.clone(),
-                    line,
-                    col: col.unwrap_or(1),
-                    message,
-                },
-                (Some(file), None) => Diagnostic::file(file, message),
-                _ => locate_campaign(&campaigns_path, &site.project.source, &campaign.id, message),
-            };
-            // One line per problem, not one per sample that runs into it.
-            if seen.insert((d.file.clone(), d.line, d.col, reason)) {
-                problems.push(d);
-            }
-        }
-    }
-    (problems, warnings)
-}
-
-fn locate_campaign(path: &Path, source: &str, id: &str, message: String) -> Diagnostic {
-    let needle = format!("\"{id}\"");
-    let offset = source.find(&needle).unwrap_or(0);
-    let (line, col) = line_col(source, offset);
-    Diagnostic {
-        file: path.to_path_buf(),
-        line,
-        col,
-        message,
-    }
 }
