@@ -221,12 +221,9 @@ impl Store {
                 .await
         };
         let profiles =
-            sqlx::query("SELECT status, COUNT(*) FROM profiles GROUP BY status ORDER BY status")
+            sqlx::query_as("SELECT status, COUNT(*) FROM profiles GROUP BY status ORDER BY status")
                 .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect::<Result<Vec<_>, StoreError>>()?;
+                .await?;
         Ok(Totals {
             opt_in_requests: one("SELECT COUNT(*) FROM consents WHERE action = 'opt_in_requested'")
                 .await?,
@@ -248,7 +245,7 @@ impl Store {
 
     /// The latest runs with their progress, newest first.
     pub async fn recent_runs(&self, limit: i64) -> Result<Vec<RunSummary>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT r.id, r.campaign, r.period_key, r.recipients, \
              CAST(COALESCE(SUM(CASE WHEN d.status = 'sent' THEN 1 ELSE 0 END), 0) AS BIGINT), \
              CAST(COALESCE(SUM(CASE WHEN d.status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT), r.created_at \
@@ -257,20 +254,7 @@ impl Store {
         )
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                    r.try_get(4)?,
-                    r.try_get(5)?,
-                    r.try_get(6)?,
-                ))
-            })
-            .collect()
+        .await?)
     }
 
     /// The hash of the admin token, if one was generated.

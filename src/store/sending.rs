@@ -44,7 +44,7 @@ pub const CONFIRMATION: &str = "@confirmation";
 const WAITED_FOR: i64 = 0;
 
 /// A delivery a worker has claimed: it holds the lease until it records an outcome.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Claimed {
     pub id: i64,
     pub run_id: i64,
@@ -146,15 +146,12 @@ impl Store {
 
     /// Runs whose audience was not (completely) queued, e.g. after a crash: (id, campaign).
     pub async fn runs_still_queuing(&self) -> Result<Vec<(i64, String)>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, campaign FROM campaign_runs WHERE status = 'queuing' AND period_key <> $1",
         )
         .bind(STANDING)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
+        .await?)
     }
 
     /// Queues a delivery for every subscribed profile in the audience, due `at`, in one
@@ -259,24 +256,12 @@ impl Store {
              ORDER BY priority, next_attempt_at, id LIMIT $3{lock}) \
              RETURNING id, run_id, profile_id, campaign, attempts"
         ));
-        let rows = sqlx::query(&sql)
+        let mut out: Vec<Claimed> = sqlx::query_as(&sql)
             .bind(at + lease)
             .bind(at)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        let mut out: Vec<Claimed> = rows
-            .iter()
-            .map(|r| {
-                Ok(Claimed {
-                    id: r.try_get(0)?,
-                    run_id: r.try_get(1)?,
-                    profile_id: r.try_get(2)?,
-                    campaign: r.try_get(3)?,
-                    attempts: r.try_get(4)?,
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
         out.sort_by_key(|c| c.id);
         Ok(out)
     }
@@ -414,16 +399,14 @@ impl Store {
 
     /// Delivery counts of a run by status.
     pub async fn run_progress(&self, run_id: i64) -> Result<RunProgress, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT status, COUNT(*) FROM deliveries WHERE run_id = $1 GROUP BY status",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
         let mut p = RunProgress::default();
-        for r in rows {
-            let status: String = r.try_get(0)?;
-            let n: i64 = r.try_get(1)?;
+        for (status, n) in rows {
             match status.as_str() {
                 "queued" => p.queued = n,
                 "sending" => p.sending = n,
@@ -437,15 +420,12 @@ impl Store {
 
     /// The runs of a campaign: (id, period key, recipients).
     pub async fn runs_of(&self, campaign: &str) -> Result<Vec<(i64, String, i64)>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, period_key, recipients FROM campaign_runs WHERE campaign = $1 ORDER BY id",
         )
         .bind(campaign)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect()
+        .await?)
     }
 
     /// Profiles by id (for a claimed batch).

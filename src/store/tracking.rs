@@ -5,7 +5,7 @@ use sqlx::Row;
 use super::{Store, StoreError};
 
 /// A stored link of a campaign's messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Link {
     pub id: i64,
     pub campaign: String,
@@ -15,7 +15,7 @@ pub struct Link {
 }
 
 /// What a click or open is about: the delivery it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DeliveryRef {
     pub id: i64,
     pub profile_id: i64,
@@ -62,19 +62,12 @@ impl Store {
 
     /// A stored link.
     pub async fn link(&self, id: i64) -> Result<Option<Link>, StoreError> {
-        let row = sqlx::query("SELECT id, campaign, url, tag FROM links WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            Ok(Link {
-                id: r.try_get(0)?,
-                campaign: r.try_get(1)?,
-                url: r.try_get(2)?,
-                tag: r.try_get(3)?,
-            })
-        })
-        .transpose()
+        Ok(
+            sqlx::query_as("SELECT id, campaign, url, tag FROM links WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// The delivery a tracking token names.
@@ -93,18 +86,11 @@ impl Store {
                 "SELECT id, profile_id, run_id, campaign, sent_at FROM deliveries WHERE id IN ({})",
                 super::params(1, chunk.len())
             ));
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query_as::<_, DeliveryRef>(&sql);
             for id in chunk {
                 q = q.bind(*id);
             }
-            for r in q.fetch_all(&self.pool).await? {
-                let d = DeliveryRef {
-                    id: r.try_get(0)?,
-                    profile_id: r.try_get(1)?,
-                    run_id: r.try_get(2)?,
-                    campaign: r.try_get(3)?,
-                    sent_at: r.try_get(4)?,
-                };
+            for d in q.fetch_all(&self.pool).await? {
                 out.insert(d.id, d);
             }
         }
