@@ -459,10 +459,17 @@ fn the_confirmation_email_is_checked_too() {
         "<html><body>\n<p>Hello {{first_name}},</p>\n<p><a href=\"{{confirm_link}}\">Confirm</a></p>\n</body></html>\n",
     );
     let o = check(dir.path());
-    assert_problem(&o, "templates/confirmation.hbs", 3, Some(13), "confirm_link");
+    assert_problem(
+        &o,
+        "templates/confirmation.hbs",
+        3,
+        Some(13),
+        "confirm_link",
+    );
     assert!(
         o.stdout.contains("the confirmation email")
-            && o.stdout.contains("templates see: first_name, name, email, sender_name"),
+            && o.stdout
+                .contains("templates see: first_name, name, email, sender_name"),
         "{}",
         o.stdout
     );

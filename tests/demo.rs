@@ -6,7 +6,10 @@ mod common;
 
 use common::TestApp;
 
-on_both_backends!(demo_fills_reports_and_refuses_real_stores);
+on_both_backends!(
+    demo_fills_reports_and_refuses_real_stores,
+    demo_profiles_are_never_mailed
+);
 
 async fn demo_fills_reports_and_refuses_real_stores(app: TestApp) {
     let (code, out, err) = app.cli(&["demo", "--profiles", "120"]);
@@ -54,4 +57,37 @@ async fn demo_fills_reports_and_refuses_real_stores(app: TestApp) {
     assert_eq!(code, 1);
     assert!(err.contains("1 profile(s) that are not demo data"), "{err}");
     assert_eq!(app.store.profile_count().await.unwrap(), 121);
+}
+
+/// `serve` on demo data with a newsletter run queued: its worker sends nothing to a demo
+/// profile; each delivery is closed as skipped, saying why.
+async fn demo_profiles_are_never_mailed(app: TestApp) {
+    let (code, _, err) = app.cli(&["demo", "--profiles", "40"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = app.cli(&["run", "newsletter"]);
+    assert_eq!(code, 0, "{err}");
+    // "queued run N of newsletter: M recipient(s)" (the demo's unsubscribed are not).
+    let queued: i64 = out
+        .rsplit(": ")
+        .next()
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(queued > 30, "{out}");
+    let raw = common::raw_pool(&app.database_url).await;
+    let mut skipped = 0;
+    for _ in 0..200 {
+        skipped = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'skipped' AND last_error LIKE '%demo data is never mailed%'",
+        )
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+        if skipped == queued {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(skipped, queued);
+    assert!(app.outbox_messages().is_empty(), "nothing was sent");
 }

@@ -369,6 +369,14 @@ impl Worker {
         let Some(profile) = profile else {
             return self.skip(d, "the profile no longer exists".into()).await;
         };
+        if profile.email.is_demo() {
+            return self
+                .skip(
+                    d,
+                    "a rapport demo profile: demo data is never mailed".into(),
+                )
+                .await;
+        }
         let composed = if d.campaign == CONFIRMATION {
             self.confirmation(site, d, profile).await?
         } else {

@@ -81,9 +81,10 @@ pub async fn fill(
                 .then(|| "Finding time to learn the tools we already pay for".to_string()),
         };
         let email = Email::parse(&format!(
-            "{}.{}{i}@demo.example",
+            "{}.{}{i}@{}",
             first.to_lowercase(),
-            last.to_lowercase()
+            last.to_lowercase(),
+            crate::profile::DEMO_DOMAIN
         ))
         .expect("valid");
         rows.push((email, a));

@@ -117,7 +117,16 @@ impl Email {
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
     }
+
+    /// Whether this is a `rapport demo` address (under [`DEMO_DOMAIN`]): never mailed.
+    pub fn is_demo(&self) -> bool {
+        self.domain().eq_ignore_ascii_case(DEMO_DOMAIN)
+    }
 }
+
+/// The domain of every `rapport demo` profile (`.example` is reserved: RFC 2606). The
+/// delivery worker sends nothing to it, whatever is queued.
+pub const DEMO_DOMAIN: &str = "demo.example";
 
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

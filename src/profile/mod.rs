@@ -5,7 +5,7 @@ mod email;
 mod form;
 mod question;
 
-pub use email::{Email, EmailError};
+pub use email::{DEMO_DOMAIN, Email, EmailError};
 pub use form::{
     CONSENT_FIELD, Choice, FORM_ERROR_KEY, FieldErrors, Form, FormError, HONEYPOT_FIELD, Purpose,
     STEP_FIELD, Submission, label_for,
