@@ -474,3 +474,29 @@ fn the_confirmation_email_is_checked_too() {
         o.stdout
     );
 }
+
+#[test]
+fn a_section_loop_that_writes_out_objects_fails_naming_the_line() {
+    let dir = example_copy();
+    edit(
+        dir.path(),
+        "templates/newsletter.hbs",
+        "{{> (lookup this \"template\") }}",
+        "{{{this}}}",
+    );
+    let line = line_of(dir.path(), "templates/newsletter.hbs", "{{{this}}}");
+    let o = check(dir.path());
+    assert_problem(
+        &o,
+        "templates/newsletter.hbs",
+        line,
+        Some(1),
+        "contains \"[object]\"",
+    );
+    assert!(
+        o.stdout
+            .contains("{{#each sections}}{{> (lookup this \"template\")}}{{/each}}"),
+        "says how to write the loop: {}",
+        o.stdout
+    );
+}

@@ -21,6 +21,14 @@ const VARIABLES: &str = "first_name, name, email, month, year, profile.<question
 const CONFIRMATION_VARIABLES: &str = "first_name, name, email, sender_name, postal_address, \
      confirm_url, profile_url, valid_days, valid_for, already_subscribed, answers_waiting, subject";
 
+/// What Handlebars writes for an object (and, inside brackets, for a list of them).
+const NOT_TEXT: &str = "[object]";
+
+/// Variables that hold a list or an object, not text.
+const NOT_TEXT_VARIABLES: &[&str] = &[
+    "this", ".", "sections", "segments", "profile", "campaign", "sender",
+];
+
 /// Samples are built as of mid-January 2030, whatever today is.
 const SAMPLE_TIME: i64 = 1_894_700_000;
 
@@ -60,19 +68,18 @@ pub fn check(site: &Site) -> (Vec<Diagnostic>, Vec<String>) {
                 Origin::Campaign(&campaign.id),
                 SAMPLE_TIME,
             );
-            let built = mailer.campaign(
-                site,
-                campaign,
-                &person,
-                &mut KeepLinks::default(),
-                Opens::Tracked { delivery: 0 },
-                false,
+            let what = format!(
+                "campaign \"{}\", rendering for {}",
+                campaign.id, sample.label
             );
+            let rendered = mailer.render(site, campaign, &person, &mut KeepLinks::default());
+            let built = rendered.and_then(|r| {
+                if let Some(d) = not_text(site, campaign, &r, &what) {
+                    report(d, NOT_TEXT.to_string());
+                }
+                mailer.finish(site, &person, r, Opens::Tracked { delivery: 0 }, false)
+            });
             if let Err(e) = built {
-                let what = format!(
-                    "campaign \"{}\", rendering for {}",
-                    campaign.id, sample.label
-                );
                 let (d, reason) =
                     locate(site, &e, &what, VARIABLES, &format!("\"{}\"", campaign.id));
                 report(d, reason);
@@ -158,5 +165,106 @@ fn locate_in_campaigns(path: &Path, source: &str, needle: &str, message: String)
         line,
         col,
         message,
+    }
+}
+
+/// A rendered sample that writes out an object or a list of them (`[object]`, which a
+/// reader would see): located at the first expression, in the campaign's template files,
+/// that writes out one of the variables holding them ([`NOT_TEXT_VARIABLES`], or `this` in
+/// a loop), else at the campaign in `campaigns.toml`.
+fn not_text(
+    site: &Site,
+    campaign: &crate::campaign::Campaign,
+    r: &crate::render::Rendered,
+    what: &str,
+) -> Option<Diagnostic> {
+    let part = [
+        ("subject", &r.subject),
+        ("HTML", &r.html),
+        ("text", &r.text),
+    ]
+    .into_iter()
+    .find(|(_, s)| s.contains(NOT_TEXT))?
+    .0;
+    let message = format!(
+        "{what}: the {part} contains \"{NOT_TEXT}\": a template writes out a list or an object, \
+         not text. Write one of its fields; the sections are written \
+         {{{{#each sections}}}}{{{{> (lookup this \"template\")}}}}{{{{/each}}}} (each with its template)"
+    );
+    let names = std::iter::once(campaign.template.as_str())
+        .chain(campaign.sections.iter().map(|s| s.template.as_str()))
+        .chain(["email-layout", "footer"]);
+    for name in names {
+        let Some(file) = site.templates.file_of(name) else {
+            continue;
+        };
+        let Ok(source) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        if let Some((line, col)) = writes_out_non_text(&source) {
+            return Some(Diagnostic {
+                file: file.clone(),
+                line,
+                col,
+                message,
+            });
+        }
+    }
+    let campaigns_path = site.project.dir.join(CAMPAIGNS_FILE);
+    Some(locate_in_campaigns(
+        &campaigns_path,
+        &site.project.source,
+        &format!("\"{}\"", campaign.id),
+        message,
+    ))
+}
+
+/// The line and column (1-based) of the first `{{x}}` or `{{{x}}}` in `source` whose `x`
+/// is a variable holding a list or an object.
+fn writes_out_non_text(source: &str) -> Option<(usize, usize)> {
+    let mut at = 0;
+    while let Some(open) = source[at..].find("{{").map(|i| at + i) {
+        let inner_start = open
+            + if source[open..].starts_with("{{{") {
+                3
+            } else {
+                2
+            };
+        let close = source[inner_start..].find("}}").map(|i| inner_start + i)?;
+        let expr = source[inner_start..close]
+            .trim()
+            .trim_start_matches('~')
+            .trim_end_matches('~')
+            .trim();
+        let bare = expr.strip_prefix("@root.").unwrap_or(expr);
+        if NOT_TEXT_VARIABLES.contains(&bare) {
+            return Some(line_col(source, open));
+        }
+        at = close + 2;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writes_out_non_text;
+
+    #[test]
+    fn finds_the_expression_that_writes_out_an_object() {
+        assert_eq!(
+            writes_out_non_text("<p>{{first_name}}</p>\n{{#each sections}}{{{this}}}{{/each}}"),
+            Some((2, 19))
+        );
+        assert_eq!(writes_out_non_text("{{ segments }}"), Some((1, 1)));
+        assert_eq!(writes_out_non_text("{{@root.profile}}"), Some((1, 1)));
+        assert_eq!(
+            writes_out_non_text("{{#each sections}}{{this.segment}}{{/each}}"),
+            None
+        );
+        assert_eq!(
+            writes_out_non_text("{{profile.industry}} {{> sections}}"),
+            None
+        );
+        assert_eq!(writes_out_non_text("{{unclosed"), None);
     }
 }
