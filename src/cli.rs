@@ -30,6 +30,7 @@ pub enum Report {
     /// Response rates, grouped by `campaign`, `run` or `segment`.
     ResponseRates,
     Clicks,
+    Feedback,
     Optin,
 }
 
@@ -301,6 +302,14 @@ pub async fn export(
             })
             .await?;
             (n, "clicks")
+        }
+        Report::Feedback => {
+            let (period, out) = range.open()?;
+            let n = crate::report::feedback_csv(&store, period, out, |n| {
+                bar.set_message(format!("{n} vote(s) written"))
+            })
+            .await?;
+            (n, "feedback")
         }
         Report::Optin => {
             let (period, out) = range.open()?;

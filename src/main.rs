@@ -131,6 +131,11 @@ enum Export {
         #[command(flatten)]
         range: Range,
     },
+    /// The "was this useful?" votes that count (a person's last per message) with comments.
+    Feedback {
+        #[command(flatten)]
+        range: Range,
+    },
     /// The opt-in funnel per day.
     Optin {
         #[command(flatten)]
@@ -208,6 +213,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Export(Export::Clicks { range }) => {
             cli::export(dir, &settings, Report::Clicks, "", &range.into()).await?
+        }
+        Command::Export(Export::Feedback { range }) => {
+            cli::export(dir, &settings, Report::Feedback, "", &range.into()).await?
         }
         Command::Export(Export::Optin { range }) => {
             cli::export(dir, &settings, Report::Optin, "", &range.into()).await?

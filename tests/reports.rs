@@ -12,7 +12,8 @@ use rapport::site::{Site, SiteHandle};
 on_both_databases!(
     response_rates_by_campaign_run_and_segment,
     every_export_neutralises_formula_cells,
-    optin_funnel_per_day
+    optin_funnel_per_day,
+    feedback_export_counts_each_persons_last_vote_with_the_comment
 );
 
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
@@ -349,4 +350,123 @@ async fn optin_funnel_per_day(db: common::Db) {
         t[1],
         [today.as_str(), "2", "2", "1", "0.5000", "2", "0", "0.0000"]
     );
+}
+
+/// Three recipients: f0 votes no, then yes, and comments (with a NUL and an ESC, which are
+/// dropped); a scanner fetches both of f1's vote links; f2 votes no. The export has one row
+/// per counted vote, and the response rates count the same.
+async fn feedback_export_counts_each_persons_last_vote_with_the_comment(db: common::Db) {
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_WORKER", "off")]).await else {
+        return;
+    };
+    let owner = Answers {
+        industry: Some("retail".into()),
+        employees: Some(12),
+        engagement: Some("learner".into()),
+        ..Answers::default()
+    };
+    let people: Vec<(Email, Answers)> = (0..3)
+        .map(|i| {
+            (
+                Email::parse(&format!("f{i}@example.com")).unwrap(),
+                owner.clone(),
+            )
+        })
+        .collect();
+    app.store
+        .insert_profiles(&people, Status::Subscribed, "test")
+        .await
+        .unwrap();
+    let (run, outbox) = send_newsletter(&app, 3).await;
+    let mails = common::read_messages(outbox.path());
+    let to = |who: &str| mails.iter().find(|m| m.to.contains(who)).unwrap().clone();
+    let vote = |m: &common::Mail, v: &str, ua: &'static str| {
+        let url = m.link(&format!("?v={v}")).unwrap();
+        let c = app.client.clone();
+        async move {
+            c.get(url)
+                .header("user-agent", ua)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let (f0, f1, f2) = (to("f0@"), to("f1@"), to("f2@"));
+    assert_eq!(vote(&f0, "no", BROWSER).await, 200);
+    assert_eq!(vote(&f0, "yes", BROWSER).await, 200);
+    let action = f0
+        .link("?v=yes")
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = app
+        .post_form(&action, &[("comment", "Great \u{0}tips\u{1b}[31m thanks")])
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(vote(&f1, "yes", SCANNER).await, 200);
+    assert_eq!(vote(&f1, "no", SCANNER).await, 200);
+    assert_eq!(vote(&f2, "no", BROWSER).await, 200);
+
+    let (code, csv, err) = app.cli(&["export", "feedback"]);
+    assert_eq!(code, 0, "{err}");
+    let t = rows(&csv);
+    assert_eq!(
+        csv.lines().next().unwrap(),
+        "at,campaign,run,vote,comment,email,industry,employees,engagement"
+    );
+    assert_eq!(t.len(), 3, "two counted votes: {csv}");
+    let row = |who: &str| t.iter().find(|r| r[5].starts_with(who)).unwrap().clone();
+    let runs = app.store.runs_of("newsletter").await.unwrap();
+    let period = runs.iter().find(|r| r.0 == run.run_id).unwrap().1.clone();
+    assert_eq!(
+        row("f0@")[1..],
+        [
+            "newsletter",
+            &period,
+            "yes",
+            "Great tips[31m thanks",
+            "f0@example.com",
+            "retail",
+            "12",
+            "learner"
+        ]
+    );
+    assert_eq!(
+        row("f2@")[1..],
+        [
+            "newsletter",
+            &period,
+            "no",
+            "",
+            "f2@example.com",
+            "retail",
+            "12",
+            "learner"
+        ]
+    );
+    assert!(row("f0@")[0].ends_with('Z'), "RFC 3339 UTC: {csv}");
+
+    let (_, rates, _) = app.cli(&["export", "response-rates"]);
+    let r = rows(&rates);
+    assert_eq!(r[1][0], "newsletter", "{rates}");
+    assert_eq!(
+        (r[1][13].as_str(), r[1][14].as_str()),
+        ("1", "1"),
+        "one yes (f0's last), one no (f2); the scanner's two not at all: {rates}"
+    );
+
+    // The same file from /admin.
+    let page = app
+        .client
+        .get(app.url("/admin/reports/feedback.csv"))
+        .header("authorization", format!("Bearer {}", common::ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.text().await.unwrap(), csv);
 }

@@ -11,6 +11,9 @@ pub struct EventOrigin {
     pub campaign: Option<String>,
     pub run_id: Option<i64>,
     pub delivery_id: Option<i64>,
+    /// When that message was sent (not stored with the event: it tells a link scanner's
+    /// hit, which comes within seconds of the send, from a person's).
+    pub sent_at: Option<i64>,
 }
 
 impl Store {
@@ -52,17 +55,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Records a "was this useful?" vote (`yes` / `no`) or a comment for a campaign.
+    /// Records a "was this useful?" vote (`yes` / `no`) or a comment for a campaign;
+    /// `automated` for a link scanner's fetch of a vote link (kept, never counted).
     pub async fn record_feedback(
         &self,
         profile_id: i64,
         origin: &EventOrigin,
         value: &str,
         user_agent: Option<&str>,
+        automated: bool,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, value, user_agent, created_at) \
-             VALUES ($1, 'feedback', $2, $6, $7, $3, $4, $5)",
+            "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, value, user_agent, created_at, automated) \
+             VALUES ($1, 'feedback', $2, $6, $7, $3, $4, $5, $8)",
         )
             .bind(profile_id)
             .bind(origin.campaign.as_deref())
@@ -71,6 +76,7 @@ impl Store {
             .bind(super::now())
             .bind(origin.run_id)
             .bind(origin.delivery_id)
+            .bind(i64::from(automated))
             .execute(&self.pool)
             .await?;
         Ok(())

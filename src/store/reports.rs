@@ -46,6 +46,8 @@ pub struct OptinDay {
 
 /// Per delivery: whether each thing happened (a person's open counts clicks too: images are
 /// often blocked, and a click proves the message was read). Automated hits never count.
+/// Of a message's "was this useful?" votes, the last one counts (a person who changed
+/// their mind; a scanner fetching both links is automated and counts not at all).
 /// Events are found through the per-person index (a delivery's events carry its profile);
 /// there is no index by delivery, which would cost every click a second random index write.
 const PER_DELIVERY: &str = "\
@@ -54,8 +56,8 @@ const PER_DELIVERY: &str = "\
     CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.profile_id = d.profile_id AND e.kind IN ('open', 'click') AND e.delivery_id = d.id AND e.automated = 0) THEN 1 ELSE 0 END AS opened, \
     CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.profile_id = d.profile_id AND e.kind = 'click' AND e.delivery_id = d.id AND e.automated = 0) THEN 1 ELSE 0 END AS clicked, \
     CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.profile_id = d.profile_id AND e.kind = 'unsubscribe' AND e.delivery_id = d.id) THEN 1 ELSE 0 END AS unsubscribed, \
-    CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.profile_id = d.profile_id AND e.kind = 'feedback' AND e.delivery_id = d.id AND e.value = 'yes') THEN 1 ELSE 0 END AS said_yes, \
-    CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.profile_id = d.profile_id AND e.kind = 'feedback' AND e.delivery_id = d.id AND e.value = 'no') THEN 1 ELSE 0 END AS said_no";
+    CASE WHEN (SELECT e.value FROM events e WHERE e.profile_id = d.profile_id AND e.kind = 'feedback' AND e.delivery_id = d.id AND e.automated = 0 AND e.value IN ('yes', 'no') ORDER BY e.id DESC LIMIT 1) = 'yes' THEN 1 ELSE 0 END AS said_yes, \
+    CASE WHEN (SELECT e.value FROM events e WHERE e.profile_id = d.profile_id AND e.kind = 'feedback' AND e.delivery_id = d.id AND e.automated = 0 AND e.value IN ('yes', 'no') ORDER BY e.id DESC LIMIT 1) = 'no' THEN 1 ELSE 0 END AS said_no";
 
 /// Leaves out the confirmation emails ([`super::CONFIRMATION`]): they are not campaign
 /// messages and have no response rate.
@@ -323,5 +325,51 @@ impl Store {
                 automated: r.try_get::<i64, _>(6)? != 0,
             })
         })
+    }
+}
+
+/// One counted "was this useful?" vote for the feedback export: the last vote a person
+/// (not a link scanner) gave on a message, with the last comment written on it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FeedbackRow {
+    pub at: i64,
+    pub campaign: String,
+    pub run: String,
+    pub vote: String,
+    /// Empty when none was written (or the person was erased).
+    pub comment: String,
+    /// `None` once the person is erased.
+    pub email: Option<String>,
+    pub industry: Option<String>,
+    pub employees: Option<i64>,
+    pub engagement: Option<String>,
+}
+
+impl Store {
+    /// The counted votes cast in `[from, to)`, oldest first, streamed: per message, the
+    /// last vote by a person, with the last comment on that message and who gave it.
+    pub fn feedback(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> impl futures_util::Stream<Item = Result<FeedbackRow, StoreError>> + '_ {
+        use futures_util::TryStreamExt;
+        sqlx::query_as(
+            "SELECT v.created_at AS at, COALESCE(v.campaign, '') AS campaign, COALESCE(r.period_key, '') AS run, \
+             v.value AS vote, COALESCE((SELECT SUBSTR(c.value, 10) FROM events c WHERE c.profile_id = v.profile_id \
+             AND c.kind = 'feedback' AND c.delivery_id = v.delivery_id AND c.value LIKE 'comment: %' \
+             ORDER BY c.id DESC LIMIT 1), '') AS comment, p.email AS email, p.industry AS industry, \
+             p.employees AS employees, p.engagement AS engagement FROM events v \
+             LEFT JOIN campaign_runs r ON r.id = v.run_id LEFT JOIN profiles p ON p.id = v.profile_id \
+             WHERE v.kind = 'feedback' AND v.value IN ('yes', 'no') AND v.automated = 0 \
+             AND v.delivery_id IS NOT NULL AND v.created_at >= $1 AND v.created_at < $2 \
+             AND NOT EXISTS (SELECT 1 FROM events w WHERE w.profile_id = v.profile_id AND w.kind = 'feedback' \
+             AND w.delivery_id = v.delivery_id AND w.automated = 0 AND w.value IN ('yes', 'no') AND w.id > v.id) \
+             ORDER BY v.created_at, v.id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch(&self.pool)
+        .map_err(StoreError::from)
     }
 }

@@ -171,6 +171,19 @@ pub async fn clicks_csv(
     csv_or_error(report.await, "clicks.csv")
 }
 
+/// `GET /admin/reports/feedback.csv?from=DATE&to=DATE`.
+pub async fn feedback_csv(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let report = async {
+        let mut body = Vec::new();
+        crate::report::feedback_csv(&state.store, period(&query)?, &mut body, |_| {}).await?;
+        Ok(body)
+    };
+    csv_or_error(report.await, "feedback.csv")
+}
+
 /// A horizontal bar for a rate, as inline SVG (nothing loaded from elsewhere).
 fn bar(rate: f64) -> String {
     let w = (rate.clamp(0.0, 1.0) * 160.0).round();

@@ -10,9 +10,12 @@ use crate::web::client::user_agent;
 use crate::web::extract::{FeedbackLink, FormBody, Verified};
 use crate::web::pages;
 
-/// `GET /feedback/{token}?v=yes|no`: records the vote and thanks, with a comment box.
+/// `GET /feedback/{token}?v=yes|no`: records the vote and thanks, with a comment box. A
+/// link scanner's fetch (HEAD, its user agent, or within seconds of the send: see
+/// `track::automated`) is recorded as automated and never counted.
 pub async fn feedback(
     State(state): State<AppState>,
+    method: axum::http::Method,
     headers: HeaderMap,
     Verified {
         profile,
@@ -36,7 +39,7 @@ pub async fn feedback(
             None,
         );
     };
-    record(&state, &profile, &claims, &headers, &vote).await?;
+    record(&state, &profile, &claims, &headers, &vote, Some(&method)).await?;
     pages::page(
         &site,
         StatusCode::OK,
@@ -86,6 +89,7 @@ pub async fn feedback_comment(
         &claims,
         &headers,
         &format!("comment: {comment}"),
+        None,
     )
     .await?;
     pages::message(
@@ -97,22 +101,28 @@ pub async fn feedback_comment(
     )
 }
 
-/// Records a vote or comment (`value`) for the message the link came from.
+/// Records a vote or comment (`value`) for the message the link came from. A vote
+/// (`method` given) is classified like a click; a comment is a form a person posted.
 async fn record(
     state: &AppState,
     profile: &crate::profile::Profile,
     claims: &crate::track::Claims,
     headers: &HeaderMap,
     value: &str,
+    method: Option<&axum::http::Method>,
 ) -> Result<(), crate::web::AppError> {
+    let origin = event_origin(state, &claims.nonce).await?;
+    let agent = user_agent(headers);
+    let automated = method.is_some_and(|m| {
+        crate::track::automated::looks_automated(
+            m == axum::http::Method::HEAD,
+            agent.as_deref(),
+            origin.sent_at.map(|t| crate::store::now() - t),
+        )
+    });
     state
         .store
-        .record_feedback(
-            profile.id,
-            &event_origin(state, &claims.nonce).await?,
-            value,
-            user_agent(headers).as_deref(),
-        )
+        .record_feedback(profile.id, &origin, value, agent.as_deref(), automated)
         .await?;
     Ok(())
 }

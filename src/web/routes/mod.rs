@@ -41,6 +41,7 @@ async fn event_origin(
                 campaign: Some(d.campaign),
                 run_id: Some(d.run_id),
                 delivery_id: Some(d.id),
+                sent_at: d.sent_at,
             },
             None => crate::store::EventOrigin::default(),
         },
