@@ -31,6 +31,7 @@ pub enum Report {
     ResponseRates,
     Clicks,
     Feedback,
+    Links,
     Optin,
 }
 
@@ -302,6 +303,13 @@ pub async fn export(
             })
             .await?;
             (n, "clicks")
+        }
+        Report::Links => {
+            let (period, out) = range.open()?;
+            (
+                crate::report::links_csv(&store, period, out).await?,
+                "links",
+            )
         }
         Report::Feedback => {
             let (period, out) = range.open()?;

@@ -131,6 +131,11 @@ enum Export {
         #[command(flatten)]
         range: Range,
     },
+    /// Per run and link: how many of the run's messages a person clicked it in.
+    Links {
+        #[command(flatten)]
+        range: Range,
+    },
     /// The "was this useful?" votes that count (a person's last per message) with comments.
     Feedback {
         #[command(flatten)]
@@ -213,6 +218,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Export(Export::Clicks { range }) => {
             cli::export(dir, &settings, Report::Clicks, "", &range.into()).await?
+        }
+        Command::Export(Export::Links { range }) => {
+            cli::export(dir, &settings, Report::Links, "", &range.into()).await?
         }
         Command::Export(Export::Feedback { range }) => {
             cli::export(dir, &settings, Report::Feedback, "", &range.into()).await?

@@ -13,7 +13,8 @@ on_both_databases!(
     response_rates_by_campaign_run_and_segment,
     every_export_neutralises_formula_cells,
     optin_funnel_per_day,
-    feedback_export_counts_each_persons_last_vote_with_the_comment
+    feedback_export_counts_each_persons_last_vote_with_the_comment,
+    links_export_counts_people_per_run_and_link
 );
 
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
@@ -468,5 +469,94 @@ async fn feedback_export_counts_each_persons_last_vote_with_the_comment(db: comm
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
+    assert_eq!(page.text().await.unwrap(), csv);
+}
+
+/// Three recipients of one run: l0 clicks the tracked link twice, l1 once, a scanner
+/// follows l2's. One row for that link: a person clicked it in 2 of the 3 messages.
+async fn links_export_counts_people_per_run_and_link(db: common::Db) {
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_WORKER", "off")]).await else {
+        return;
+    };
+    let people: Vec<(Email, Answers)> = (0..3)
+        .map(|i| {
+            (
+                Email::parse(&format!("l{i}@example.com")).unwrap(),
+                Answers {
+                    engagement: Some("learner".into()),
+                    employees: Some(10),
+                    ..Answers::default()
+                },
+            )
+        })
+        .collect();
+    app.store
+        .insert_profiles(&people, Status::Subscribed, "test")
+        .await
+        .unwrap();
+    let (run, outbox) = send_newsletter(&app, 3).await;
+    let mails = common::read_messages(outbox.path());
+    let to = |who: &str| mails.iter().find(|m| m.to.contains(who)).unwrap().clone();
+    let click = |url: String, ua: &'static str| {
+        let c = app.client.clone();
+        async move {
+            c.get(url)
+                .header("user-agent", ua)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let (l0, l1, l2) = (to("l0@"), to("l1@"), to("l2@"));
+    // Every tracked link of the message, in order: the first is the one people click.
+    let links = |m: &common::Mail| -> Vec<String> {
+        let html = html_escape::decode_html_entities(&m.html).into_owned();
+        html.match_indices("href=\"")
+            .map(|(i, _)| {
+                let rest = &html[i + 6..];
+                rest[..rest.find('"').unwrap()].to_string()
+            })
+            .filter(|u| u.contains("/c/"))
+            .collect()
+    };
+    let (first0, first1, all2) = (links(&l0)[0].clone(), links(&l1)[0].clone(), links(&l2));
+    assert_eq!(click(first0.clone(), BROWSER).await, 302);
+    assert_eq!(click(first0, BROWSER).await, 302);
+    assert_eq!(click(first1, BROWSER).await, 302);
+    assert_eq!(click(all2[0].clone(), SCANNER).await, 302);
+    let raw = common::raw_pool(&app.database_url).await;
+    for _ in 0..400 {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE kind = 'click'")
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+        if n == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let (code, csv, err) = app.cli(&["export", "links"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        csv.lines().next().unwrap(),
+        "campaign,run,url,tag,unique_clicks,click_rate"
+    );
+    let t = rows(&csv);
+    assert_eq!(t.len(), 2, "one link clicked in the run: {csv}");
+    let runs = app.store.runs_of("newsletter").await.unwrap();
+    let period = runs.iter().find(|r| r.0 == run.run_id).unwrap().1.clone();
+    assert_eq!(t[1][0..2], ["newsletter", period.as_str()]);
+    assert!(t[1][2].starts_with("https://"), "the stored URL: {csv}");
+    assert_eq!(t[1][4..], ["2", "0.6667"], "{csv}");
+
+    let page = app
+        .client
+        .get(app.url("/admin/reports/links.csv"))
+        .header("authorization", format!("Bearer {}", common::ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.text().await.unwrap(), csv);
 }

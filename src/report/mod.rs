@@ -310,6 +310,40 @@ pub async fn feedback_csv<W: Write>(
     Ok(n)
 }
 
+/// The columns of the links export.
+pub const LINK_COLUMNS: [&str; 6] = [
+    "campaign",
+    "run",
+    "url",
+    "tag",
+    "unique_clicks",
+    "click_rate",
+];
+
+/// Writes, per run created in the period and link clicked in it, how many of the run's
+/// delivered messages a person clicked it in, and that as a fraction of them. Returns the
+/// rows.
+pub async fn links_csv<W: Write>(
+    store: &Store,
+    period: Period,
+    out: W,
+) -> Result<usize, ReportError> {
+    let mut w = CsvOut::new(out, &LINK_COLUMNS)?;
+    let rows = store.link_clicks(period.from, period.to).await?;
+    for l in &rows {
+        w.row([
+            l.campaign.clone(),
+            l.run.clone(),
+            l.url.clone(),
+            l.tag.clone(),
+            l.unique_clicks.to_string(),
+            rate(l.unique_clicks, l.delivered),
+        ])?;
+    }
+    w.flush()?;
+    Ok(rows.len())
+}
+
 /// Unix seconds as RFC 3339 UTC (`2026-12-01T09:00:00Z`).
 fn timestamp(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0)

@@ -22,7 +22,9 @@ pub use audience::AudienceQuery;
 pub use demo::NewEvent;
 pub use events::{EventKind, EventOrigin, EventSummary};
 pub use profiles::{Confirmation, ConsentMeta, OptIn};
-pub use reports::{ClickRow, FeedbackRow, GroupBy, OptinDay, RateCounts, RunSummary, Totals};
+pub use reports::{
+    ClickRow, FeedbackRow, GroupBy, LinkRow, OptinDay, RateCounts, RunSummary, Totals,
+};
 pub use rights::PersonalData;
 pub use sending::{CONFIRMATION, Claimed, RunOrigin, RunProgress, STANDING};
 pub use tracking::{DeliveryRef, Hit, Link};

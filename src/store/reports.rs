@@ -373,3 +373,37 @@ impl Store {
         .map_err(StoreError::from)
     }
 }
+
+/// One link of one run for the links export.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LinkRow {
+    pub campaign: String,
+    pub run: String,
+    pub url: String,
+    pub tag: String,
+    /// Messages of the run in which a person (not a link scanner) clicked the link.
+    pub unique_clicks: i64,
+    /// Messages of the run accepted by the mail server.
+    pub delivered: i64,
+}
+
+impl Store {
+    /// Per run created in `[from, to)` and link clicked in it (by anyone, so that a link
+    /// only scanners followed shows with 0), how many of the run's messages a person clicked
+    /// it in; by campaign and run, most clicked first.
+    pub async fn link_clicks(&self, from: i64, to: i64) -> Result<Vec<LinkRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT r.campaign AS campaign, r.period_key AS run, l.url AS url, l.tag AS tag, \
+             CAST(COUNT(DISTINCT CASE WHEN e.automated = 0 THEN e.delivery_id END) AS BIGINT) AS unique_clicks, \
+             CAST((SELECT COUNT(*) FROM deliveries d WHERE d.run_id = r.id AND d.status = 'sent') AS BIGINT) AS delivered \
+             FROM events e JOIN links l ON l.id = e.link_id JOIN campaign_runs r ON r.id = e.run_id \
+             WHERE e.kind = 'click' AND r.created_at >= $1 AND r.created_at < $2 \
+             GROUP BY r.id, r.campaign, r.period_key, l.id, l.url, l.tag \
+             ORDER BY r.campaign, r.id, unique_clicks DESC, l.url, l.tag",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -171,6 +171,19 @@ pub async fn clicks_csv(
     csv_or_error(report.await, "clicks.csv")
 }
 
+/// `GET /admin/reports/links.csv?from=DATE&to=DATE`.
+pub async fn links_csv(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let report = async {
+        let mut body = Vec::new();
+        crate::report::links_csv(&state.store, period(&query)?, &mut body).await?;
+        Ok(body)
+    };
+    csv_or_error(report.await, "links.csv")
+}
+
 /// `GET /admin/reports/feedback.csv?from=DATE&to=DATE`.
 pub async fn feedback_csv(
     State(state): State<AppState>,

@@ -148,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/reports/optin.csv", get(admin::optin_csv))
         .route("/admin/reports/clicks.csv", get(admin::clicks_csv))
         .route("/admin/reports/feedback.csv", get(admin::feedback_csv))
+        .route("/admin/reports/links.csv", get(admin::links_csv))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_token,
