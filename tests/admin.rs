@@ -6,7 +6,10 @@ mod common;
 use base64::Engine;
 use common::{ADMIN_TOKEN, TestApp};
 
-on_both_backends!(admin_needs_the_token_and_serves_reports);
+on_both_backends!(
+    admin_needs_the_token_and_serves_reports,
+    dashboard_shows_comments_escaped_and_a_chart_per_campaign
+);
 
 async fn get(
     app: &TestApp,
@@ -144,5 +147,60 @@ async fn a_token_is_generated_once_when_none_is_configured() {
             .await
             .0,
         401
+    );
+}
+
+/// On demo data plus a comment with markup: the comment is shown escaped with its
+/// campaign, date and the person's segments; each campaign gets a chart of its last runs.
+async fn dashboard_shows_comments_escaped_and_a_chart_per_campaign(app: TestApp) {
+    let (code, _, err) = app.cli(&["demo", "--profiles", "120"]);
+    assert_eq!(code, 0, "{err}");
+    let raw = common::raw_pool(&app.database_url).await;
+    // The newest comment, on the latest demo run, by a demo person who is a small learner.
+    let (profile, run, delivery): (i64, i64, i64) = sqlx::query_as(
+        "SELECT d.profile_id, d.run_id, d.id FROM deliveries d JOIN profiles p ON p.id = d.profile_id \
+         WHERE p.engagement = 'learner' AND p.employees < 50 ORDER BY d.run_id DESC, d.id LIMIT 1",
+    )
+    .fetch_one(&raw)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, value, created_at) \
+         VALUES ($1, 'feedback', 'newsletter', $2, $3, $4, $5)",
+    )
+    .bind(profile)
+    .bind(run)
+    .bind(delivery)
+    .bind("comment: <script>alert(1)</script> & more on <b>payroll</b>")
+    .bind(rapport::store::now() + 60)
+    .execute(&raw)
+    .await
+    .unwrap();
+    let (status, body, _) = get(&app, "/admin", Some(format!("Bearer {ADMIN_TOKEN}"))).await;
+    assert_eq!(status, 200);
+    assert!(
+        !body.contains("<script>alert(1)"),
+        "never raw markup from a reader"
+    );
+    let shown = "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more on &lt;b&gt;payroll&lt;/b&gt;";
+    let at = body.find(shown).expect("the comment, escaped");
+    let meta = &body[at..at + body[at..].find("</li>").unwrap()];
+    assert!(meta.contains("newsletter · "), "{meta}");
+    assert!(
+        meta.contains("small-learners"),
+        "the person's segments: {meta}"
+    );
+    assert!(
+        body.contains("newsletter: open, click and useful rates of the last 6 runs"),
+        "a chart of the demo's six runs"
+    );
+    assert_eq!(
+        body.matches("<polyline").count(),
+        3,
+        "opens, clicks, useful"
+    );
+    assert!(
+        body.matches("<li><blockquote>").count() > 1,
+        "the demo's comments too"
     );
 }

@@ -52,22 +52,26 @@ async fn shot(c: &fantoccini::Client, name: &str) {
     std::fs::write(artefacts().join(name), png).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn opt_in_confirm_and_two_steps_on_a_phone() {
+/// A headless Chromium session at `width` x `height`, with what must live as long as it;
+/// `None` (skipped) when Chromium is not installed, which CI does not allow.
+async fn browser(
+    width: u32,
+    height: u32,
+) -> Option<(Driver, fantoccini::Client, tempfile::TempDir)> {
     if !Path::new(CHROMIUM).exists() || !Path::new(DRIVER).exists() {
         assert!(
             std::env::var("CI").is_err(),
             "chromium and chromium-driver missing under CI: .ci/run installs them"
         );
         eprintln!("SKIPPED: install chromium and chromium-driver to run the browser test");
-        return;
+        return None;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let _driver = Driver(
+    let driver = Driver(
         Command::new(DRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -89,10 +93,12 @@ async fn opt_in_confirm_and_two_steps_on_a_phone() {
         "goog:chromeOptions".into(),
         serde_json::json!({
             "binary": CHROMIUM,
+            // Headless windows are at least 500 px wide: the viewport is emulated instead.
+            "mobileEmulation": { "deviceMetrics": { "width": width, "height": height, "pixelRatio": 1.0, "mobile": width < 700 } },
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=390,844", format!("--user-data-dir={}", profile_dir.path().display()),
+                format!("--window-size={width},{height}"), format!("--user-data-dir={}", profile_dir.path().display()),
             ],
         }),
     );
@@ -102,6 +108,14 @@ async fn opt_in_confirm_and_two_steps_on_a_phone() {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("chromedriver session");
+    Some((driver, c, profile_dir))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opt_in_confirm_and_two_steps_on_a_phone() {
+    let Some((_driver, c, _profile)) = browser(390, 844).await else {
+        return;
+    };
     let app = common::spawn_app(common::Db::Sqlite).await.unwrap();
 
     // The form fits a phone: no sideways scrolling.
@@ -226,4 +240,49 @@ async fn opt_in_confirm_and_two_steps_on_a_phone() {
     assert_eq!(p.answers.industry.as_deref(), Some("retail"));
     assert_eq!(p.answers.products, Some(vec!["office".to_string()]));
     c.close().await.unwrap();
+}
+
+/// Elements (tag, class, width) that reach past the right edge of the viewport.
+const TOO_WIDE: &str = "return [...document.querySelectorAll('body *')]
+    .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+    .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().width))
+    .concat(document.documentElement.scrollWidth > window.innerWidth ? ['page scrolls sideways'] : [])";
+
+/// `/admin` on demo data, on a phone and on a laptop: nothing reaches past the viewport
+/// (no sideways scrolling, no table cut off in its card); screenshots of both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_fits_a_phone_and_a_laptop() {
+    let app = common::spawn_app(common::Db::Sqlite).await.unwrap();
+    let (code, _, err) = app.cli(&["demo", "--profiles", "150"]);
+    assert_eq!(code, 0, "{err}");
+    for (width, height, name) in [
+        (390, 844, "07-admin-390.png"),
+        (1280, 900, "08-admin-1280.png"),
+    ] {
+        let Some((_driver, c, _profile)) = browser(width, height).await else {
+            return;
+        };
+        // Basic auth in the address: any user name, the token as the password.
+        let url = app.url("/admin").replacen(
+            "http://",
+            &format!("http://admin:{}@", common::ADMIN_TOKEN),
+            1,
+        );
+        c.goto(&url).await.unwrap();
+        c.wait()
+            .for_element(Locator::XPath("//h2[contains(., 'What readers wrote')]"))
+            .await
+            .unwrap();
+        let inner = c.execute("return window.innerWidth", vec![]).await.unwrap();
+        assert!(
+            inner
+                .as_u64()
+                .is_some_and(|w| w + 20 >= width as u64 && w <= width as u64),
+            "viewport {inner} for a {width} px window"
+        );
+        let wide = c.execute(TOO_WIDE, vec![]).await.unwrap();
+        assert_eq!(wide, serde_json::json!([]), "at {width} px: {wide}");
+        shot(&c, name).await;
+        c.close().await.unwrap();
+    }
 }

@@ -38,6 +38,15 @@ const LAST: &[&str] = &[
     "Lee", "Berg", "Costa", "Patel", "Okafor", "Novak", "Silva", "Tanaka", "Moreau", "Smith",
     "Jensen", "Ruiz",
 ];
+/// Comments demo readers leave after voting (stored as the product stores them).
+const COMMENTS: &[&str] = &[
+    "comment: The invoicing course saved me an afternoon. More like this, please.",
+    "comment: Too long for me; a short checklist would do.",
+    "comment: Could you cover VAT & payroll for shops under 10 people?",
+    "comment: The community thread on first hires was the most useful part.",
+    "comment: I run a bakery; most of this is for offices.",
+    "comment: Please send it earlier in the month, before our planning meeting.",
+];
 const BROWSER: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
 const SCANNER: &str = "Mozilla/5.0 (compatible; Barracuda Sentinel)";
 
@@ -201,6 +210,12 @@ pub async fn fill(
                         value: Some(if rng.random_bool(0.8) { "yes" } else { "no" }),
                         ..ev("feedback", 96)
                     });
+                    if rng.random_bool(0.4) {
+                        batch.push(NewEvent {
+                            value: Some(COMMENTS[rng.random_range(0..COMMENTS.len())]),
+                            ..ev("feedback", 97)
+                        });
+                    }
                 }
             }
             if rng.random_bool(0.006) {

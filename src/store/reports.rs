@@ -407,3 +407,26 @@ impl Store {
         .await?)
     }
 }
+
+/// A comment written after a "was this useful?" vote, for `/admin`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CommentRow {
+    pub at: i64,
+    pub campaign: String,
+    pub comment: String,
+    pub profile_id: i64,
+}
+
+impl Store {
+    /// The latest `limit` comments, newest first (an erased person's are gone).
+    pub async fn latest_comments(&self, limit: i64) -> Result<Vec<CommentRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT created_at AS at, COALESCE(campaign, '') AS campaign, SUBSTR(value, 10) AS comment, \
+             profile_id FROM events WHERE kind = 'feedback' AND value LIKE 'comment: %' \
+             ORDER BY created_at DESC, id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

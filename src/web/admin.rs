@@ -199,25 +199,28 @@ pub async fn feedback_csv(
 
 /// A horizontal bar for a rate, as inline SVG (nothing loaded from elsewhere).
 fn bar(rate: f64) -> String {
-    let w = (rate.clamp(0.0, 1.0) * 160.0).round();
+    let w = (rate.clamp(0.0, 1.0) * 100.0).round();
     format!(
-        "<svg width=\"170\" height=\"14\" role=\"img\" aria-label=\"{:.1}%\"><rect width=\"160\" height=\"14\" fill=\"#e6e9ef\"/><rect width=\"{w}\" height=\"14\" fill=\"#1f5fbf\"/></svg>",
+        "<svg width=\"100\" height=\"12\" role=\"img\" aria-label=\"{:.1}%\"><rect width=\"100\" height=\"12\" fill=\"#e6e9ef\"/><rect width=\"{w}\" height=\"12\" fill=\"#1f5fbf\"/></svg>",
         rate * 100.0
     )
 }
 
-/// `GET /admin`: response rates per campaign and run, the opt-in funnel, segment sizes and
-/// the last runs, as server-rendered tables and bars.
+/// `GET /admin`: response rates per campaign and run (with a chart of the last twelve runs
+/// of each campaign), the latest comments, the opt-in funnel, segment sizes and the last
+/// runs, as server-rendered tables and SVG (no JavaScript).
 pub async fn dashboard(State(state): State<AppState>) -> Result<Response, AppError> {
     let site = state.site();
     let all = Period::parse(None, None).expect("an open period");
     let ratio = |n: i64, d: i64| if d == 0 { 0.0 } else { n as f64 / d as f64 };
-    let campaigns: Vec<_> = state
+    let per_run = state
         .store
         .response_rates(GroupBy::Run, all.from, all.to)
-        .await?
-        .into_iter()
+        .await?;
+    let campaigns: Vec<_> = per_run
+        .iter()
         .map(|c| {
+            let votes = c.feedback_yes + c.feedback_no;
             json!({
                 "campaign": c.campaign, "run": c.run, "delivered": c.delivered,
                 "open_rate": crate::report::rate(c.unique_opens, c.delivered),
@@ -225,9 +228,38 @@ pub async fn dashboard(State(state): State<AppState>) -> Result<Response, AppErr
                 "open_bar": bar(ratio(c.unique_opens, c.delivered)),
                 "click_bar": bar(ratio(c.unique_clicks, c.delivered)),
                 "unsubscribes": c.unsubscribes, "feedback_yes": c.feedback_yes, "feedback_no": c.feedback_no,
+                "useful_rate": crate::report::rate(c.feedback_yes, votes),
             })
         })
         .collect();
+    // One chart per campaign: its last twelve runs, oldest first.
+    let mut charts = Vec::new();
+    let mut names: Vec<&str> = per_run.iter().map(|c| c.campaign.as_str()).collect();
+    names.dedup();
+    for name in names {
+        let runs: Vec<_> = per_run.iter().filter(|c| c.campaign == name).collect();
+        let last = &runs[runs.len().saturating_sub(12)..];
+        let points: Vec<RunRates> = last
+            .iter()
+            .map(|c| RunRates {
+                label: short_run(&c.run),
+                open: ratio(c.unique_opens, c.delivered),
+                click: ratio(c.unique_clicks, c.delivered),
+                useful: (c.feedback_yes + c.feedback_no > 0)
+                    .then(|| ratio(c.feedback_yes, c.feedback_yes + c.feedback_no)),
+            })
+            .collect();
+        charts.push(json!({ "campaign": name, "svg": rate_chart(name, &points) }));
+    }
+    let mut comments = Vec::new();
+    for c in state.store.latest_comments(10).await? {
+        comments.push(json!({
+            "at": chrono::DateTime::from_timestamp(c.at, 0).map(|t| t.format("%Y-%m-%d").to_string()),
+            "campaign": c.campaign,
+            "comment": c.comment,
+            "segments": segments_of(&state.store, &site, c.profile_id).await?.join(", "),
+        }));
+    }
     let questions = site.project.form.questions();
     let today = now() / 86_400;
     let funnel: Vec<_> = state
@@ -267,9 +299,138 @@ pub async fn dashboard(State(state): State<AppState>) -> Result<Response, AppErr
             "title": "Dashboard",
             "site": { "name": site.project.sender.name(), "postal_address": site.project.sender.postal_address },
             "campaigns": campaigns, "funnel": funnel, "segments": segments, "runs": runs,
+            "charts": charts, "comments": comments,
         }),
     )?;
     Ok(Html(html).into_response())
+}
+
+/// The segments a person is in now (none once erased).
+async fn segments_of(
+    store: &Store,
+    site: &crate::site::Site,
+    profile_id: i64,
+) -> Result<Vec<String>, StoreError> {
+    let Some(profile) = store
+        .profiles_by_ids(&[profile_id])
+        .await?
+        .remove(&profile_id)
+    else {
+        return Ok(Vec::new());
+    };
+    let facts = store.event_facts(profile_id, now()).await?;
+    Ok(site
+        .segments
+        .iter()
+        .filter(|s| s.matches(&profile, &facts))
+        .map(|s| s.name.clone())
+        .collect())
+}
+
+/// A run's label on a chart: the date of a scheduled run, `manual` or `standing`.
+fn short_run(key: &str) -> String {
+    if let Some(rest) = key.strip_prefix("manual-") {
+        return format!("manual {}", rest.get(..8).unwrap_or(rest));
+    }
+    key.get(..10).unwrap_or(key).to_string()
+}
+
+/// Reads one of a run's rates (`None`: no value to plot).
+type RateOf = fn(&RunRates) -> Option<f64>;
+
+/// One run on a chart: its open, click and useful rates (0..=1; useful only with votes).
+struct RunRates {
+    label: String,
+    open: f64,
+    click: f64,
+    useful: Option<f64>,
+}
+
+/// Open, click and useful rates per run as an SVG line chart that scales to its container
+/// (a `viewBox`, no fixed width): one line per rate, a legend, a 0–100 % axis. The labels
+/// are text, and every value is also in the table below it.
+fn rate_chart(campaign: &str, runs: &[RunRates]) -> String {
+    const W: f64 = 640.0;
+    const H: f64 = 220.0;
+    const LEFT: f64 = 44.0;
+    const RIGHT: f64 = 12.0;
+    const TOP: f64 = 28.0;
+    const BOTTOM: f64 = 36.0;
+    let plot_w = W - LEFT - RIGHT;
+    let plot_h = H - TOP - BOTTOM;
+    let x = |i: usize| {
+        if runs.len() <= 1 {
+            LEFT + plot_w / 2.0
+        } else {
+            LEFT + plot_w * i as f64 / (runs.len() - 1) as f64
+        }
+    };
+    let y = |v: f64| TOP + plot_h * (1.0 - v.clamp(0.0, 1.0));
+    let esc = |s: &str| html_escape::encode_text(s).into_owned();
+    let mut svg = format!(
+        "<svg viewBox=\"0 0 {W} {H}\" width=\"100%\" role=\"img\" aria-label=\"{}: open, click and useful rates of the last {} runs\" style=\"max-width:{W}px;height:auto\">",
+        esc(campaign),
+        runs.len()
+    );
+    for pct in [0, 25, 50, 75, 100] {
+        let yy = y(pct as f64 / 100.0);
+        svg.push_str(&format!(
+            "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{yy}\" y2=\"{yy}\" stroke=\"#e6e9ef\"/><text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\" fill=\"#5a6475\">{pct}%</text>",
+            W - RIGHT,
+            LEFT - 6.0,
+            yy + 4.0
+        ));
+    }
+    let lines: [(&str, &str, RateOf); 3] = [
+        ("Opens", "#1f5fbf", |r| Some(r.open)),
+        ("Clicks", "#2e8540", |r| Some(r.click)),
+        ("Useful", "#c05600", |r| r.useful),
+    ];
+    for (n, (name, colour, value)) in lines.iter().enumerate() {
+        let points: Vec<String> = runs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| value(r).map(|v| format!("{:.1},{:.1}", x(i), y(v))))
+            .collect();
+        if points.len() > 1 {
+            svg.push_str(&format!(
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
+                points.join(" ")
+            ));
+        }
+        for p in &points {
+            let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
+            svg.push_str(&format!(
+                "<circle cx=\"{px}\" cy=\"{py}\" r=\"3\" fill=\"{colour}\"/>"
+            ));
+        }
+        let lx = LEFT + n as f64 * 90.0;
+        svg.push_str(&format!(
+            "<rect x=\"{lx}\" y=\"8\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{}\" y=\"17\" font-size=\"12\" fill=\"#1d2330\">{name}</text>",
+            lx + 14.0
+        ));
+    }
+    // Run labels: every one when they fit, else every other.
+    let step = if runs.len() > 6 { 2 } else { 1 };
+    for (i, r) in runs.iter().enumerate() {
+        if i % step == 0 || i + 1 == runs.len() {
+            // The first and last labels end at the plot's edges, so that none is cut off.
+            let anchor = match i {
+                _ if runs.len() == 1 => "middle",
+                0 => "start",
+                _ if i + 1 == runs.len() => "end",
+                _ => "middle",
+            };
+            svg.push_str(&format!(
+                "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" text-anchor=\"{anchor}\" fill=\"#5a6475\">{}</text>",
+                x(i),
+                H - BOTTOM + 16.0,
+                esc(&r.label)
+            ));
+        }
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 /// `GET /metrics`: Prometheus text format.
