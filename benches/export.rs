@@ -1,8 +1,10 @@
 //! Response-rate export over a large event table: 200,000 subscribers, one newsletter run
 //! delivered to all, and 10,000,000 events (opens, clicks, some automated, feedback,
 //! unsubscribes) spread over the deliveries; then `rapport export response-rates` by
-//! campaign, by run and by segment, timed. The events are generated in SQL (a recursive
-//! CTE) because inserting ten million rows one by one would take longer than the export.
+//! campaign, by run and by segment, timed; then `rapport export feedback` over the
+//! 1,000,000 "was this useful?" votes among them (several per message, some automated)
+//! and 50,000 comments. The events are generated in SQL (a recursive CTE) because
+//! inserting ten million rows one by one would take longer than the export.
 //! Run: `cargo build --release && cargo bench --bench export` (`EVENTS=N` to change).
 
 mod common;
@@ -91,4 +93,37 @@ async fn main() {
             csv.lines().nth(1).unwrap_or("")
         );
     }
+
+    let comments = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 49999) \
+         INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, value, automated, created_at) \
+         SELECT 1 + (i * 4) % {people}, 'feedback', 'newsletter', {run_id}, 1 + (i * 4) % {people}, \
+         'comment: More on invoicing, please (' || i || ')', 0, 1790900000 + i FROM n"
+    );
+    sqlx::query(&comments).execute(&raw).await.unwrap();
+    let votes: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM events WHERE kind = 'feedback' AND value IN ('yes', 'no')",
+    )
+    .fetch_one(&raw)
+    .await
+    .unwrap();
+    let t = Instant::now();
+    let out = Command::new(&bin)
+        .arg("--dir")
+        .arg(root)
+        .args(["--database-url", &db, "export", "feedback"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8_lossy(&out.stdout);
+    println!(
+        "export feedback over {votes} votes and 50,000 comments: {:.2} s, {} counted vote(s); first: {}",
+        t.elapsed().as_secs_f64(),
+        csv.lines().count() - 1,
+        csv.lines().nth(1).unwrap_or("")
+    );
 }
