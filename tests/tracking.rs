@@ -61,7 +61,17 @@ async fn newsletter_to_three(app: &TestApp, outbox: &std::path::Path) -> Vec<Mai
             .await
             .unwrap();
     }
-    let site = Site::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+    // The example newsletter is short enough to go without the open pixel; this one asks
+    // for it (`track_opens = true`).
+    let project = common::example_copy();
+    let toml = project.path().join("campaigns.toml");
+    let text = std::fs::read_to_string(&toml).unwrap().replacen(
+        "id = \"newsletter\"",
+        "id = \"newsletter\"\ntrack_opens = true",
+        1,
+    );
+    std::fs::write(&toml, text).unwrap();
+    let site = Site::load(project.path()).unwrap();
     manual_run(&app.store, &site, site.campaign("newsletter").unwrap())
         .await
         .unwrap();

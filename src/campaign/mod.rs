@@ -70,9 +70,25 @@ pub struct Campaign {
     pub trigger: Option<Trigger>,
     /// A segment checked right before sending: members do not get it.
     pub unless: Option<String>,
+    /// `track_opens` as written: `None` leaves it to [`Campaign::pixel`].
+    pub track_opens: Option<bool>,
 }
 
+/// The text (in bytes) a message needs before the open pixel goes in by default. Content
+/// filters read a short HTML message with an image as an image-only message (SpamAssassin's
+/// `HTML_IMAGE_ONLY_*` rules score 0.7 to 2.8 points up to 3,200 bytes of words, whatever
+/// the image); a 1x1 pixel in a two-line welcome costs more reputation than its open is
+/// worth, the more so as privacy proxies (Apple Mail, Gmail) fetch pixels themselves.
+pub const PIXEL_TEXT_MIN: usize = 4_000;
+
 impl Campaign {
+    /// Whether a message of this campaign whose text part is `text` carries the open
+    /// pixel: as `track_opens` says, else only past [`PIXEL_TEXT_MIN`] bytes of text.
+    pub fn pixel(&self, text: &str) -> bool {
+        self.track_opens
+            .unwrap_or_else(|| text.len() >= PIXEL_TEXT_MIN)
+    }
+
     /// The sections for one person, given which segments they are in: every section whose
     /// segment they are in, in order.
     pub fn sections_in(
@@ -354,5 +370,6 @@ fn build_one(
         sections,
         trigger,
         unless,
+        track_opens: c.track_opens,
     })
 }

@@ -75,6 +75,10 @@ pub struct CampaignToml {
     pub after: Option<Spanned<AfterToml>>,
     #[serde(default)]
     pub unless: Option<Spanned<String>>,
+    /// The open pixel: `true` always, `false` never, omitted: only in messages long enough
+    /// to earn it (see `campaign::Campaign::pixel`).
+    #[serde(default)]
+    pub track_opens: Option<bool>,
 }
 
 /// `[[campaign.section]]`: content chosen for people in a segment.

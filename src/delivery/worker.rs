@@ -350,6 +350,7 @@ impl Worker {
         }
         Ok(self.mailer.finish(
             site,
+            campaign,
             person,
             r,
             Opens::Tracked { delivery: d.id },

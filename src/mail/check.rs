@@ -77,7 +77,14 @@ pub fn check(site: &Site) -> (Vec<Diagnostic>, Vec<String>) {
                 if let Some(d) = not_text(site, campaign, &r, &what) {
                     report(d, NOT_TEXT.to_string());
                 }
-                mailer.finish(site, &person, r, Opens::Tracked { delivery: 0 }, false)
+                mailer.finish(
+                    site,
+                    campaign,
+                    &person,
+                    r,
+                    Opens::Tracked { delivery: 0 },
+                    false,
+                )
             });
             if let Err(e) = built {
                 let (d, reason) =

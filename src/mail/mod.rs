@@ -102,17 +102,21 @@ impl Mailer {
             .render_campaign(campaign, &site.project.sender, person, seam)?)
     }
 
-    /// The message as sent: the open pixel (see [`Opens`]), `List-Unsubscribe` with the
-    /// one-click POST of RFC 8058, and the MIME message.
+    /// The message as sent: the open pixel (see [`Opens`], and whether the campaign's
+    /// message carries one: [`Campaign::pixel`]), `List-Unsubscribe` with the one-click
+    /// POST of RFC 8058, and the MIME message.
     pub fn finish(
         &self,
         site: &Site,
+        campaign: &Campaign,
         person: &Personal<'_>,
         mut r: Rendered,
         opens: Opens,
         eight_bit: bool,
     ) -> Result<Composed, MailError> {
-        if let Opens::Tracked { delivery } = opens {
+        if let Opens::Tracked { delivery } = opens
+            && campaign.pixel(&r.text)
+        {
             let open = self.signer.sign(Purpose::Open, delivery, None, "");
             let pixel = format!(
                 "<img src=\"{}/o/{open}\" width=\"1\" height=\"1\" alt=\"\" style=\"display:block;border:0\">",
@@ -157,7 +161,7 @@ impl Mailer {
         eight_bit: bool,
     ) -> Result<Composed, MailError> {
         let r = self.render(site, campaign, person, seam)?;
-        self.finish(site, person, r, opens, eight_bit)
+        self.finish(site, campaign, person, r, opens, eight_bit)
     }
 
     /// The confirmation of a subscription request, valid for `ttl` seconds from `now`: the
@@ -248,7 +252,14 @@ pub async fn preview(
         &person,
         &mut crate::render::KeepLinks::default(),
     )?;
-    let composed = mailer.finish(site, &person, rendered.clone(), Opens::Untracked, true)?;
+    let composed = mailer.finish(
+        site,
+        campaign,
+        &person,
+        rendered.clone(),
+        Opens::Untracked,
+        true,
+    )?;
     Ok((composed, rendered))
 }
 
