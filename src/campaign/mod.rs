@@ -85,8 +85,7 @@ impl Campaign {
     /// Whether a message of this campaign whose text part is `text` carries the open
     /// pixel: as `track_opens` says, else only past [`PIXEL_TEXT_MIN`] bytes of text.
     pub fn pixel(&self, text: &str) -> bool {
-        self.track_opens
-            .unwrap_or_else(|| text.len() >= PIXEL_TEXT_MIN)
+        self.track_opens.unwrap_or(text.len() >= PIXEL_TEXT_MIN)
     }
 
     /// The sections for one person, given which segments they are in: every section whose
