@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Opt-in throughput: wrk POSTs /subscribe (a new address each time) against a release build
-# on SQLite and, when PG_URL answers, on PostgreSQL. Each request stores a profile and a
-# consent record and writes the confirmation email to the outbox folder.
+# on SQLite and, when PG_URL answers, on PostgreSQL. Each request stores a profile, a
+# consent record and the confirmation's delivery; the worker of the same process writes the
+# confirmation email to the outbox folder (the script waits for the queue to drain and
+# counts them). BIN=path compares another build (nothing is built then).
 #   bash benches/subscribe.sh            (DURATION=10s CONNECTIONS=32 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,19 +11,23 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 PG_URL=${PG_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}
 PORT=${PORT:-18080}
-cargo build --release -q
+BIN=${BIN:-}
+if [ -z "$BIN" ]; then cargo build --release -q; BIN=./target/release/rapport; fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 run() { # run LABEL DATABASE_URL
   RAPPORT_SUBSCRIBE_LIMIT=off RAPPORT_OUTBOX_DIR="$work/outbox-$1" RAPPORT_LOG=warn \
-    ./target/release/rapport --database-url "$2" serve --bind "127.0.0.1:$PORT" &
+    "$BIN" --database-url "$2" serve --bind "127.0.0.1:$PORT" &
   local pid=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
   echo "== $1: wrk -t2 -c$CONNECTIONS -d$DURATION --latency (POST /subscribe)"
   wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s benches/subscribe.lua "http://127.0.0.1:$PORT" \
     | grep -E "Requests/sec|Latency|99%|Non-2xx|requests in"
-  echo "   confirmation emails written: $(ls "$work/outbox-$1" | wc -l)"
+  # The queue drains: wait until no email was written for a second.
+  local n=-1 m
+  for _ in $(seq 1 60); do m=$(ls "$work/outbox-$1" | wc -l); [ "$m" = "$n" ] && break; n=$m; sleep 1; done
+  echo "   confirmation emails written: $m"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
