@@ -267,14 +267,17 @@ impl Store {
         .bind(super::sending::STANDING)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE deliveries SET again_at = $2 WHERE profile_id = $1 AND campaign = $3 AND status = 'sending'",
-        )
-        .bind(id)
-        .bind(at)
-        .bind(super::sending::CONFIRMATION)
-        .execute(&mut *tx)
-        .await?;
+        if inserted.is_none() {
+            // (A new profile has no delivery that could be in a worker's hands.)
+            sqlx::query(
+                "UPDATE deliveries SET again_at = $2 WHERE profile_id = $1 AND campaign = $3 AND status = 'sending'",
+            )
+            .bind(id)
+            .bind(at)
+            .bind(super::sending::CONFIRMATION)
+            .execute(&mut *tx)
+            .await?;
+        }
         let sql = concat!(
             "SELECT ",
             profile_columns!(),
