@@ -20,6 +20,19 @@ on_both_databases!(
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 const SCANNER: &str = "Mozilla/5.0 (compatible; Barracuda Sentinel)";
 
+/// GETs `url` as a client with user agent `ua` (a person's browser or a link scanner);
+/// returns the status.
+async fn get_as(app: &common::TestApp, url: String, ua: &str) -> u16 {
+    app.client
+        .get(url)
+        .header("user-agent", ua)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 fn rows(csv: &str) -> Vec<Vec<String>> {
     csv.lines()
         .map(|l| l.split(',').map(str::to_string).collect())
@@ -168,29 +181,17 @@ async fn response_rates_by_campaign_run_and_segment(db: common::Db) {
     let mails = common::read_messages(outbox.path());
     let to = |who: &str| mails.iter().find(|m| m.to.contains(who)).unwrap().clone();
     let (r0, r1) = (to("r0@"), to("r1@"));
-    let get = |url: String, ua: &'static str| {
-        let c = app.client.clone();
-        async move {
-            c.get(url)
-                .header("user-agent", ua)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
     // r0: a person's click and a scanner's click; unsubscribes. r1: only a scanner; says yes.
-    assert_eq!(get(r0.link("/c/").unwrap(), BROWSER).await, 302);
-    assert_eq!(get(r0.link("/c/").unwrap(), SCANNER).await, 302);
-    assert_eq!(get(r1.link("/c/").unwrap(), SCANNER).await, 302);
+    assert_eq!(get_as(&app, r0.link("/c/").unwrap(), BROWSER).await, 302);
+    assert_eq!(get_as(&app, r0.link("/c/").unwrap(), SCANNER).await, 302);
+    assert_eq!(get_as(&app, r1.link("/c/").unwrap(), SCANNER).await, 302);
     assert_eq!(
         app.post_form(&r0.link("/unsubscribe/").unwrap(), &[])
             .await
             .status,
         200
     );
-    assert_eq!(get(r1.link("?v=yes").unwrap(), BROWSER).await, 200);
+    assert_eq!(get_as(&app, r1.link("?v=yes").unwrap(), BROWSER).await, 200);
     // Clicks are written in batches off the request path: wait for the three.
     for _ in 0..400 {
         let n: i64 = sqlx::query_scalar(
@@ -382,17 +383,7 @@ async fn feedback_export_counts_each_persons_last_vote_with_the_comment(db: comm
     let mails = common::read_messages(outbox.path());
     let to = |who: &str| mails.iter().find(|m| m.to.contains(who)).unwrap().clone();
     let vote = |m: &common::Mail, v: &str, ua: &'static str| {
-        let url = m.link(&format!("?v={v}")).unwrap();
-        let c = app.client.clone();
-        async move {
-            c.get(url)
-                .header("user-agent", ua)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
+        get_as(&app, m.link(&format!("?v={v}")).unwrap(), ua)
     };
     let (f0, f1, f2) = (to("f0@"), to("f1@"), to("f2@"));
     assert_eq!(vote(&f0, "no", BROWSER).await, 200);
@@ -497,18 +488,6 @@ async fn links_export_counts_people_per_run_and_link(db: common::Db) {
     let (run, outbox) = send_newsletter(&app, 3).await;
     let mails = common::read_messages(outbox.path());
     let to = |who: &str| mails.iter().find(|m| m.to.contains(who)).unwrap().clone();
-    let click = |url: String, ua: &'static str| {
-        let c = app.client.clone();
-        async move {
-            c.get(url)
-                .header("user-agent", ua)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
     let (l0, l1, l2) = (to("l0@"), to("l1@"), to("l2@"));
     // Every tracked link of the message, in order: the first is the one people click.
     let links = |m: &common::Mail| -> Vec<String> {
@@ -522,10 +501,10 @@ async fn links_export_counts_people_per_run_and_link(db: common::Db) {
             .collect()
     };
     let (first0, first1, all2) = (links(&l0)[0].clone(), links(&l1)[0].clone(), links(&l2));
-    assert_eq!(click(first0.clone(), BROWSER).await, 302);
-    assert_eq!(click(first0, BROWSER).await, 302);
-    assert_eq!(click(first1, BROWSER).await, 302);
-    assert_eq!(click(all2[0].clone(), SCANNER).await, 302);
+    assert_eq!(get_as(&app, first0.clone(), BROWSER).await, 302);
+    assert_eq!(get_as(&app, first0, BROWSER).await, 302);
+    assert_eq!(get_as(&app, first1, BROWSER).await, 302);
+    assert_eq!(get_as(&app, all2[0].clone(), SCANNER).await, 302);
     let raw = common::raw_pool(&app.database_url).await;
     for _ in 0..400 {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE kind = 'click'")

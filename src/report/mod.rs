@@ -238,29 +238,26 @@ pub async fn clicks_csv<W: Write>(
     store: &Store,
     period: Period,
     out: W,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Result<usize, ReportError> {
-    use futures_util::TryStreamExt;
-    let mut w = CsvOut::new(out, &CLICK_COLUMNS)?;
-    let mut rows = std::pin::pin!(store.clicks(period.from, period.to));
-    let mut n = 0;
-    while let Some(c) = rows.try_next().await? {
-        w.row([
-            timestamp(c.at),
-            c.email.unwrap_or_default(),
-            c.campaign,
-            c.run,
-            c.url,
-            c.tag,
-            if c.automated { "yes" } else { "no" }.to_string(),
-        ])?;
-        n += 1;
-        if n % 1000 == 0 {
-            progress(n);
-        }
-    }
-    w.flush()?;
-    Ok(n)
+    write_stream(
+        out,
+        &CLICK_COLUMNS,
+        store.clicks(period.from, period.to),
+        progress,
+        |c| {
+            [
+                timestamp(c.at),
+                c.email.unwrap_or_default(),
+                c.campaign,
+                c.run,
+                c.url,
+                c.tag,
+                if c.automated { "yes" } else { "no" }.to_string(),
+            ]
+        },
+    )
+    .await
 }
 
 /// The columns of the feedback export.
@@ -283,31 +280,28 @@ pub async fn feedback_csv<W: Write>(
     store: &Store,
     period: Period,
     out: W,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Result<usize, ReportError> {
-    use futures_util::TryStreamExt;
-    let mut w = CsvOut::new(out, &FEEDBACK_COLUMNS)?;
-    let mut rows = std::pin::pin!(store.feedback(period.from, period.to));
-    let mut n = 0;
-    while let Some(f) = rows.try_next().await? {
-        w.row([
-            timestamp(f.at),
-            f.campaign,
-            f.run,
-            f.vote,
-            f.comment,
-            f.email.unwrap_or_default(),
-            f.industry.unwrap_or_default(),
-            f.employees.map(|e| e.to_string()).unwrap_or_default(),
-            f.engagement.unwrap_or_default(),
-        ])?;
-        n += 1;
-        if n % 1000 == 0 {
-            progress(n);
-        }
-    }
-    w.flush()?;
-    Ok(n)
+    write_stream(
+        out,
+        &FEEDBACK_COLUMNS,
+        store.feedback(period.from, period.to),
+        progress,
+        |f| {
+            [
+                timestamp(f.at),
+                f.campaign,
+                f.run,
+                f.vote,
+                f.comment,
+                f.email.unwrap_or_default(),
+                f.industry.unwrap_or_default(),
+                f.employees.map(|e| e.to_string()).unwrap_or_default(),
+                f.engagement.unwrap_or_default(),
+            ]
+        },
+    )
+    .await
 }
 
 /// The columns of the links export.
@@ -342,6 +336,30 @@ pub async fn links_csv<W: Write>(
     }
     w.flush()?;
     Ok(rows.len())
+}
+
+/// Writes the rows of a stream from the database as they come, each turned into cells by
+/// `cells`; `progress` is called every thousand rows. Returns the rows.
+async fn write_stream<W: Write, T, const N: usize>(
+    out: W,
+    columns: &[&str; N],
+    rows: impl futures_util::Stream<Item = Result<T, StoreError>>,
+    mut progress: impl FnMut(usize),
+    cells: impl Fn(T) -> [String; N],
+) -> Result<usize, ReportError> {
+    use futures_util::TryStreamExt;
+    let mut w = CsvOut::new(out, columns)?;
+    let mut rows = std::pin::pin!(rows);
+    let mut n = 0;
+    while let Some(row) = rows.try_next().await? {
+        w.row(cells(row))?;
+        n += 1;
+        if n % 1000 == 0 {
+            progress(n);
+        }
+    }
+    w.flush()?;
+    Ok(n)
 }
 
 /// Unix seconds as RFC 3339 UTC (`2026-12-01T09:00:00Z`).

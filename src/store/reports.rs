@@ -251,10 +251,11 @@ impl Store {
             "SELECT r.id, r.campaign, r.period_key, r.recipients, \
              CAST(COALESCE(SUM(CASE WHEN d.status = 'sent' THEN 1 ELSE 0 END), 0) AS BIGINT), \
              CAST(COALESCE(SUM(CASE WHEN d.status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT), r.created_at \
-             FROM campaign_runs r LEFT JOIN deliveries d ON d.run_id = r.id WHERE r.campaign <> '@confirmation' \
+             FROM campaign_runs r LEFT JOIN deliveries d ON d.run_id = r.id WHERE r.campaign <> $2 \
              GROUP BY r.id, r.campaign, r.period_key, r.recipients, r.created_at ORDER BY r.id DESC LIMIT $1",
         )
         .bind(limit)
+        .bind(super::CONFIRMATION)
         .fetch_all(&self.pool)
         .await?)
     }
