@@ -67,25 +67,7 @@ async fn main() {
     );
     for by in ["campaign", "run", "segment"] {
         let t = Instant::now();
-        let out = Command::new(&bin)
-            .arg("--dir")
-            .arg(root)
-            .args([
-                "--database-url",
-                &db,
-                "export",
-                "response-rates",
-                "--by",
-                by,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let csv = String::from_utf8_lossy(&out.stdout);
+        let csv = export(&bin, root, &db, &["response-rates", "--by", by]);
         println!(
             "export response-rates --by {by}: {:.2} s, {} row(s); first: {}",
             t.elapsed().as_secs_f64(),
@@ -108,10 +90,22 @@ async fn main() {
     .await
     .unwrap();
     let t = Instant::now();
-    let out = Command::new(&bin)
+    let csv = export(&bin, root, &db, &["feedback"]);
+    println!(
+        "export feedback over {votes} votes and 50,000 comments: {:.2} s, {} counted vote(s); first: {}",
+        t.elapsed().as_secs_f64(),
+        csv.lines().count() - 1,
+        csv.lines().nth(1).unwrap_or("")
+    );
+}
+
+/// Runs `rapport export ARGS...` on the database and returns its CSV (fails loudly).
+fn export(bin: &std::path::Path, root: &std::path::Path, db: &str, args: &[&str]) -> String {
+    let out = Command::new(bin)
         .arg("--dir")
         .arg(root)
-        .args(["--database-url", &db, "export", "feedback"])
+        .args(["--database-url", db, "export"])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -119,11 +113,5 @@ async fn main() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let csv = String::from_utf8_lossy(&out.stdout);
-    println!(
-        "export feedback over {votes} votes and 50,000 comments: {:.2} s, {} counted vote(s); first: {}",
-        t.elapsed().as_secs_f64(),
-        csv.lines().count() - 1,
-        csv.lines().nth(1).unwrap_or("")
-    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -251,13 +251,16 @@ pub async fn dashboard(State(state): State<AppState>) -> Result<Response, AppErr
             .collect();
         charts.push(json!({ "campaign": name, "svg": rate_chart(name, &points) }));
     }
+    let latest = state.store.latest_comments(10).await?;
+    let ids: Vec<i64> = latest.iter().map(|c| c.profile_id).collect();
+    let people = state.store.profiles_by_ids(&ids).await?;
     let mut comments = Vec::new();
-    for c in state.store.latest_comments(10).await? {
+    for c in latest {
         comments.push(json!({
             "at": chrono::DateTime::from_timestamp(c.at, 0).map(|t| t.format("%Y-%m-%d").to_string()),
             "campaign": c.campaign,
             "comment": c.comment,
-            "segments": segments_of(&state.store, &site, c.profile_id).await?.join(", "),
+            "segments": segments_of(&state.store, &site, people.get(&c.profile_id)).await?.join(", "),
         }));
     }
     let questions = site.project.form.questions();
@@ -305,24 +308,20 @@ pub async fn dashboard(State(state): State<AppState>) -> Result<Response, AppErr
     Ok(Html(html).into_response())
 }
 
-/// The segments a person is in now (none once erased).
+/// The segments a person is in now (none once erased: `None`).
 async fn segments_of(
     store: &Store,
     site: &crate::site::Site,
-    profile_id: i64,
+    profile: Option<&crate::profile::Profile>,
 ) -> Result<Vec<String>, StoreError> {
-    let Some(profile) = store
-        .profiles_by_ids(&[profile_id])
-        .await?
-        .remove(&profile_id)
-    else {
+    let Some(profile) = profile else {
         return Ok(Vec::new());
     };
-    let facts = store.event_facts(profile_id, now()).await?;
+    let facts = store.event_facts(profile.id, now()).await?;
     Ok(site
         .segments
         .iter()
-        .filter(|s| s.matches(&profile, &facts))
+        .filter(|s| s.matches(profile, &facts))
         .map(|s| s.name.clone())
         .collect())
 }
