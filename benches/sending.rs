@@ -169,7 +169,7 @@ async fn main() {
             campaign,
             &person,
             &mut rapport::render::KeepLinks::default(),
-            rapport::mail::Opens::Untracked,
+            rapport::mail::Sending::Preview,
             true,
         )
         .unwrap()

@@ -33,6 +33,7 @@ pub enum Report {
     Feedback,
     Links,
     Optin,
+    Deliverability,
 }
 
 /// What an export covers and where it goes.
@@ -319,6 +320,13 @@ pub async fn export(
             .await?;
             (n, "feedback")
         }
+        Report::Deliverability => {
+            let (period, out) = range.open()?;
+            (
+                crate::report::deliverability_csv(&store, period, out).await?,
+                "receiving domain",
+            )
+        }
         Report::Optin => {
             let (period, out) = range.open()?;
             (
@@ -330,4 +338,59 @@ pub async fn export(
     bar.finish_and_clear();
     eprintln!("{what}: {rows} row(s) exported");
     Ok(())
+}
+
+/// `rapport bounces FILE...`: reads bounces, complaints and auto-replies from `.eml` files,
+/// mbox files and Maildir folders, records what they report, and prints a count per
+/// outcome. A file that cannot be read is named on stderr and makes the exit code 1; the
+/// others are still read.
+pub async fn bounces(settings: &Settings, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    use crate::bounce::{Intake, mailbox};
+    let store = Store::open(&settings.database_url).await?;
+    let signer = crate::startup::signer(settings, &store).await?;
+    let intake = Intake::new(store, signer, settings.soft_bounce_limit);
+    let mut files = Vec::new();
+    let mut failed = false;
+    for p in paths {
+        match mailbox::files(p) {
+            Ok(f) => files.extend(f),
+            Err(e) => {
+                eprintln!("error: {}: {e}", p.display());
+                failed = true;
+            }
+        }
+    }
+    let bar = indicatif::ProgressBar::new(files.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    for file in &files {
+        bar.inc(1);
+        let raw = match tokio::fs::read(file).await {
+            Ok(raw) => raw,
+            Err(e) => {
+                bar.suspend(|| eprintln!("error: {}: {e}", file.display()));
+                failed = true;
+                continue;
+            }
+        };
+        for found in mailbox::split(file, raw) {
+            let outcome = intake.take(found.raw, &[]).await?;
+            if outcome == crate::bounce::Outcome::Unreadable {
+                bar.suspend(|| eprintln!("{}: not a readable mail message", found.origin));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let mut total = 0;
+    for (outcome, n) in intake.tally().counts() {
+        total += n;
+        println!("{:<13} {n}", outcome.as_str());
+    }
+    eprintln!("{total} message(s) read from {} file(s)", files.len());
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -14,8 +14,12 @@ pub enum EventKind {
     Unsubscribe,
     Feedback,
     ProfileUpdate,
-    /// The mail server refused the address for good.
+    /// The mail server refused the address for good, at the send or later (a DSN).
     Bounce,
+    /// A DSN reported a transient failure (see `RAPPORT_SOFT_BOUNCE_LIMIT`).
+    SoftBounce,
+    /// An abuse report (ARF): the person marked the message as spam.
+    Complaint,
 }
 
 impl EventKind {

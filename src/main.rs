@@ -103,6 +103,13 @@ enum Command {
     /// Write a report as CSV (to stdout, or -o FILE).
     #[command(subcommand)]
     Export(Export),
+    /// Read bounces and complaints from .eml files, mbox files or Maildir folders, and
+    /// record them (the same as the SMTP listener of `serve` does).
+    Bounces {
+        /// Message files, mbox files or Maildir folders.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Apply database migrations and exit.
     Migrate,
 }
@@ -138,6 +145,11 @@ enum Export {
     },
     /// The "was this useful?" votes that count (a person's last per message) with comments.
     Feedback {
+        #[command(flatten)]
+        range: Range,
+    },
+    /// Per receiving domain: sent, delivered, bounced (hard, soft), complaints.
+    Deliverability {
         #[command(flatten)]
         range: Range,
     },
@@ -225,9 +237,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(Export::Feedback { range }) => {
             cli::export(dir, &settings, Report::Feedback, "", &range.into()).await?
         }
+        Command::Export(Export::Deliverability { range }) => {
+            cli::export(dir, &settings, Report::Deliverability, "", &range.into()).await?
+        }
         Command::Export(Export::Optin { range }) => {
             cli::export(dir, &settings, Report::Optin, "", &range.into()).await?
         }
+        Command::Bounces { files } => return cli::bounces(&settings, &files).await,
         Command::Migrate => cli::migrate(&settings).await?,
     }
     Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use tokio::net::TcpListener;
 
+use crate::bounce::Intake;
 use crate::config::{Diagnostics, SettingError, Settings};
 use crate::delivery::worker::{Worker, WorkerConfig};
 use crate::delivery::{Transport, TransportError};
@@ -29,6 +30,8 @@ pub enum StartError {
     Transport(#[from] TransportError),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    BounceListener(#[from] crate::bounce::ListenError),
 }
 
 /// The signer of every link: keyed with `RAPPORT_SECRET`, or the secret kept in the
@@ -47,6 +50,8 @@ pub struct Application {
     state: AppState,
     /// Where mail goes, for the start-up log line.
     mail: String,
+    /// The SMTP listener for bounces and complaints (`RAPPORT_BOUNCE_BIND`).
+    bounces: Option<crate::bounce::Listener>,
 }
 
 impl Application {
@@ -85,7 +90,8 @@ impl Application {
         let worker = Worker::new(
             store.clone(),
             site_handle.clone(),
-            Mailer::new(signer.clone(), public_url.clone()),
+            Mailer::new(signer.clone(), public_url.clone())
+                .with_bounce_domain(settings.bounce_domain.clone()),
             transport,
             WorkerConfig {
                 batch: 200,
@@ -96,6 +102,13 @@ impl Application {
                 confirm_ttl: settings.confirm_ttl.as_secs() as i64,
             },
         );
+        let intake = Intake::new(store.clone(), signer.clone(), settings.soft_bounce_limit);
+        let bounces = match (settings.bounce_bind, &settings.bounce_domain) {
+            (Some(addr), Some(domain)) => {
+                Some(crate::bounce::Listener::bind(addr, domain, intake.clone()).await?)
+            }
+            _ => None,
+        };
         let admin = AdminKey::load(settings.admin_token.as_deref(), &store).await?;
         let waker = worker.clone();
         let hits =
@@ -109,18 +122,25 @@ impl Application {
             worker,
             admin,
             hits,
+            intake,
         );
         Ok(Application {
             listener,
             address,
             state,
             mail,
+            bounces,
         })
     }
 
     /// The address the server listens on.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The address the bounce listener listens on, when there is one.
+    pub fn bounce_address(&self) -> Option<SocketAddr> {
+        self.bounces.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The shared state (for reloads and background workers).
@@ -143,6 +163,12 @@ impl Application {
             .settings
             .worker
             .then(|| tokio::spawn(self.state.worker.clone().run(stop_rx.clone())));
+        let bounces = self.bounces.map(|l| {
+            if let Ok(a) = l.local_addr() {
+                tracing::info!(address = %a, "listening for bounces and complaints by SMTP");
+            }
+            tokio::spawn(l.run(stop_rx.clone()))
+        });
         let waker = self.state.worker.clone();
         let scheduler = tokio::spawn(crate::schedule::run(
             self.state.store.clone(),
@@ -161,6 +187,9 @@ impl Application {
         self.state.hits.drain().await;
         let _ = stop_tx.send(true);
         let _ = scheduler.await;
+        if let Some(b) = bounces {
+            let _ = b.await;
+        }
         if let Some(w) = worker {
             let _ = w.await;
         }

@@ -51,6 +51,14 @@ pub struct Settings {
     pub http_timeout: Duration,
     /// HTTP connections served at once.
     pub max_connections: usize,
+    /// `RAPPORT_BOUNCE_DOMAIN`: messages go out with VERP envelope senders
+    /// `b-{token}@domain`, so bounces and complaints name their delivery.
+    pub bounce_domain: Option<String>,
+    /// `RAPPORT_BOUNCE_BIND`: where `serve` listens for bounces and complaints by SMTP.
+    pub bounce_bind: Option<SocketAddr>,
+    /// Soft bounces on different deliveries, with nothing opened or clicked between, that
+    /// mark an address bounced.
+    pub soft_bounce_limit: i64,
     /// The clock the scheduler reads; the system clock except in tests (not an env setting).
     pub clock: crate::clock::Clock,
 }
@@ -193,7 +201,34 @@ impl Settings {
                             .into(),
                 })?,
         };
+        let bounce_domain = match non_empty("RAPPORT_BOUNCE_DOMAIN") {
+            None => None,
+            Some(v) => Some(parse_domain(&v).ok_or_else(|| SettingError {
+                var: "RAPPORT_BOUNCE_DOMAIN",
+                value: v.clone(),
+                problem: "expected a domain name whose mail comes to rapport, like bounces.example.com".into(),
+            })?),
+        };
+        let bounce_bind = match non_empty("RAPPORT_BOUNCE_BIND") {
+            None => None,
+            Some(v) => Some(v.trim().parse::<SocketAddr>().map_err(|_| SettingError {
+                var: "RAPPORT_BOUNCE_BIND",
+                value: v.clone(),
+                problem: "expected an address and port to listen on, like 127.0.0.1:2525".into(),
+            })?),
+        };
+        if bounce_bind.is_some() && bounce_domain.is_none() {
+            return Err(SettingError {
+                var: "RAPPORT_BOUNCE_DOMAIN",
+                value: String::new(),
+                problem: "RAPPORT_BOUNCE_BIND listens for mail to the bounce domain: set RAPPORT_BOUNCE_DOMAIN too".into(),
+            });
+        }
+        let soft_bounce_limit = number("RAPPORT_SOFT_BOUNCE_LIMIT", 3, 1)? as i64;
         Ok(Settings {
+            bounce_domain,
+            bounce_bind,
+            soft_bounce_limit,
             schedule_tz,
             admin_token: non_empty("RAPPORT_ADMIN_TOKEN").map(|t| t.trim().to_string()),
             dkim,
@@ -232,6 +267,20 @@ impl Settings {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{e}; write a duration like 0s, 10m, 2h or 3d"))
+}
+
+/// A domain name as DNS writes it (letters, digits, hyphens; dots between labels),
+/// lower-cased.
+fn parse_domain(s: &str) -> Option<String> {
+    let d = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    (d.len() <= 253 && d.contains('.') && d.split('.').all(label_ok)).then_some(d)
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
@@ -292,6 +341,25 @@ mod tests {
             "{e}"
         );
         assert!(with(&[("RAPPORT_SUBSCRIBE_LIMIT", "lots")]).is_err());
+        for bad in ["localhost", "bounces..example", "b@x.example", "-x.example"] {
+            let e = with(&[("RAPPORT_BOUNCE_DOMAIN", bad)]).unwrap_err();
+            assert_eq!(e.var, "RAPPORT_BOUNCE_DOMAIN", "{bad}");
+        }
+        let e = with(&[("RAPPORT_BOUNCE_BIND", "127.0.0.1:2525")]).unwrap_err();
+        assert!(
+            e.to_string().contains("set RAPPORT_BOUNCE_DOMAIN too"),
+            "{e}"
+        );
+        let s = with(&[
+            ("RAPPORT_BOUNCE_DOMAIN", "Bounces.Example.COM."),
+            ("RAPPORT_BOUNCE_BIND", "127.0.0.1:2525"),
+            ("RAPPORT_SOFT_BOUNCE_LIMIT", "5"),
+        ])
+        .unwrap();
+        assert_eq!(s.bounce_domain.as_deref(), Some("bounces.example.com"));
+        assert_eq!(s.soft_bounce_limit, 5);
+        assert_eq!(with(&[]).unwrap().soft_bounce_limit, 3);
+        assert!(with(&[("RAPPORT_SOFT_BOUNCE_LIMIT", "0")]).is_err());
         assert!(
             parse_duration("3d").is_ok()
                 && parse_duration("0s").is_ok()

@@ -24,6 +24,19 @@ async fn write_eml(dir: &Path, raw: &[u8]) -> std::io::Result<()> {
     tokio::fs::rename(&tmp, dir.join(format!("{name}.eml"))).await
 }
 
+/// The message as a mailbox stores it: a `Return-Path` line with the envelope sender (the
+/// VERP address when a bounce domain is set), then the message.
+fn with_return_path(message: &Message) -> Vec<u8> {
+    let from = message
+        .envelope()
+        .from()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let mut raw = format!("Return-Path: <{from}>\r\n").into_bytes();
+    raw.extend_from_slice(&message.formatted());
+    raw
+}
+
 /// A failed send. `permanent` failures (SMTP 5xx) will not succeed on retry.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -227,7 +240,7 @@ impl Transport {
         }
         match &self.route {
             Route::Outbox { dir } => {
-                write_eml(dir, &message.formatted())
+                write_eml(dir, &with_return_path(&message))
                     .await
                     .map_err(|e| SendError {
                         permanent: false,

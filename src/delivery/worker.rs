@@ -21,7 +21,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Notify;
 
 use super::Transport;
-use crate::mail::{Mailer, Opens};
+use crate::mail::{Mailer, Sending};
 use crate::profile::{Profile, Status};
 use crate::render::Composed;
 use crate::segment::{EVERYONE, EventFacts};
@@ -368,7 +368,7 @@ impl Worker {
             campaign,
             person,
             r,
-            Opens::Tracked { delivery: d.id },
+            Sending::Delivery(d.id),
             self.transport.eight_bit(),
         )?)
     }
@@ -437,6 +437,7 @@ impl Worker {
         match self.mailer.confirmation(
             site,
             profile,
+            Sending::Delivery(d.id),
             already,
             self.config.confirm_ttl,
             now(),

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use super::{MailError, Mailer, Opens};
+use super::{MailError, Mailer, Sending};
 use crate::config::{CAMPAIGNS_FILE, Diagnostic, line_col};
 use crate::render::KeepLinks;
 use crate::site::{Site, sample_profiles};
@@ -77,14 +77,7 @@ pub fn check(site: &Site) -> (Vec<Diagnostic>, Vec<String>) {
                 if let Some(d) = not_text(site, campaign, &r, &what) {
                     report(d, NOT_TEXT.to_string());
                 }
-                mailer.finish(
-                    site,
-                    campaign,
-                    &person,
-                    r,
-                    Opens::Tracked { delivery: 0 },
-                    false,
-                )
+                mailer.finish(site, campaign, &person, r, Sending::Delivery(0), false)
             });
             if let Err(e) = built {
                 let (d, reason) =
@@ -98,6 +91,7 @@ pub fn check(site: &Site) -> (Vec<Diagnostic>, Vec<String>) {
             let built = mailer.confirmation(
                 site,
                 &sample.profile,
+                Sending::Delivery(0),
                 already,
                 7 * 86_400,
                 SAMPLE_TIME,

@@ -38,15 +38,18 @@ pub enum MailError {
 pub struct Mailer {
     signer: Signer,
     public_url: String,
+    /// `RAPPORT_BOUNCE_DOMAIN`: sent messages get a VERP envelope sender there.
+    bounce_domain: Option<String>,
 }
 
-/// Whether a campaign message carries the open pixel, and for which delivery.
+/// What a message is built for: a look at it, or the delivery that sends it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Opens {
-    /// No pixel (previews, and messages whose opens are not tracked).
-    Untracked,
-    /// `/o/TOKEN` signing this delivery, just before `</body>`.
-    Tracked { delivery: i64 },
+pub enum Sending {
+    /// `preview` and `check`: no open pixel, the `from` address as envelope sender.
+    Preview,
+    /// The message of this delivery: the open pixel signing it when the campaign tracks
+    /// opens, and the envelope sender naming it when a bounce domain is set.
+    Delivery(i64),
 }
 
 impl Mailer {
@@ -55,7 +58,25 @@ impl Mailer {
         Mailer {
             signer,
             public_url: public_url.into(),
+            bounce_domain: None,
         }
+    }
+
+    /// Sends with VERP envelope senders `b-{token}@domain` (see `track::verp`), so that
+    /// bounces and complaints come back naming their delivery.
+    pub fn with_bounce_domain(mut self, domain: Option<String>) -> Mailer {
+        self.bounce_domain = domain;
+        self
+    }
+
+    /// The envelope sender of a message: the VERP address of its delivery when a bounce
+    /// domain is set, the `from` address otherwise (`None`).
+    fn envelope_sender(&self, sending: Sending) -> Option<lettre::Address> {
+        let (Some(domain), Sending::Delivery(id)) = (&self.bounce_domain, sending) else {
+            return None;
+        };
+        let local = self.signer.bounce_local_part(id);
+        lettre::Address::new(local, domain).ok()
     }
 
     /// The prefix of every link in the messages.
@@ -102,19 +123,19 @@ impl Mailer {
             .render_campaign(campaign, &site.project.sender, person, seam)?)
     }
 
-    /// The message as sent: the open pixel (see [`Opens`], and whether the campaign's
-    /// message carries one: [`Campaign::pixel`]), `List-Unsubscribe` with the one-click
-    /// POST of RFC 8058, and the MIME message.
+    /// The message as sent: the open pixel (for a delivery, when the campaign's message
+    /// carries one: [`Campaign::pixel`]), `List-Unsubscribe` with the one-click POST of
+    /// RFC 8058, the envelope sender (see [`Sending`]) and the MIME message.
     pub fn finish(
         &self,
         site: &Site,
         campaign: &Campaign,
         person: &Personal<'_>,
         mut r: Rendered,
-        opens: Opens,
+        sending: Sending,
         eight_bit: bool,
     ) -> Result<Composed, MailError> {
-        if let Opens::Tracked { delivery } = opens
+        if let Sending::Delivery(delivery) = sending
             && campaign.pixel(&r.text)
         {
             let open = self.signer.sign(Purpose::Open, delivery, None, "");
@@ -140,6 +161,7 @@ impl Mailer {
         let p = person.profile;
         Ok(compose(
             &site.project.sender,
+            self.envelope_sender(sending),
             &p.email,
             p.answers.name.as_deref(),
             &r.subject,
@@ -157,21 +179,22 @@ impl Mailer {
         campaign: &Campaign,
         person: &Personal<'_>,
         seam: &mut dyn LinkSeam,
-        opens: Opens,
+        sending: Sending,
         eight_bit: bool,
     ) -> Result<Composed, MailError> {
         let r = self.render(site, campaign, person, seam)?;
-        self.finish(site, campaign, person, r, opens, eight_bit)
+        self.finish(site, campaign, person, r, sending, eight_bit)
     }
 
     /// The confirmation of a subscription request, valid for `ttl` seconds from `now`: the
     /// link that confirms (and applies the answers of the request, see
     /// `Profile::confirmation_nonce`), or for someone already subscribed, a note with their
-    /// profile centre.
+    /// profile centre. `sending` gives the envelope sender, as for campaign messages.
     pub fn confirmation(
         &self,
         site: &Site,
         profile: &Profile,
+        sending: Sending,
         already_subscribed: bool,
         ttl: i64,
         now: i64,
@@ -215,6 +238,7 @@ impl Mailer {
         };
         Ok(compose(
             sender,
+            self.envelope_sender(sending),
             &profile.email,
             profile.answers.name.as_deref(),
             &subject,
@@ -257,7 +281,7 @@ pub async fn preview(
         campaign,
         &person,
         rendered.clone(),
-        Opens::Untracked,
+        Sending::Preview,
         true,
     )?;
     Ok((composed, rendered))

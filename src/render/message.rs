@@ -30,9 +30,11 @@ pub struct Composed {
 /// Builds the message for one recipient. `text` is used as the plain part when given;
 /// otherwise the plain part is derived from `html` so that both say the same thing.
 /// `eight_bit` says the way out takes 8-bit bodies (SMTP's 8BITMIME; see [`body`]).
+/// `return_path` is the envelope sender, when it is not the `from` address (VERP).
 #[allow(clippy::too_many_arguments)]
 pub fn compose(
     sender: &Sender,
+    return_path: Option<lettre::Address>,
     to: &Email,
     to_name: Option<&str>,
     subject: &str,
@@ -49,9 +51,9 @@ pub fn compose(
             })?;
     // The envelope is given rather than left to lettre, which would parse it back out of
     // the formatted From and To headers.
-    let envelope =
-        lettre::address::Envelope::new(Some(sender.from.email.clone()), vec![address.clone()])
-            .map_err(|e| MessageError::Recipient(to.to_string(), e.to_string()))?;
+    let from = return_path.unwrap_or_else(|| sender.from.email.clone());
+    let envelope = lettre::address::Envelope::new(Some(from), vec![address.clone()])
+        .map_err(|e| MessageError::Recipient(to.to_string(), e.to_string()))?;
     let recipient = Mailbox::new(
         to_name.filter(|n| !n.is_empty()).map(str::to_string),
         address,
@@ -189,6 +191,7 @@ mod tests {
         let to = Email::parse("ann@example.com").unwrap();
         let c = compose(
             &sender,
+            None,
             &to,
             Some("Ann"),
             "Héllo",

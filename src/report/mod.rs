@@ -43,6 +43,17 @@ pub const OPTIN_COLUMNS: [&str; 8] = [
     "fully_profiled_share",
 ];
 
+/// The deliverability CSV columns: one row per receiving domain.
+pub const DELIVERABILITY_COLUMNS: [&str; 7] = [
+    "domain",
+    "sent",
+    "delivered",
+    "bounced_hard",
+    "bounced_soft",
+    "complaints",
+    "complaint_rate",
+];
+
 /// A report that cannot be made; the message says what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -332,6 +343,31 @@ pub async fn links_csv<W: Write>(
             l.tag.clone(),
             l.unique_clicks.to_string(),
             rate(l.unique_clicks, l.delivered),
+        ])?;
+    }
+    w.flush()?;
+    Ok(rows.len())
+}
+
+/// The deliverability report: per receiving domain, messages sent in the period, how many
+/// bounced for good or softly, and complaints (rate: a fraction of delivered). Returns the
+/// rows.
+pub async fn deliverability_csv<W: Write>(
+    store: &Store,
+    period: Period,
+    out: W,
+) -> Result<usize, ReportError> {
+    let mut w = CsvOut::new(out, &DELIVERABILITY_COLUMNS)?;
+    let rows = store.deliverability(period.from, period.to).await?;
+    for d in &rows {
+        w.row([
+            d.domain.clone(),
+            d.sent.to_string(),
+            d.delivered().to_string(),
+            d.bounced_hard.to_string(),
+            d.bounced_soft.to_string(),
+            d.complaints.to_string(),
+            rate(d.complaints, d.delivered()),
         ])?;
     }
     w.flush()?;

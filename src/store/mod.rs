@@ -5,6 +5,7 @@
 #[macro_use]
 mod profiles;
 mod audience;
+mod bounces;
 mod demo;
 mod events;
 mod reports;
@@ -19,6 +20,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use audience::AudienceQuery;
+pub use bounces::{DomainRow, Recorded, Returned};
 pub use demo::NewEvent;
 pub use events::{EventKind, EventOrigin, EventSummary};
 pub use profiles::{Confirmation, ConsentMeta, OptIn};

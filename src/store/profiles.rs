@@ -134,7 +134,7 @@ pub(super) fn profile_from_row(row: &AnyRow) -> Result<Profile, StoreError> {
     })
 }
 
-async fn insert_consent<'c, E>(
+pub(super) async fn insert_consent<'c, E>(
     conn: E,
     profile_id: i64,
     action: &str,

@@ -207,6 +207,10 @@ pub struct Totals {
     pub queued: i64,
     pub clicks: i64,
     pub automated_hits: i64,
+    /// Hard bounces reported by DSN after the send (refusals at the send are in `failed`).
+    pub late_bounces: i64,
+    pub soft_bounces: i64,
+    pub complaints: i64,
     /// Profiles per status.
     pub profiles: Vec<(String, i64)>,
 }
@@ -241,6 +245,10 @@ impl Store {
                 "SELECT COUNT(*) FROM events WHERE kind IN ('click', 'open') AND automated = 1",
             )
             .await?,
+            late_bounces: one("SELECT COUNT(*) FROM events WHERE kind = 'bounce' AND tag IS NOT NULL")
+                .await?,
+            soft_bounces: one("SELECT COUNT(*) FROM events WHERE kind = 'soft_bounce'").await?,
+            complaints: one("SELECT COUNT(*) FROM events WHERE kind = 'complaint'").await?,
             profiles,
         })
     }

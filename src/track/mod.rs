@@ -4,6 +4,7 @@
 pub mod automated;
 mod hits;
 mod token;
+mod verp;
 
 pub use hits::{HitQueue, PendingHit};
 pub use token::{Claims, MAX_TOKEN_LEN, Purpose, Signer, TokenError};

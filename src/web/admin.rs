@@ -184,6 +184,19 @@ pub async fn links_csv(
     csv_or_error(report.await, "links.csv")
 }
 
+/// `GET /admin/reports/deliverability.csv?from=DATE&to=DATE`.
+pub async fn deliverability_csv(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let report = async {
+        let mut body = Vec::new();
+        crate::report::deliverability_csv(&state.store, period(&query)?, &mut body).await?;
+        Ok(body)
+    };
+    csv_or_error(report.await, "deliverability.csv")
+}
+
 /// `GET /admin/reports/feedback.csv?from=DATE&to=DATE`.
 pub async fn feedback_csv(
     State(state): State<AppState>,
@@ -483,6 +496,31 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError
         "counter",
         t.automated_hits,
     );
+    counter(
+        "rapport_late_bounces_total",
+        "Deliveries a DSN reported as failed for good (hard) after the send.",
+        "counter",
+        t.late_bounces,
+    );
+    counter(
+        "rapport_soft_bounces_total",
+        "Deliveries a DSN reported as failed for now (soft).",
+        "counter",
+        t.soft_bounces,
+    );
+    counter(
+        "rapport_complaints_total",
+        "Deliveries reported as spam (ARF abuse reports).",
+        "counter",
+        t.complaints,
+    );
+    out.push_str("# HELP rapport_bounce_intake_total Messages that came back to the bounce listener, by outcome (since start).\n# TYPE rapport_bounce_intake_total counter\n");
+    for (outcome, n) in state.intake.tally().counts() {
+        out.push_str(&format!(
+            "rapport_bounce_intake_total{{outcome=\"{}\"}} {n}\n",
+            outcome.as_str()
+        ));
+    }
     out.push_str("# HELP rapport_profiles Profiles by status.\n# TYPE rapport_profiles gauge\n");
     for (status, n) in &t.profiles {
         out.push_str(&format!("rapport_profiles{{status=\"{status}\"}} {n}\n"));

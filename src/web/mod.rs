@@ -61,6 +61,8 @@ pub struct Shared {
     pub admin: admin::AdminKey,
     /// Clicks and opens on their way to the database.
     pub hits: crate::track::HitQueue,
+    /// Bounces and complaints taken in (their counts go to `/metrics`).
+    pub intake: crate::bounce::Intake,
     limiter: Option<Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>>,
 }
 
@@ -89,6 +91,7 @@ impl AppState {
         worker: Worker,
         admin: AdminKey,
         hits: crate::track::HitQueue,
+        intake: crate::bounce::Intake,
     ) -> AppState {
         let limiter = settings
             .subscribe_per_minute
@@ -97,6 +100,7 @@ impl AppState {
         AppState(Arc::new(Shared {
             admin,
             hits,
+            intake,
             store,
             site_handle,
             signer,
@@ -149,6 +153,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/reports/clicks.csv", get(admin::clicks_csv))
         .route("/admin/reports/feedback.csv", get(admin::feedback_csv))
         .route("/admin/reports/links.csv", get(admin::links_csv))
+        .route(
+            "/admin/reports/deliverability.csv",
+            get(admin::deliverability_csv),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_token,

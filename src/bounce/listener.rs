@@ -1,0 +1,232 @@
+//! The SMTP side of the bounce intake: `serve` listens on `RAPPORT_BOUNCE_BIND` for mail to
+//! the bounce domain (the domain's MX, or a Postfix transport, points here). `mailin` holds
+//! the SMTP state machine; this file is the socket work and our limits: only the bounce
+//! domain is accepted (550 for any other recipient, so never a relay), messages over
+//! [`MAX_MESSAGE`] get 552, a silent client is dropped after [`IDLE`], and at most
+//! [`MAX_CONNECTIONS`] are served at once (others get 421). Messages are answered 250
+//! once recorded, whatever they turned out to be; 451 (try later) when the store fails.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailin::{Action, Response};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+use super::Intake;
+
+/// The largest message taken (reports quote the original; 10 MiB is plenty).
+pub const MAX_MESSAGE: usize = 10 * 1024 * 1024;
+/// The longest line taken (RFC 5321 allows 1,000 octets; some mailers write longer).
+const MAX_LINE: u64 = 64 * 1024;
+/// How long a client may stay silent.
+pub const IDLE: Duration = Duration::from_secs(60);
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// The listener could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen for bounces on {0} (RAPPORT_BOUNCE_BIND): {1}")]
+pub struct ListenError(pub SocketAddr, pub std::io::Error);
+
+/// A bound SMTP listener for the bounce domain.
+pub struct Listener {
+    listener: TcpListener,
+    domain: String,
+    intake: Intake,
+}
+
+impl Listener {
+    /// Binds `addr` (port 0 picks a free one).
+    pub async fn bind(
+        addr: SocketAddr,
+        domain: &str,
+        intake: Intake,
+    ) -> Result<Listener, ListenError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| ListenError(addr, e))?;
+        Ok(Listener {
+            listener,
+            domain: domain.to_ascii_lowercase(),
+            intake,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `stop` turns true; sessions in progress finish their message.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        // No STARTTLS: the intake listens on a private address, or behind the MX host's TLS.
+        let session = mailin::SessionBuilder::new(self.domain.clone());
+        loop {
+            let accepted = tokio::select! {
+                a = self.listener.accept() => a,
+                _ = stop.changed() => return,
+            };
+            let (mut stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "bounce listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                let _ = stream
+                    .write_all(b"421 4.7.0 too many connections, try again later\r\n")
+                    .await;
+                continue;
+            };
+            let (domain, intake, builder) =
+                (self.domain.clone(), self.intake.clone(), session.clone());
+            tokio::spawn(async move {
+                if let Err(e) = serve(stream, peer, &builder, domain, &intake).await {
+                    tracing::debug!(%peer, error = %e, "bounce listener: session ended");
+                }
+                drop(slot);
+            });
+        }
+    }
+}
+
+/// One SMTP transaction's message, handed from the state machine to the socket loop.
+#[derive(Default)]
+struct Transaction {
+    to: Vec<String>,
+    data: Vec<u8>,
+    too_big: bool,
+    done: Option<(Vec<String>, Vec<u8>)>,
+}
+
+/// Decides on recipients and collects the message.
+struct Handler {
+    domain: String,
+    tx: Arc<Mutex<Transaction>>,
+}
+
+impl Handler {
+    fn tx(&self) -> std::sync::MutexGuard<'_, Transaction> {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl mailin::Handler for Handler {
+    fn rcpt(&mut self, to: &str) -> Response {
+        let address = to.trim().trim_matches(['<', '>']);
+        let ours = address
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| d.eq_ignore_ascii_case(&self.domain));
+        if ours {
+            mailin::response::OK
+        } else {
+            Response::custom(
+                550,
+                format!(
+                    "5.7.1 <{address}>: relay denied; this server takes mail for {} only",
+                    self.domain
+                ),
+            )
+        }
+    }
+
+    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+        let mut t = self.tx();
+        *t = Transaction {
+            to: to.to_vec(),
+            ..Transaction::default()
+        };
+        mailin::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let mut t = self.tx();
+        if t.data.len() + buf.len() > MAX_MESSAGE {
+            t.too_big = true;
+            t.data = Vec::new();
+        } else if !t.too_big {
+            t.data.extend_from_slice(buf);
+        }
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        let mut t = self.tx();
+        if t.too_big {
+            return Response::custom(
+                552,
+                format!("5.3.4 message larger than {MAX_MESSAGE} bytes"),
+            );
+        }
+        let to = std::mem::take(&mut t.to);
+        let data = std::mem::take(&mut t.data);
+        t.done = Some((to, data));
+        mailin::response::OK
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    builder: &mailin::SessionBuilder,
+    domain: String,
+    intake: &Intake,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let tx = Arc::new(Mutex::new(Transaction::default()));
+    let mut session = builder.build(
+        peer.ip(),
+        Handler {
+            domain,
+            tx: tx.clone(),
+        },
+    );
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    write.write_all(&session.greeting().buffer()?).await?;
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        line.clear();
+        let n = tokio::time::timeout(
+            IDLE,
+            (&mut read).take(MAX_LINE).read_until(b'\n', &mut line),
+        )
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client silent"))??;
+        if n == 0 {
+            return Ok(());
+        }
+        if !line.ends_with(b"\n") {
+            if n as u64 == MAX_LINE {
+                write.write_all(b"500 5.5.2 line too long\r\n").await?;
+            }
+            return Ok(());
+        }
+        if !line.ends_with(b"\r\n") {
+            // A bare LF ends the line too (as most servers read it).
+            line.pop();
+            line.extend_from_slice(b"\r\n");
+        }
+        let mut response = session.process(&line);
+        let finished = tx.lock().unwrap_or_else(|e| e.into_inner()).done.take();
+        if let Some((to, data)) = finished {
+            if let Err(e) = intake.take(data, &to).await {
+                tracing::error!(error = %e, "bounce listener: cannot record a report; the sender will retry");
+                response = Response::custom(
+                    451,
+                    "4.3.0 cannot record the message now, try again later".into(),
+                );
+            }
+        }
+        write.write_all(&response.buffer()?).await?;
+        if response.action == Action::Close {
+            return Ok(());
+        }
+    }
+}
