@@ -171,6 +171,18 @@ impl mailin::Handler for Handler {
     }
 }
 
+/// `mailin` 0.6 refuses the null reverse path `MAIL FROM:<>` as a syntax error, and that is
+/// the envelope sender of every DSN (RFC 5321, 4.5.5): it is handed a placeholder instead.
+fn null_sender(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const NULL: &[u8] = b"MAIL FROM:<>";
+    if line.len() >= NULL.len() && line[..NULL.len()].eq_ignore_ascii_case(NULL) {
+        let mut l = b"MAIL FROM:<MAILER-DAEMON>".to_vec();
+        l.extend_from_slice(&line[NULL.len()..]);
+        return l.into();
+    }
+    line.into()
+}
+
 async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -213,7 +225,7 @@ async fn serve(
             line.pop();
             line.extend_from_slice(b"\r\n");
         }
-        let mut response = session.process(&line);
+        let mut response = session.process(&null_sender(&line));
         let finished = tx.lock().unwrap_or_else(|e| e.into_inner()).done.take();
         if let Some((to, data)) = finished {
             if let Err(e) = intake.take(data, &to).await {

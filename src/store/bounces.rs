@@ -113,11 +113,11 @@ impl Store {
             "bounce" => Some("bounced"),
             "complaint" => Some("complained"),
             _ => {
-                // Soft bounces on different deliveries since the person last opened or
-                // clicked anything.
+                // Soft bounces on different deliveries recorded after the person last
+                // opened or clicked anything (in the order of recording, not of the clock).
                 let n: i64 = sqlx::query_scalar(
                     "SELECT COUNT(DISTINCT delivery_id) FROM events WHERE profile_id = $1 \
-                     AND kind = 'soft_bounce' AND created_at >= COALESCE((SELECT MAX(created_at) \
+                     AND kind = 'soft_bounce' AND id > COALESCE((SELECT MAX(id) \
                      FROM events WHERE profile_id = $1 AND kind IN ('open', 'click') \
                      AND automated = 0), 0)",
                 )

@@ -50,6 +50,8 @@ pub struct TestApp {
     pub database_url: String,
     /// The server's scheduler clock (manual: tests move it).
     pub clock: rapport::clock::Clock,
+    /// The SMTP listener for bounces, when `RAPPORT_BOUNCE_BIND` was given.
+    pub bounce: Option<std::net::SocketAddr>,
     _tmp: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -143,6 +145,7 @@ pub async fn spawn_app_at(
         .await
         .expect("server starts");
     let address = format!("http://{}", app.address());
+    let bounce = app.bounce_address();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -164,6 +167,7 @@ pub async fn spawn_app_at(
         db,
         database_url,
         clock,
+        bounce,
         _tmp: tmp,
         shutdown: Some(tx),
     })
