@@ -414,3 +414,59 @@ mod with_listener {
 }
 
 on_both_backends!(without_a_bounce_domain_the_from_address_is_the_envelope_sender);
+
+/// A real relay: rapport sends through a private Postfix, whose next hop refuses the
+/// recipient (550 5.1.1); Postfix writes its own DSN to the VERP address, delivers it to
+/// rapport's listener, and the address is bounced.
+async fn postfix_dsn_marks_the_address_bounced(db: common::Db) {
+    let Some(sink) = common::smtp::SmtpSink::start(&[
+        "-f",
+        "RCPT",
+        "-B",
+        "550 5.1.1 Recipient address rejected: User unknown",
+    ]) else {
+        return;
+    };
+    let relay = common::postfix::Postfix::reserve_port();
+    let url = format!("smtp://127.0.0.1:{relay}");
+    let Some(app) = spawn(db, &[("RAPPORT_SMTP_URL", &url)]).await else {
+        return common::skip_postgres("postfix_dsn_marks_the_address_bounced");
+    };
+    let Some(postfix) =
+        common::postfix::Postfix::start(relay, sink.port, BOUNCE_DOMAIN, app.bounce.unwrap())
+    else {
+        return;
+    };
+    // The confirmation goes to Postfix, which accepts it, then learns it cannot deliver.
+    assert_eq!(app.subscribe("gone@a.example", &[]).await.status, 200);
+    for _ in 0..400 {
+        if status(&app, "gone@a.example").await == "bounced" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        status(&app, "gone@a.example").await,
+        "bounced",
+        "Postfix's log:\n{}",
+        postfix.log()
+    );
+    let pool = common::raw_pool(&app.database_url).await;
+    let (tag, value): (String, String) =
+        sqlx::query_as("SELECT tag, value FROM events WHERE kind = 'bounce'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(tag, "5.1.1");
+    assert!(value.contains("User unknown"), "{value}");
+    let m = metrics(&app).await;
+    assert!(
+        m.contains("rapport_bounce_intake_total{outcome=\"hard_bounce\"} 1"),
+        "{m}"
+    );
+}
+
+mod through_postfix {
+    use super::*;
+    on_both_databases!(postfix_dsn_marks_the_address_bounced);
+}

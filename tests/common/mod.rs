@@ -12,6 +12,7 @@ use rapport::startup::Application;
 use rapport::store::Store;
 use rapport::track::Signer;
 
+pub mod postfix;
 pub mod smtp;
 
 /// The secret every test server signs with, so tests can forge tokens on purpose.

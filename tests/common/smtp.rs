@@ -130,7 +130,7 @@ impl SmtpSink {
     }
 }
 
-fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
         .output()
