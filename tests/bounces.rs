@@ -223,6 +223,7 @@ async fn reports_by_smtp_apply_the_policy(app: TestApp) {
         "rapport_bounce_intake_total{outcome=\"auto_reply\"} 1",
         "rapport_bounce_intake_total{outcome=\"duplicate\"} 1",
         "rapport_bounce_intake_total{outcome=\"unattributed\"} 1",
+        "rapport_bounce_intake_total{outcome=\"unreadable\"} 1",
         "rapport_late_bounces_total 1",
         "rapport_complaints_total 1",
         "rapport_profiles{status=\"bounced\"} 1",

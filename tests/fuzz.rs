@@ -105,50 +105,6 @@ proptest! {
         });
     }
 
-    /// Template sets as a marketer can write them: loaded (which refuses loops and deep
-    /// nesting), and when accepted, checked as `rapport check` does (every campaign
-    /// rendered for sample people).
-    #[test]
-    fn template_sets_never_crash(
-        newsletter in pieces(template_piece(), 24),
-        a in pieces(template_piece(), 12),
-        b in pieces(template_piece(), 12),
-    ) {
-        let dir = common::example_copy();
-        let t = dir.path().join("templates");
-        std::fs::write(t.join("newsletter.hbs"), &newsletter).unwrap();
-        std::fs::create_dir_all(t.join("partials")).unwrap();
-        std::fs::write(t.join("partials/a.hbs"), &a).unwrap();
-        std::fs::write(t.join("partials/b.hbs"), &b).unwrap();
-        let path = dir.path().to_path_buf();
-        on_worker_stack(move || {
-            if let Ok(site) = Site::load_for_check(&path) {
-                let _ = rapport::mail::check(&site);
-            }
-        });
-    }
-
-    /// Deep nesting written out: refused with a message, never an overflow.
-    #[test]
-    fn deeply_nested_input_is_refused_not_overflowed(depth in 1usize..20_000) {
-        on_worker_stack(move || {
-            let site = example();
-            let toml = format!("[rule]\nnot = {}{{ field = \"pcs\", lt = 1 }}{}", "{ not = ".repeat(depth), " }".repeat(depth));
-            let _ = Segment::parse(Path::new("s.toml"), "s", &toml, &site.project.form, &[]);
-            let arrays = format!("[rule]\nany = {}{}", "[".repeat(depth), "]".repeat(depth));
-            let _ = Segment::parse(Path::new("s.toml"), "s", &arrays, &site.project.form, &[]);
-        });
-        let dir = common::example_copy();
-        let deep = "{{#if first_name}}".repeat(depth) + &"{{/if}}".repeat(depth);
-        std::fs::write(dir.path().join("templates/newsletter.hbs"), deep).unwrap();
-        let path = dir.path().to_path_buf();
-        on_worker_stack(move || {
-            if let Ok(site) = Site::load_for_check(&path) {
-                let _ = rapport::mail::check(&site);
-            }
-        });
-    }
-
     /// Form fields as strangers send them, through the form's parser for both purposes.
     #[test]
     fn form_fields_never_crash(
@@ -173,6 +129,128 @@ proptest! {
             let _ = form.parse(&decoded, Purpose::Subscribe);
         }
         let _ = Email::parse(&String::from_utf8_lossy(&body));
+    }
+}
+
+/// How many cases a target runs: `PROPTEST_CASES` (CI sets more), divided by `share` for
+/// the targets whose every case does a lot (a template set is loaded, checked and rendered
+/// for every campaign and sample person; a nesting thousands deep is read).
+fn cases(share: u32) -> u32 {
+    let all = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(256u32);
+    (all / share).max(1)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(4),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Deep nesting written out: refused with a message, never an overflow.
+    #[test]
+    fn deeply_nested_input_is_refused_not_overflowed(depth in 1usize..20_000) {
+        on_worker_stack(move || {
+            let site = example();
+            let toml = format!("[rule]\nnot = {}{{ field = \"pcs\", lt = 1 }}{}", "{ not = ".repeat(depth), " }".repeat(depth));
+            let _ = Segment::parse(Path::new("s.toml"), "s", &toml, &site.project.form, &[]);
+            let arrays = format!("[rule]\nany = {}{}", "[".repeat(depth), "]".repeat(depth));
+            let _ = Segment::parse(Path::new("s.toml"), "s", &arrays, &site.project.form, &[]);
+        });
+        let dir = common::example_copy();
+        let deep = "{{#if first_name}}".repeat(depth) + &"{{/if}}".repeat(depth);
+        std::fs::write(dir.path().join("templates/newsletter.hbs"), deep).unwrap();
+        let path = dir.path().to_path_buf();
+        on_worker_stack(move || {
+            if let Ok(site) = Site::load_for_check(&path) {
+                let _ = rapport::mail::check(&site);
+            }
+        });
+    }
+
+    /// Template sets as a marketer can write them: loaded (which refuses loops and deep
+    /// nesting), and when accepted, checked as `rapport check` does (every campaign
+    /// rendered for sample people).
+    #[test]
+    fn template_sets_never_crash(
+        newsletter in pieces(template_piece(), 24),
+        a in pieces(template_piece(), 12),
+        b in pieces(template_piece(), 12),
+    ) {
+        let dir = common::example_copy();
+        let t = dir.path().join("templates");
+        std::fs::write(t.join("newsletter.hbs"), &newsletter).unwrap();
+        std::fs::create_dir_all(t.join("partials")).unwrap();
+        std::fs::write(t.join("partials/a.hbs"), &a).unwrap();
+        std::fs::write(t.join("partials/b.hbs"), &b).unwrap();
+        let path = dir.path().to_path_buf();
+        on_worker_stack(move || {
+            if let Ok(site) = Site::load_for_check(&path) {
+                let _ = rapport::mail::check(&site);
+            }
+        });
+    }
+}
+
+/// Pieces of mail reports: header lines, MIME boundaries and parts, DSN and ARF fields,
+/// mbox separators and raw bytes, valid and not.
+fn report_piece() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(
+            b"Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n"
+                .to_vec()
+        ),
+        Just(
+            b"Content-Type: multipart/report; report-type=feedback-report; boundary=b\r\n".to_vec()
+        ),
+        Just(b"Content-Type: message/delivery-status\r\n".to_vec()),
+        Just(b"Content-Type: message/feedback-report\r\n".to_vec()),
+        Just(b"Content-Type: message/rfc822\r\n".to_vec()),
+        Just(b"Content-Type: text/rfc822-headers\r\n".to_vec()),
+        Just(b"Content-Transfer-Encoding: base64\r\n".to_vec()),
+        Just(b"Content-Transfer-Encoding: quoted-printable\r\n".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"--b\r\n".to_vec()),
+        Just(b"--b--\r\n".to_vec()),
+        Just(b"Action: failed\r\nStatus: 5.1.1\r\n".to_vec()),
+        Just(b"Action: delayed\r\nStatus: 4.\r\n".to_vec()),
+        Just(b"Final-Recipient: rfc822;\r\n".to_vec()),
+        Just(b"Feedback-Type: abuse\r\nOriginal-Mail-From: <b-1-00@x>\r\n".to_vec()),
+        Just(b"List-Unsubscribe: <https://x/unsubscribe/AAAA>, <\r\n".to_vec()),
+        Just(b"To: \"a\" <b-ff-0123456789abcdef0123@x>, (group:;\r\n".to_vec()),
+        Just(b"Auto-Submitted: auto-replied\r\nSubject: =?utf-8?q?Out_of_office?=\r\n".to_vec()),
+        Just(b"From MAILER-DAEMON Mon Dec  1 10:00:00 2026\n".to_vec()),
+        Just(b" folded continuation\r\n".to_vec()),
+        prop::collection::vec(any::<u8>(), 0..40),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(1),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Mail reports as any mail server or stranger can send them to the bounce address:
+    /// read (or refused), attributed, split as an mbox file; never a panic.
+    #[test]
+    fn mail_reports_never_crash(pieces in prop::collection::vec(report_piece(), 0..40)) {
+        let raw = pieces.concat();
+        on_worker_stack(move || {
+            let signer = rapport::track::Signer::new(b"fuzz-secret-0123456789abcdef");
+            for found in rapport::bounce::mailbox::split(Path::new("f"), raw) {
+                if let Ok(report) = rapport::bounce::parse(&found.raw) {
+                    for a in &report.addresses {
+                        let local = a.rsplit_once('@').map_or(a.as_str(), |(l, _)| l);
+                        let _ = signer.bounce_delivery(local);
+                    }
+                }
+            }
+        });
     }
 }
 

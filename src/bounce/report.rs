@@ -80,8 +80,13 @@ const AUTO_REPLY_SUBJECTS: &[&str] = &[
 /// Reads one message.
 pub fn parse(raw: &[u8]) -> Result<Report, ReportError> {
     let mail = mailparse::parse_mail(raw).map_err(|e| ReportError(e.to_string()))?;
-    if mail.headers.is_empty() {
-        return Err(ReportError("it has no header lines".into()));
+    // RFC 5322 field names: printable ASCII without spaces or colons.
+    let field_name =
+        |k: &[u8]| !k.is_empty() && k.iter().all(|b| (33..=126).contains(b) && *b != b':');
+    if mail.headers.is_empty() || !mail.headers.iter().all(|h| field_name(h.get_key_raw())) {
+        return Err(ReportError(
+            "it does not start with header fields (Name: value lines)".into(),
+        ));
     }
     let mut report = Report {
         kind: Kind::Other,
@@ -273,5 +278,143 @@ fn addresses_in(value: &str) -> Vec<String> {
                 Vec::new()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(ctype: &str, parts: &str) -> Vec<u8> {
+        format!(
+            "From: MAILER-DAEMON@relay.example\r\nTo: b-1-00@bounces.example.com\r\n\
+             Subject: Delivery Status Notification\r\nMIME-Version: 1.0\r\n\
+             Content-Type: {ctype}; boundary=\"X\"\r\n\r\n{parts}--X--\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn dsn(recipient_blocks: &str) -> Vec<u8> {
+        report(
+            "multipart/report; report-type=delivery-status",
+            &format!(
+                "--X\r\nContent-Type: text/plain\r\n\r\nsorry\r\n--X\r\n\
+                 Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; relay.example\r\n\r\n\
+                 {recipient_blocks}\r\n"
+            ),
+        )
+    }
+
+    #[test]
+    fn a_dsn_says_per_recipient_whether_it_failed_for_good() {
+        let r = parse(&dsn(
+            "Final-Recipient: rfc822; a@x.example\r\nAction: failed\r\nStatus: 5.1.1 (unknown user)\r\n\
+             Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n\r\n\
+             Final-Recipient: RFC822; b@x.example\r\nAction: delayed\r\nStatus: 4.4.7\r\n\r\n\
+             Original-Recipient: rfc822;c@x.example\r\nAction: failed\r\nStatus: 4.2.2\r\n\r\n\
+             Final-Recipient: rfc822; d@x.example\r\nAction: delivered\r\nStatus: 2.0.0\r\n",
+        ))
+        .unwrap();
+        let Kind::Bounce(f) = r.kind else {
+            panic!("{r:?}")
+        };
+        let summary: Vec<_> = f
+            .iter()
+            .map(|f| (f.hard, f.status.as_str(), f.recipient.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (true, "5.1.1", "a@x.example"),
+                (false, "4.4.7", "b@x.example"),
+                (false, "4.2.2", "c@x.example"),
+            ]
+        );
+        assert_eq!(
+            f[0].diagnostic.as_deref(),
+            Some("smtp; 550 5.1.1 no such user")
+        );
+        assert_eq!(r.addresses, ["b-1-00@bounces.example.com"]);
+    }
+
+    #[test]
+    fn a_success_report_or_one_without_fields_reports_nothing() {
+        let ok = parse(&dsn(
+            "Final-Recipient: rfc822; d@x.example\r\nAction: relayed\r\n",
+        ))
+        .unwrap();
+        assert_eq!(ok.kind, Kind::Bounce(vec![]));
+        let empty = parse(&report(
+            "multipart/report; report-type=delivery-status",
+            "--X\r\nContent-Type: text/plain\r\n\r\nno status part\r\n",
+        ))
+        .unwrap();
+        assert_eq!(empty.kind, Kind::Other);
+    }
+
+    #[test]
+    fn arf_reports_are_complaints_unless_not_spam_and_quote_the_original() {
+        let arf = |kind: &str| {
+            report(
+                "multipart/report; report-type=feedback-report",
+                &format!(
+                    "--X\r\nContent-Type: text/plain\r\n\r\nabuse report\r\n--X\r\n\
+                     Content-Type: message/feedback-report\r\n\r\nFeedback-Type: {kind}\r\nVersion: 1\r\n\
+                     Original-Mail-From: <b-2-ab@bounces.example.com>\r\n\r\n--X\r\n\
+                     Content-Type: message/rfc822\r\n\r\nMessage-ID: <m1@contoso.example>\r\n\
+                     List-Unsubscribe: <https://x.example/unsubscribe/TOKEN>, <mailto:u@x.example>\r\n\
+                     Subject: news\r\n\r\nbody\r\n"
+                ),
+            )
+        };
+        let r = parse(&arf("abuse")).unwrap();
+        assert_eq!(
+            r.kind,
+            Kind::Complaint {
+                feedback_type: "abuse".into()
+            }
+        );
+        assert!(
+            r.addresses
+                .contains(&"b-2-ab@bounces.example.com".to_string())
+        );
+        assert_eq!(r.quoted_message_id.as_deref(), Some("m1@contoso.example"));
+        assert!(r.quoted_unsubscribe.unwrap().contains("/unsubscribe/TOKEN"));
+        assert_eq!(parse(&arf("not-spam")).unwrap().kind, Kind::Other);
+    }
+
+    #[test]
+    fn auto_replies_by_header_or_subject_and_plain_mail_is_neither() {
+        let mail = |headers: &str| format!("From: a@x.example\r\n{headers}\r\n\r\nI am away.\r\n");
+        for h in [
+            "Subject: Re: news\r\nAuto-Submitted: auto-replied",
+            "Subject: Automatic reply: news",
+            "Subject: Out of Office: back Monday",
+            "Subject: news\r\nX-Autoreply: yes",
+            "Subject: news\r\nPrecedence: auto_reply",
+        ] {
+            assert_eq!(
+                parse(mail(h).as_bytes()).unwrap().kind,
+                Kind::AutoReply,
+                "{h}"
+            );
+        }
+        for h in [
+            "Subject: Re: news\r\nAuto-Submitted: no",
+            "Subject: thanks!",
+        ] {
+            assert_eq!(parse(mail(h).as_bytes()).unwrap().kind, Kind::Other, "{h}");
+        }
+    }
+
+    #[test]
+    fn junk_is_an_error_or_nothing_never_a_panic() {
+        assert!(parse(b"").is_err());
+        assert!(parse(b"just words, no header\r\n").is_err());
+        let deep = format!(
+            "Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n{}",
+            "--b\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n".repeat(500)
+        );
+        let _ = parse(deep.as_bytes());
     }
 }
