@@ -255,6 +255,23 @@ async fn reports_by_smtp_apply_the_policy(app: TestApp) {
     ] {
         assert!(lines.contains(&row), "{row} in\n{csv}");
     }
+    // /admin shows the people taken off and the complaint rate against Gmail's line.
+    let admin = app
+        .client
+        .get(format!("{}/admin", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(admin.contains("1 people bounced · 1 complained"), "{admin}");
+    assert!(admin.contains("over Gmail&#x27;s line") || admin.contains("over Gmail's line"));
+    assert!(
+        admin.contains("complaint rate 50.00% against Gmail"),
+        "b.example's gauge"
+    );
     // The response rates count the late bounce of the welcome.
     let (code, out, err) = app.cli(&["export", "response-rates"]);
     assert_eq!(code, 0, "{err}");

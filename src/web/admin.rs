@@ -264,6 +264,7 @@ pub async fn dashboard(State(state): State<AppState>) -> Result<Response, AppErr
             .collect();
         charts.push(json!({ "campaign": name, "svg": rate_chart(name, &points) }));
     }
+    let deliverability = deliverability(&state.store).await?;
     let latest = state.store.latest_comments(10).await?;
     let ids: Vec<i64> = latest.iter().map(|c| c.profile_id).collect();
     let people = state.store.profiles_by_ids(&ids).await?;
@@ -315,10 +316,79 @@ pub async fn dashboard(State(state): State<AppState>) -> Result<Response, AppErr
             "title": "Dashboard",
             "site": { "name": site.project.sender.name(), "postal_address": site.project.sender.postal_address },
             "campaigns": campaigns, "funnel": funnel, "segments": segments, "runs": runs,
-            "charts": charts, "comments": comments,
+            "charts": charts, "comments": comments, "deliverability": deliverability,
         }),
     )?;
     Ok(Html(html).into_response())
+}
+
+/// Gmail's line for complaints (spam reports per delivered message): above it, mail is
+/// filtered or refused; under a third of it is what Google asks senders to keep.
+const COMPLAINT_LIMIT: f64 = 0.003;
+
+/// The dashboard's deliverability card: people bounced and complained, and per receiving
+/// domain over the last 30 days, sent, bounced and complained with the complaint rate
+/// against [`COMPLAINT_LIMIT`].
+async fn deliverability(store: &Store) -> Result<serde_json::Value, StoreError> {
+    let to = now() + 1;
+    let rows = store.deliverability(to - 30 * 86_400, to).await?;
+    let totals = store.totals().await?;
+    let people = |status: &str| {
+        totals
+            .profiles
+            .iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| *n)
+    };
+    let (delivered, complaints) = rows
+        .iter()
+        .fold((0, 0), |(d, c), r| (d + r.delivered(), c + r.complaints));
+    let rate = |c: i64, d: i64| if d == 0 { 0.0 } else { c as f64 / d as f64 };
+    let domains: Vec<_> = rows
+        .iter()
+        .take(10)
+        .map(|r| {
+            json!({
+                "domain": r.domain, "sent": r.sent, "delivered": r.delivered(),
+                "bounced_hard": r.bounced_hard, "bounced_soft": r.bounced_soft, "complaints": r.complaints,
+                "complaint_rate": percent(rate(r.complaints, r.delivered())),
+                "gauge": complaint_gauge(rate(r.complaints, r.delivered())),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "bounced": people("bounced"), "complained": people("complained"),
+        "delivered": delivered, "complaints": complaints,
+        "complaint_rate": percent(rate(complaints, delivered)),
+        "gauge": complaint_gauge(rate(complaints, delivered)),
+        "over_limit": rate(complaints, delivered) > COMPLAINT_LIMIT,
+        "domains": domains,
+    }))
+}
+
+/// `0.0012` as `0.12%`.
+fn percent(rate: f64) -> String {
+    format!("{:.2}%", rate * 100.0)
+}
+
+/// A complaint rate on a scale to twice Gmail's line, with the line drawn: green under a
+/// third of it, amber under it, red over it. Inline SVG.
+fn complaint_gauge(rate: f64) -> String {
+    let scale = 2.0 * COMPLAINT_LIMIT;
+    let w = (rate.clamp(0.0, scale) / scale * 160.0).round();
+    let fill = if rate > COMPLAINT_LIMIT {
+        "#c0392b"
+    } else if rate > COMPLAINT_LIMIT / 3.0 {
+        "#d68910"
+    } else {
+        "#1e8449"
+    };
+    format!(
+        "<svg width=\"160\" height=\"14\" role=\"img\" aria-label=\"complaint rate {} against Gmail's 0.30% line\">\
+         <rect width=\"160\" height=\"14\" fill=\"#e6e9ef\"/><rect width=\"{w}\" height=\"14\" fill=\"{fill}\"/>\
+         <line x1=\"80\" x2=\"80\" y1=\"0\" y2=\"14\" stroke=\"#222\" stroke-width=\"2\"/></svg>",
+        percent(rate)
+    )
 }
 
 /// The segments a person is in now (none once erased: `None`).
