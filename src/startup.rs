@@ -100,6 +100,7 @@ impl Application {
                 max_attempts: settings.max_attempts,
                 lease: settings.delivery_lease.as_secs() as i64,
                 confirm_ttl: settings.confirm_ttl.as_secs() as i64,
+                domain_rates: settings.domain_rates.clone(),
             },
         );
         let intake = Intake::new(store.clone(), signer.clone(), settings.soft_bounce_limit);

@@ -63,6 +63,7 @@ async fn send_newsletter(
             max_attempts: 3,
             lease: 60,
             confirm_ttl: 86_400,
+            domain_rates: None,
         },
     );
     assert_eq!(worker.run_once().await.unwrap(), expected);

@@ -68,6 +68,7 @@ fn own_worker(app: &TestApp, outbox: &std::path::Path) -> Worker {
             max_attempts: 3,
             lease: 60,
             confirm_ttl: 86_400,
+            domain_rates: None,
         },
     )
 }

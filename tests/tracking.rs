@@ -87,6 +87,7 @@ async fn newsletter_to_three(app: &TestApp, outbox: &std::path::Path) -> Vec<Mai
             max_attempts: 3,
             lease: 60,
             confirm_ttl: 86_400,
+            domain_rates: None,
         },
     );
     assert_eq!(worker.run_once().await.unwrap(), 3);

@@ -9,4 +9,4 @@ mod settings;
 pub use diagnostic::{Diagnostic, Diagnostics, line_col};
 pub use nesting::{MAX_TOML_NESTING, diagnostic as too_deep_diagnostic, too_deep};
 pub use project::{AfterToml, CAMPAIGNS_FILE, CampaignToml, Project, SectionToml, Sender};
-pub use settings::{SettingError, Settings, parse_duration};
+pub use settings::{DomainRates, SettingError, Settings, parse_duration};

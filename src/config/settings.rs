@@ -59,6 +59,9 @@ pub struct Settings {
     /// Soft bounces on different deliveries, with nothing opened or clicked between, that
     /// mark an address bounced.
     pub soft_bounce_limit: i64,
+    /// `RAPPORT_DOMAIN_RATES`: messages per second per receiving domain, on top of
+    /// `send_rate`; `None`: no pacing per domain.
+    pub domain_rates: Option<DomainRates>,
     /// The clock the scheduler reads; the system clock except in tests (not an env setting).
     pub clock: crate::clock::Clock,
 }
@@ -224,8 +227,17 @@ impl Settings {
                 problem: "RAPPORT_BOUNCE_BIND listens for mail to the bounce domain: set RAPPORT_BOUNCE_DOMAIN too".into(),
             });
         }
+        let domain_rates = match non_empty("RAPPORT_DOMAIN_RATES") {
+            None => None,
+            Some(v) => Some(DomainRates::parse(&v).map_err(|problem| SettingError {
+                var: "RAPPORT_DOMAIN_RATES",
+                value: v.clone(),
+                problem,
+            })?),
+        };
         let soft_bounce_limit = number("RAPPORT_SOFT_BOUNCE_LIMIT", 3, 1)? as i64;
         Ok(Settings {
+            domain_rates,
             bounce_domain,
             bounce_bind,
             soft_bounce_limit,
@@ -260,6 +272,63 @@ impl Settings {
         self.public_url
             .clone()
             .unwrap_or_else(|| format!("http://{bind}"))
+    }
+}
+
+/// Messages per second per receiving domain: named domains, and `*` for each other domain
+/// (without `*`, other domains are not paced).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainRates {
+    /// (domain, rate), domains lower-cased.
+    pub named: Vec<(String, u32)>,
+    /// The rate of each domain not named.
+    pub others: Option<u32>,
+}
+
+impl DomainRates {
+    /// Reads `gmail.com=10,outlook.com=5,*=50`.
+    pub fn parse(s: &str) -> Result<DomainRates, String> {
+        let mut rates = DomainRates {
+            named: Vec::new(),
+            others: None,
+        };
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let bad = || {
+                format!(
+                    "{item:?}: expected DOMAIN=MESSAGES_PER_SECOND pairs separated by commas, like gmail.com=10,outlook.com=5,*=50"
+                )
+            };
+            let (domain, rate) = item.split_once('=').ok_or_else(bad)?;
+            let rate: u32 = rate
+                .trim()
+                .parse()
+                .ok()
+                .filter(|r| *r > 0)
+                .ok_or_else(bad)?;
+            match domain.trim() {
+                "*" => rates.others = Some(rate),
+                d => {
+                    let d = parse_domain(d).ok_or_else(bad)?;
+                    if rates.named.iter().any(|(n, _)| *n == d) {
+                        return Err(format!("{d} is given twice"));
+                    }
+                    rates.named.push((d, rate));
+                }
+            }
+        }
+        if rates.named.is_empty() && rates.others.is_none() {
+            return Err("no rates given".into());
+        }
+        Ok(rates)
+    }
+
+    /// The rate for a receiving domain (lower-case), if it is paced.
+    pub fn for_domain(&self, domain: &str) -> Option<u32> {
+        self.named
+            .iter()
+            .find(|(d, _)| d == domain)
+            .map(|(_, r)| *r)
+            .or(self.others)
     }
 }
 
@@ -360,6 +429,35 @@ mod tests {
         assert_eq!(s.soft_bounce_limit, 5);
         assert_eq!(with(&[]).unwrap().soft_bounce_limit, 3);
         assert!(with(&[("RAPPORT_SOFT_BOUNCE_LIMIT", "0")]).is_err());
+        let r = with(&[("RAPPORT_DOMAIN_RATES", "Gmail.com=10, outlook.com=5,*=50")])
+            .unwrap()
+            .domain_rates
+            .unwrap();
+        assert_eq!(
+            (
+                r.for_domain("gmail.com"),
+                r.for_domain("outlook.com"),
+                r.for_domain("x.example")
+            ),
+            (Some(10), Some(5), Some(50))
+        );
+        assert_eq!(
+            DomainRates::parse("gmail.com=10")
+                .unwrap()
+                .for_domain("x.example"),
+            None
+        );
+        for bad in [
+            "gmail.com",
+            "gmail.com=0",
+            "gmail.com=ten",
+            "a.com=1,a.com=2",
+            ",",
+            "x=1",
+        ] {
+            let e = with(&[("RAPPORT_DOMAIN_RATES", bad)]).unwrap_err();
+            assert_eq!(e.var, "RAPPORT_DOMAIN_RATES", "{bad}");
+        }
         assert!(
             parse_duration("3d").is_ok()
                 && parse_duration("0s").is_ok()

@@ -2,6 +2,7 @@
 //! are written as `.eml` files to the outbox folder; with `RAPPORT_SMTP_URL` they go to an
 //! SMTP server over pooled connections. Failures say whether a retry can help.
 
+pub mod pace;
 mod smtp;
 mod stream;
 #[cfg(test)]

@@ -15,12 +15,13 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Notify;
 
 use super::Transport;
+use super::pace::{Pace, Pacer};
 use crate::mail::{Mailer, Sending};
 use crate::profile::{Profile, Status};
 use crate::render::Composed;
@@ -54,6 +55,8 @@ pub struct WorkerConfig {
     pub lease: i64,
     /// Seconds a confirmation link stays valid from the moment its email is built.
     pub confirm_ttl: i64,
+    /// Messages per second per receiving domain (see `delivery::pace`).
+    pub domain_rates: Option<crate::config::DomainRates>,
 }
 
 /// Stored link ids by [`link_key`].
@@ -132,6 +135,8 @@ pub struct Worker {
     config: WorkerConfig,
     wake: Arc<Notify>,
     throttle: Option<Arc<DefaultDirectRateLimiter>>,
+    /// Lanes per receiving domain, when `RAPPORT_DOMAIN_RATES` is set.
+    pacer: Option<Arc<Pacer>>,
     recorder: tokio::sync::mpsc::Sender<SentRecord>,
     /// Stored link ids, so each link is looked up once per process.
     links: Arc<std::sync::Mutex<LinkIds>>,
@@ -144,6 +149,8 @@ pub enum Outcome {
     Retry,
     Failed,
     Skipped,
+    /// Put back in the queue for its domain's next send slot (no attempt counted).
+    Postponed,
 }
 
 impl Worker {
@@ -160,7 +167,9 @@ impl Worker {
             .and_then(NonZeroU32::new)
             .map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r))));
         let recorder = start_recorder(store.clone());
+        let pacer = config.domain_rates.clone().map(|r| Arc::new(Pacer::new(r)));
         Worker {
+            pacer,
             store,
             site,
             mailer,
@@ -511,10 +520,33 @@ impl Worker {
         profile: &Profile,
         composed: Composed,
     ) -> Result<Outcome, StoreError> {
+        let domain = profile.email.domain();
+        if let Some(pacer) = &self.pacer {
+            match pacer.pace(domain, Instant::now()) {
+                Pace::Now => {}
+                Pace::Wait(wait) => tokio::time::sleep(wait).await,
+                Pace::Later(wait) => {
+                    let at = now() + wait.as_secs() as i64 + 1;
+                    let why = format!(
+                        "waiting for the next send slot of {domain} (RAPPORT_DOMAIN_RATES)"
+                    );
+                    self.store.delivery_postpone(d.id, at, &why).await?;
+                    return Ok(Outcome::Postponed);
+                }
+            }
+        }
         if let Some(t) = &self.throttle {
             t.until_ready().await;
         }
-        match self.transport.send(composed.message).await {
+        let sent = self.transport.send(composed.message).await;
+        if let Some(pacer) = &self.pacer {
+            match &sent {
+                Ok(()) => pacer.accepted(domain),
+                Err(e) if !e.permanent => pacer.deferred(domain, Instant::now()),
+                Err(_) => {}
+            }
+        }
+        match sent {
             Ok(()) => {
                 let (ack, recorded) = tokio::sync::oneshot::channel();
                 let queued = self

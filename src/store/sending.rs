@@ -359,6 +359,22 @@ impl Store {
         Ok(())
     }
 
+    /// Back in the queue until `at`, for `why`, without counting the attempt (its receiving domain's
+    /// next send slot is later; see `delivery::pace`).
+    pub async fn delivery_postpone(&self, id: i64, at: i64, why: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'queued', next_attempt_at = $2, lease_until = NULL, \
+             last_error = $3, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(why)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// A final outcome without a send: `failed` (with `bounce`, the address is marked
     /// bounced and gets nothing more) or `skipped` (unsubscribed meanwhile, `unless`).
     pub async fn delivery_closed(

@@ -488,3 +488,56 @@ mod through_postfix {
     use super::*;
     on_both_databases!(postfix_dsn_marks_the_address_bounced);
 }
+
+/// `RAPPORT_DOMAIN_RATES`: a slow receiving domain's messages are spaced out, those past
+/// the worker's hold go back to the queue for their slot (no attempt counted), and the
+/// other domains are not held up; everything arrives.
+async fn receiving_domains_are_paced_apart(db: common::Db) {
+    let Some(app) =
+        common::spawn_app_with(db, &[("RAPPORT_DOMAIN_RATES", "slow.example=1,*=1000")]).await
+    else {
+        return common::skip_postgres("receiving_domains_are_paced_apart");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.csv");
+    let people: Vec<String> = (0..5)
+        .map(|i| format!("s{i}@slow.example"))
+        .chain((0..3).map(|i| format!("f{i}@fast.example")))
+        .collect();
+    std::fs::write(&list, format!("email\n{}\n", people.join("\n"))).unwrap();
+    let (code, _, err) = app.cli(&["import", list.to_str().unwrap(), "--source", "shop"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = app.cli(&["run", "newsletter"]);
+    assert_eq!(code, 0, "{err}");
+    for who in &people {
+        app.wait_for_mail(|m| m.to.contains(who.as_str())).await;
+    }
+    let pool = common::raw_pool(&app.database_url).await;
+    // Postponed deliveries keep the time they were queued again for.
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT p.email, d.attempts, d.next_attempt_at FROM deliveries d \
+         JOIN profiles p ON p.id = d.profile_id WHERE d.campaign = 'newsletter' AND d.status = 'sent'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 8, "{rows:?}");
+    let queued_at = rows.iter().map(|r| r.2).min().unwrap();
+    let postponed: Vec<&str> = rows
+        .iter()
+        .filter(|(_, _, at)| *at > queued_at + 2)
+        .map(|(email, _, _)| email.as_str())
+        .collect();
+    // One a second: slots at 0, 1 and 2 s are waited for, the next two queued again.
+    assert_eq!(postponed.len(), 2, "{rows:?}");
+    assert!(postponed.iter().all(|e| e.ends_with("@slow.example")));
+    assert!(
+        rows.iter().all(|(_, attempts, _)| *attempts == 1),
+        "postponing counts no attempt: {rows:?}"
+    );
+}
+
+mod paced {
+    use super::*;
+    on_both_databases!(receiving_domains_are_paced_apart);
+}
