@@ -237,8 +237,138 @@ async fn serve(
             }
         }
         write.write_all(&response.buffer()?).await?;
-        if response.action == Action::Close {
+        // After refusing a message at its end, `mailin` 0.6 stays in the DATA state and
+        // would read the next commands as message text: end the session instead (the
+        // client has its answer; it may connect again).
+        if response.action == Action::Close || response.code == 552 {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt as _;
+
+    async fn listener() -> (SocketAddr, watch::Sender<bool>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let store = crate::store::Store::open(&url).await.unwrap();
+        let intake = Intake::new(store, crate::track::Signer::new(b"0123456789abcdef"), 3);
+        let l = Listener::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            "Bounces.Example.com",
+            intake,
+        )
+        .await
+        .unwrap();
+        let addr = l.local_addr().unwrap();
+        let (stop, rx) = watch::channel(false);
+        tokio::spawn(l.run(rx));
+        (addr, stop, dir)
+    }
+
+    /// A client that reads one reply (all its lines) per command.
+    struct Client(BufReader<TcpStream>);
+
+    impl Client {
+        async fn connect(addr: SocketAddr) -> (Client, String) {
+            let mut c = Client(BufReader::new(TcpStream::connect(addr).await.unwrap()));
+            let greeting = c.reply().await;
+            (c, greeting)
+        }
+
+        async fn reply(&mut self) -> String {
+            let mut all = String::new();
+            loop {
+                let mut line = String::new();
+                if self.0.read_line(&mut line).await.unwrap() == 0 {
+                    return all;
+                }
+                all.push_str(&line);
+                if line.as_bytes().get(3) != Some(&b'-') {
+                    return all;
+                }
+            }
+        }
+
+        async fn say(&mut self, line: &[u8]) -> String {
+            self.0.get_mut().write_all(line).await.unwrap();
+            self.reply().await
+        }
+    }
+
+    #[tokio::test]
+    async fn takes_the_bounce_domain_only_and_refuses_what_is_too_big() {
+        let (addr, _stop, _dir) = listener().await;
+        let (mut c, greeting) = Client::connect(addr).await;
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        assert!(c.say(b"EHLO relay.example\r\n").await.starts_with("250"));
+        assert!(
+            c.say(b"MAIL FROM:<>\r\n").await.starts_with("250"),
+            "the null sender of DSNs"
+        );
+        let relay = c.say(b"RCPT TO:<someone@elsewhere.example>\r\n").await;
+        assert!(relay.starts_with("550 5.7.1"), "never a relay: {relay}");
+        assert!(
+            c.say(b"RCPT TO:<b-1-00@bounces.example.COM>\r\n")
+                .await
+                .starts_with("250")
+        );
+        assert!(c.say(b"DATA\r\n").await.starts_with("354"));
+        let line = [b'x'; 999];
+        let mut big = Vec::new();
+        while big.len() <= MAX_MESSAGE {
+            big.extend_from_slice(&line);
+            big.extend_from_slice(b"\r\n");
+        }
+        c.0.get_mut().write_all(&big).await.unwrap();
+        let too_big = c.say(b".\r\n").await;
+        assert!(too_big.starts_with("552"), "{too_big}");
+        // The session ends there; a new one takes a small report (250, though it names
+        // nothing).
+        let (mut c, _) = Client::connect(addr).await;
+        assert!(c.say(b"HELO relay.example\r\n").await.starts_with("250"));
+        assert!(c.say(b"MAIL FROM:<>\r\n").await.starts_with("250"));
+        assert!(
+            c.say(b"RCPT TO:<fbl@bounces.example.com>\r\n")
+                .await
+                .starts_with("250")
+        );
+        assert!(c.say(b"DATA\r\n").await.starts_with("354"));
+        let ok = c
+            .say(b"Subject: hello\r\n\r\n..a dot-stuffed line\r\n.\r\n")
+            .await;
+        assert!(ok.starts_with("250"), "{ok}");
+        // A line without an end, longer than any command: refused, connection closed.
+        c.0.get_mut().write_all(&[b'A'; 70 * 1024]).await.unwrap();
+        let long = c.reply().await;
+        assert!(long.starts_with("500"), "{long}");
+        let mut rest = Vec::new();
+        let _ = c.0.read_to_end(&mut rest).await;
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_limit_are_turned_away() {
+        let (addr, _stop, _dir) = listener().await;
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            let (c, greeting) = Client::connect(addr).await;
+            assert!(greeting.starts_with("220"));
+            held.push(c);
+        }
+        let (_, busy) = Client::connect(addr).await;
+        assert!(busy.starts_with("421"), "{busy}");
+        drop(held.pop());
+        // A freed slot is served again (the session's end is noticed shortly).
+        for _ in 0..100 {
+            let (_, greeting) = Client::connect(addr).await;
+            if greeting.starts_with("220") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("a freed slot was never served");
     }
 }
