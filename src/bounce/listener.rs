@@ -249,7 +249,6 @@ async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt as _;
 
     async fn listener() -> (SocketAddr, watch::Sender<bool>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();

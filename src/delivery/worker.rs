@@ -432,22 +432,18 @@ impl Worker {
     }
 
     /// The confirmation email of a request on the form (the system campaign
-    /// [`CONFIRMATION`]), as the person stands now: the link for someone who is not
-    /// subscribed (whatever their status: confirming is how anyone comes back), the
-    /// "already subscribed" note for someone who is. Its link is valid for
-    /// `confirm_ttl` from now.
+    /// [`CONFIRMATION`]), as the person stands now (see `Mailer::confirmation`). Its link
+    /// is valid for `confirm_ttl` from now.
     async fn confirmation(
         &self,
         site: &Site,
         d: &Claimed,
         profile: &Profile,
     ) -> Result<Result<Composed, Outcome>, StoreError> {
-        let already = profile.status == Status::Subscribed;
         match self.mailer.confirmation(
             site,
             profile,
             Sending::Delivery(d.id),
-            already,
             self.config.confirm_ttl,
             now(),
             self.transport.eight_bit(),

@@ -88,11 +88,16 @@ pub fn check(site: &Site) -> (Vec<Diagnostic>, Vec<String>) {
     }
     if let Some(sample) = samples.first() {
         for already in [false, true] {
+            let mut person = sample.profile.clone();
+            person.status = if already {
+                crate::profile::Status::Subscribed
+            } else {
+                crate::profile::Status::Pending
+            };
             let built = mailer.confirmation(
                 site,
-                &sample.profile,
+                &person,
                 Sending::Delivery(0),
-                already,
                 7 * 86_400,
                 SAMPLE_TIME,
                 false,

@@ -186,20 +186,22 @@ impl Mailer {
         self.finish(site, campaign, person, r, sending, eight_bit)
     }
 
-    /// The confirmation of a subscription request, valid for `ttl` seconds from `now`: the
-    /// link that confirms (and applies the answers of the request, see
-    /// `Profile::confirmation_nonce`), or for someone already subscribed, a note with their
-    /// profile centre. `sending` gives the envelope sender, as for campaign messages.
+    /// The confirmation of a subscription request, valid for `ttl` seconds from `now`, as
+    /// the person stands: for someone not subscribed (whatever their status: confirming is
+    /// how anyone comes back), the link that confirms (and applies the answers of the
+    /// request, see `Profile::confirmation_nonce`); for someone already subscribed, a note
+    /// with their profile centre. `sending` gives the envelope sender, as for campaign
+    /// messages.
     pub fn confirmation(
         &self,
         site: &Site,
         profile: &Profile,
         sending: Sending,
-        already_subscribed: bool,
         ttl: i64,
         now: i64,
         eight_bit: bool,
     ) -> Result<Composed, MailError> {
+        let already_subscribed = profile.status == crate::profile::Status::Subscribed;
         let nonce = profile.confirmation_nonce();
         let confirm = self
             .signer
