@@ -411,6 +411,18 @@ mod tests {
     fn junk_is_an_error_or_nothing_never_a_panic() {
         assert!(parse(b"").is_err());
         assert!(parse(b"just words, no header\r\n").is_err());
+        // Cut off in the middle of its status part: what is there is read.
+        let whole =
+            dsn("Final-Recipient: rfc822; a@x.example\r\nAction: failed\r\nStatus: 5.1.1\r\n");
+        for cut in [40, whole.len() / 2, whole.len() - 30] {
+            let _ = parse(&whole[..cut]);
+        }
+        let truncated = &whole[..whole.len() - 12];
+        assert!(matches!(parse(truncated).unwrap().kind, Kind::Bounce(_)));
+        // Binary junk after a header.
+        let mut junk = b"Subject: x\r\n\r\n".to_vec();
+        junk.extend((0..=255u8).cycle().take(4096));
+        assert_eq!(parse(&junk).unwrap().kind, Kind::Other);
         let deep = format!(
             "Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n{}",
             "--b\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n".repeat(500)
