@@ -16,6 +16,10 @@
 //!    to the confirmation landing at the sink (it goes through the delivery queue), and
 //!    from the confirmation page's response to the welcome landing there (p50, p99).
 //!
+//! With `FLOOD=N`, `serve` also runs its bounce listener and N connections send it junk
+//! (64 KiB of noise per message, one after another) for the whole end-to-end run, to show
+//! whether a flood of junk slows sending.
+//!
 //! Run: `cargo build --release && cargo bench --bench sending` (needs smtp-sink).
 
 mod common;
@@ -128,12 +132,63 @@ fn peak_rss_mb(pid: u32) -> f64 {
         / 1024.0
 }
 
+/// Sends junk to the bounce listener on `port` until `on` turns false: 64 KiB messages of
+/// noise to the bounce domain, one after another, counting those taken.
+async fn junk_flood(
+    port: u16,
+    seed: usize,
+    on: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    taken: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let stream = loop {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    let mut say = async |r: &mut BufReader<tokio::net::TcpStream>, what: &[u8]| {
+        r.get_mut().write_all(what).await.unwrap();
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        line.starts_with('2') || line.starts_with('3')
+    };
+    say(&mut r, b"EHLO junk.example\r\n").await;
+    let mut body = format!("Subject: junk {seed}\r\nContent-Type: text/plain\r\n\r\n").into_bytes();
+    let mut x = seed as u64 + 1;
+    while body.len() < 65_536 {
+        for _ in 0..76 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            body.push(b'!' + (x % 90) as u8);
+        }
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b".\r\n");
+    while on.load(Ordering::Relaxed) {
+        let ok = say(&mut r, b"MAIL FROM:<>\r\n").await
+            && say(&mut r, b"RCPT TO:<fbl@bounces.example.com>\r\n").await
+            && say(&mut r, b"DATA\r\n").await
+            && say(&mut r, &body).await;
+        if !ok {
+            return;
+        }
+        taken.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let root = common::root();
     let bin = common::release_binary();
     let n: usize = common::knob("PROFILES", 100_000);
     let pool: usize = common::knob("POOL", 16);
+    // Connections sending junk to the bounce listener during the end-to-end run (0: none).
+    let flood: usize = common::knob("FLOOD", 0);
     let port = common::free_port();
     let _sink = sink(port, None);
 
@@ -223,20 +278,32 @@ async fn main() {
     let run_id = store.runs_of("newsletter").await.unwrap()[0].0;
     let sink_cpu_before = cpu_seconds(_sink.0.id());
     let bind = format!("127.0.0.1:{}", common::free_port());
+    let bounce_port = common::free_port();
     let t = Instant::now();
-    let serve = Kill(
-        Command::new(&bin)
-            .arg("--dir")
-            .arg(root)
-            .args(["--database-url", &db, "serve", "--bind", &bind])
-            .env("RAPPORT_SMTP_URL", format!("smtp://127.0.0.1:{port}"))
-            .env("RAPPORT_SMTP_POOL", pool.to_string())
-            .env("RAPPORT_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--dir")
+        .arg(root)
+        .args(["--database-url", &db, "serve", "--bind", &bind])
+        .env("RAPPORT_SMTP_URL", format!("smtp://127.0.0.1:{port}"))
+        .env("RAPPORT_SMTP_POOL", pool.to_string())
+        .env("RAPPORT_LOG", "error")
+        .stdout(Stdio::null());
+    if flood > 0 {
+        cmd.env("RAPPORT_BOUNCE_DOMAIN", "bounces.example.com")
+            .env("RAPPORT_BOUNCE_BIND", format!("127.0.0.1:{bounce_port}"));
+    }
+    let serve = Kill(cmd.spawn().unwrap());
     let pid = serve.0.id();
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(flood > 0));
+    let flooded = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    for c in 0..flood {
+        tokio::spawn(junk_flood(
+            bounce_port,
+            c,
+            flooding.clone(),
+            flooded.clone(),
+        ));
+    }
     // Polled through the in-flight indexes (one row looked up), so that watching the
     // run costs the machine nothing next to the run itself.
     sqlx::any::install_default_drivers();
@@ -264,6 +331,14 @@ async fn main() {
         }
         let p = store.run_progress(run_id).await.unwrap();
         if p.finished() {
+            flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+            if flood > 0 {
+                let n = flooded.load(std::sync::atomic::Ordering::Relaxed);
+                println!(
+                    "junk flood: {n} messages of 64 KiB ({:.0} MB) taken by the bounce listener over {flood} connections during the run",
+                    n as f64 * 65_536.0 / 1e6
+                );
+            }
             let serve_cpu = cpu_seconds(pid);
             let sink_cpu = cpu_seconds(_sink.0.id()) - sink_cpu_before;
             let secs = t.elapsed().as_secs_f64();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ADMIN_TOKEN, Mail, TestApp};
+use common::{Mail, TestApp};
 use lettre::AsyncTransport;
 
 const BOUNCE_DOMAIN: &str = "bounces.example.com";
@@ -233,16 +233,7 @@ async fn reports_by_smtp_apply_the_policy(app: TestApp) {
     }
 
     // Per receiving domain, by hand: each got a confirmation and a welcome.
-    let csv = app
-        .client
-        .get(format!("{}/admin/reports/deliverability.csv", app.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = app.admin("/admin/reports/deliverability.csv").await;
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
@@ -256,16 +247,7 @@ async fn reports_by_smtp_apply_the_policy(app: TestApp) {
         assert!(lines.contains(&row), "{row} in\n{csv}");
     }
     // /admin shows the people taken off and the complaint rate against Gmail's line.
-    let admin = app
-        .client
-        .get(format!("{}/admin", app.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let admin = app.admin("/admin").await;
     assert!(admin.contains("1 people bounced · 1 complained"), "{admin}");
     assert!(admin.contains("over Gmail&#x27;s line") || admin.contains("over Gmail's line"));
     assert!(

@@ -15,13 +15,7 @@ use rapport::store::Store;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rapport");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::free_port;
 
 fn serve(dir: &Path, db: &str, vars: &[(&str, &str)]) -> Child {
     let port = free_port();

@@ -90,6 +90,15 @@ pub async fn fresh_postgres_url() -> Option<String> {
     Some(url.to_string())
 }
 
+/// A loopback port nobody listens on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Starts the server on the example project of this repository.
 pub async fn spawn_app(db: Db) -> Option<TestApp> {
     spawn_app_with(db, &[]).await
@@ -193,6 +202,19 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> Page {
         let r = self.client.get(self.url(path)).send().await.expect("GET");
         page(r).await
+    }
+
+    /// A `/admin` page or report, with the admin token; its body.
+    pub async fn admin(&self, path: &str) -> String {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("GET /admin");
+        assert_eq!(r.status(), 200, "{path}");
+        r.text().await.unwrap()
     }
 
     /// Posts form pairs, URL-encoded like a browser does.

@@ -23,18 +23,10 @@ impl Drop for Postfix {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Postfix {
     /// The port a coming instance will listen on (so the app can be told before it starts).
     pub fn reserve_port() -> u16 {
-        free_port()
+        super::free_port()
     }
 
     /// Starts Postfix on `port`, relaying to `127.0.0.1:relay_port`, with mail for

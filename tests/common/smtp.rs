@@ -27,12 +27,7 @@ impl SmtpSink {
     /// Starts a sink, or `None` (with a note) where Postfix is not installed. Under CI the
     /// sink must be there: `.ci/run` installs it.
     pub fn start(extra_args: &[&str]) -> Option<SmtpSink> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        SmtpSink::start_on(port, extra_args)
+        SmtpSink::start_on(super::free_port(), extra_args)
     }
 
     /// Starts a sink on a given port (to replace a stopped one).
