@@ -62,16 +62,6 @@ impl Store {
         soft_limit: i64,
         at: i64,
     ) -> Result<Recorded, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let Some(d): Option<(i64, i64, String)> =
-            sqlx::query_as("SELECT profile_id, run_id, campaign FROM deliveries WHERE id = $1")
-                .bind(delivery)
-                .fetch_optional(&mut *tx)
-                .await?
-        else {
-            return Ok(Recorded::UnknownDelivery);
-        };
-        let (profile_id, run_id, campaign) = d;
         let (kind, tag, value) = match returned {
             Returned::Bounce {
                 hard: true,
@@ -85,30 +75,34 @@ impl Store {
             } => ("soft_bounce", *status, *diagnostic),
             Returned::Complaint { feedback_type } => ("complaint", *feedback_type, ""),
         };
-        let seen: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM events WHERE delivery_id = $1 AND kind = $2 LIMIT 1",
-        )
-        .bind(delivery)
-        .bind(kind)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if seen.is_some() {
-            return Ok(Recorded::Duplicate);
-        }
-        sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        // The first statement writes, so that on SQLite the transaction holds the write
+        // lock from its start (a read first, then a write, fails at once when another
+        // connection wrote in between, whatever the busy timeout). It records the report
+        // unless the same kind was recorded for the delivery before.
+        let recorded: Option<i64> = sqlx::query_scalar(
             "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, tag, value, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             SELECT d.profile_id, $2, d.campaign, d.run_id, d.id, $3, $4, $5 FROM deliveries d \
+             WHERE d.id = $1 AND NOT EXISTS (SELECT 1 FROM events e WHERE e.profile_id = d.profile_id \
+             AND e.kind = $2 AND e.delivery_id = $1) RETURNING profile_id",
         )
-        .bind(profile_id)
-        .bind(kind)
-        .bind(&campaign)
-        .bind(run_id)
         .bind(delivery)
+        .bind(kind)
         .bind(tag)
         .bind(value)
         .bind(at)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(profile_id) = recorded else {
+            let known: Option<i64> = sqlx::query_scalar("SELECT id FROM deliveries WHERE id = $1")
+                .bind(delivery)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Ok(match known {
+                Some(_) => Recorded::Duplicate,
+                None => Recorded::UnknownDelivery,
+            });
+        };
         let suppress = match kind {
             "bounce" => Some("bounced"),
             "complaint" => Some("complained"),
