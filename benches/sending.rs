@@ -150,11 +150,12 @@ async fn junk_flood(
     };
     let mut r = BufReader::new(stream);
     let mut line = String::new();
+    // Any failure ends this connection's flood (serve stops at the end of the run).
     let mut say = async |r: &mut BufReader<tokio::net::TcpStream>, what: &[u8]| {
-        r.get_mut().write_all(what).await.unwrap();
         line.clear();
-        r.read_line(&mut line).await.unwrap();
-        line.starts_with('2') || line.starts_with('3')
+        r.get_mut().write_all(what).await.is_ok()
+            && r.read_line(&mut line).await.is_ok()
+            && (line.starts_with('2') || line.starts_with('3'))
     };
     say(&mut r, b"EHLO junk.example\r\n").await;
     let mut body = format!("Subject: junk {seed}\r\nContent-Type: text/plain\r\n\r\n").into_bytes();

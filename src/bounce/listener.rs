@@ -25,6 +25,17 @@ const MAX_LINE: u64 = 64 * 1024;
 pub const IDLE: Duration = Duration::from_secs(60);
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 32;
+/// What all connections together may send, in KiB per second (8 MiB/s, with bursts of
+/// 1 MiB): far above what bounces come at (a DSN is a few KiB; the bench takes thousands a
+/// second), far below what a flood over loopback can push (a third of a gigabyte a second,
+/// which took half the machine's CPU from sending before this budget; BENCHMARKS.md).
+pub const KIB_PER_SECOND: u32 = 8 * 1024;
+/// The burst of the budget: what may arrive at once after a quiet spell.
+const BURST_KIB: u32 = 1024;
+/// Bytes read by a connection between two payments out of the budget.
+const PAY_STEP: usize = 64 * 1024;
+
+type Budget = governor::DefaultDirectRateLimiter;
 
 /// The listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +76,11 @@ impl Listener {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         // No STARTTLS: the intake listens on a private address, or behind the MX host's TLS.
         let session = mailin::SessionBuilder::new(self.domain.clone());
+        let per_second = std::num::NonZeroU32::new(KIB_PER_SECOND).expect("not zero");
+        let burst = std::num::NonZeroU32::new(BURST_KIB).expect("not zero");
+        let budget = Arc::new(governor::RateLimiter::direct(
+            governor::Quota::per_second(per_second).allow_burst(burst),
+        ));
         loop {
             let accepted = tokio::select! {
                 a = self.listener.accept() => a,
@@ -84,10 +100,14 @@ impl Listener {
                     .await;
                 continue;
             };
-            let (domain, intake, builder) =
-                (self.domain.clone(), self.intake.clone(), session.clone());
+            let (domain, intake, builder, budget) = (
+                self.domain.clone(),
+                self.intake.clone(),
+                session.clone(),
+                budget.clone(),
+            );
             tokio::spawn(async move {
-                if let Err(e) = serve(stream, peer, &builder, domain, &intake).await {
+                if let Err(e) = serve(stream, peer, &builder, domain, &intake, &budget).await {
                     tracing::debug!(%peer, error = %e, "bounce listener: session ended");
                 }
                 drop(slot);
@@ -189,6 +209,7 @@ async fn serve(
     builder: &mailin::SessionBuilder,
     domain: String,
     intake: &Intake,
+    budget: &Budget,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let tx = Arc::new(Mutex::new(Transaction::default()));
@@ -203,6 +224,8 @@ async fn serve(
     let mut read = BufReader::new(read);
     write.write_all(&session.greeting().buffer()?).await?;
     let mut line = Vec::with_capacity(1024);
+    // Bytes read and not yet paid for out of the shared budget.
+    let mut unpaid = 0usize;
     loop {
         line.clear();
         let n = tokio::time::timeout(
@@ -213,6 +236,15 @@ async fn serve(
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client silent"))??;
         if n == 0 {
             return Ok(());
+        }
+        // Paid in steps of 64 KiB: paying per line woke the waiting connections thousands
+        // of times a second, which cost more CPU than reading the bytes.
+        unpaid += n;
+        if unpaid >= PAY_STEP {
+            let kib = std::num::NonZeroU32::new((unpaid / 1024) as u32).expect("at least one");
+            unpaid %= 1024;
+            // At most 128 KiB (a step and a line), within the budget's burst.
+            let _ = budget.until_n_ready(kib).await;
         }
         if !line.ends_with(b"\n") {
             if n as u64 == MAX_LINE {
