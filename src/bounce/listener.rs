@@ -2,8 +2,9 @@
 //! the bounce domain (the domain's MX, or a Postfix transport, points here). `mailin` holds
 //! the SMTP state machine; this file is the socket work and our limits: only the bounce
 //! domain is accepted (550 for any other recipient, so never a relay), messages over
-//! [`MAX_MESSAGE`] get 552, a silent client is dropped after [`IDLE`], and at most
-//! [`MAX_CONNECTIONS`] are served at once (others get 421). Messages are answered 250
+//! [`MAX_MESSAGE`] get 552, a silent client is dropped after [`IDLE`] and any after
+//! [`MAX_SESSION`], at most [`MAX_CONNECTIONS`] are served at once (others get 421), and
+//! all of them together read at most [`KIB_PER_SECOND`]. Messages are answered 250
 //! once recorded, whatever they turned out to be; 451 (try later) when the store fails.
 
 use std::net::SocketAddr;
@@ -23,6 +24,9 @@ pub const MAX_MESSAGE: usize = 10 * 1024 * 1024;
 const MAX_LINE: u64 = 64 * 1024;
 /// How long a client may stay silent.
 pub const IDLE: Duration = Duration::from_secs(60);
+/// How long one connection may last, however busy (a client trickling a byte a minute
+/// would otherwise hold a slot for ever).
+pub const MAX_SESSION: Duration = Duration::from_secs(600);
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 32;
 /// What all connections together may send, in KiB per second (8 MiB/s, with bursts of
@@ -107,8 +111,13 @@ impl Listener {
                 budget.clone(),
             );
             tokio::spawn(async move {
-                if let Err(e) = serve(stream, peer, &builder, domain, &intake, &budget).await {
-                    tracing::debug!(%peer, error = %e, "bounce listener: session ended");
+                let session = serve(stream, peer, &builder, domain, &intake, &budget);
+                match tokio::time::timeout(MAX_SESSION, session).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "bounce listener: session ended")
+                    }
+                    Err(_) => tracing::info!(%peer, "bounce listener: session too long, closed"),
                 }
                 drop(slot);
             });
