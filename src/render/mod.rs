@@ -201,6 +201,21 @@ impl Templates {
                 });
             }
         }
+        // A section's links without a `data-tag` get the section's name (`sections/training`:
+        // `training`), so the links export tells sections apart (after the checks above,
+        // so that their positions are the file's).
+        if problems.is_empty() {
+            for (name, src) in sources.iter_mut() {
+                let Some(section) = name.strip_prefix("sections/") else {
+                    continue;
+                };
+                if let Some(tagged) = links::tag_untagged(src, section) {
+                    *src = tagged;
+                    hbs.register_template_string(name, src.as_str())
+                        .expect("a tag between attributes keeps the syntax");
+                }
+            }
+        }
         // CSS inlining once per template, where it is lossless (see `inline`).
         let mut inline_at_send = false;
         // Email templates as they will be registered (CSS inlined where lossless).
@@ -504,6 +519,60 @@ mod tests {
             "the footer follows: {}",
             r.text
         );
+    }
+
+    #[test]
+    fn a_section_s_untagged_links_carry_its_name() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        let link = |from: &Path, to: &Path| std::os::unix::fs::symlink(from, to).unwrap();
+        link(
+            &root.join("campaigns.toml"),
+            &dir.path().join("campaigns.toml"),
+        );
+        link(&root.join("segments"), &dir.path().join("segments"));
+        std::fs::create_dir_all(dir.path().join("templates/sections")).unwrap();
+        for entry in std::fs::read_dir(root.join("templates")).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name() != "sections" {
+                link(
+                    &entry.path(),
+                    &dir.path().join("templates").join(entry.file_name()),
+                );
+            }
+        }
+        for name in ["community", "experts"] {
+            let f = format!("templates/sections/{name}.hbs");
+            link(&root.join(&f), &dir.path().join(&f));
+        }
+        // The marketer forgot the tag.
+        std::fs::write(
+            dir.path().join("templates/sections/training.hbs"),
+            "<p><a href=\"https://learn.contoso.example/courses/invoicing\">Take the course</a></p>",
+        )
+        .unwrap();
+        let site = crate::site::Site::load(dir.path()).unwrap();
+        let campaign = site.campaign("newsletter").unwrap();
+        let (samples, _) = crate::site::sample_profiles(&site);
+        let person = samples
+            .iter()
+            .map(|s| site.personalise(campaign, &s.profile, &s.facts, links(1, 1), 1_800_000_000))
+            .find(|p| p.sections.iter().any(|x| x.template == "sections/training"))
+            .expect("a sample gets the training section");
+        let mut seam = KeepLinks::default();
+        let r = site
+            .templates
+            .render_campaign(campaign, &site.project.sender, &person, &mut seam)
+            .unwrap();
+        assert!(
+            seam.links.contains(&(
+                "https://learn.contoso.example/courses/invoicing".to_string(),
+                Some("training".to_string())
+            )),
+            "{:?}",
+            seam.links
+        );
+        assert!(!r.html.contains("data-tag"), "tags never reach the message");
     }
 
     #[test]
