@@ -462,39 +462,62 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_text_template_gets_the_tracked_links_of_the_html() {
-        // The example project, seen through links, with one more template of its own.
+    /// The example project seen through symbolic links, with `own` files (paths under the
+    /// project) written in place of or beside the example's.
+    fn example_with(own: &[(&str, &str)]) -> tempfile::TempDir {
+        fn mirror(from: &Path, to: &Path, own: &[(std::path::PathBuf, &str)]) {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(from).unwrap() {
+                let entry = entry.unwrap();
+                let target = to.join(entry.file_name());
+                if entry.file_type().unwrap().is_dir() {
+                    mirror(&entry.path(), &target, own);
+                } else if !own.iter().any(|(p, _)| *p == target) {
+                    std::os::unix::fs::symlink(entry.path(), &target).unwrap();
+                }
+            }
+        }
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let dir = tempfile::tempdir().unwrap();
-        let link = |from: &Path, to: &Path| std::os::unix::fs::symlink(from, to).unwrap();
-        link(
-            &root.join("campaigns.toml"),
-            &dir.path().join("campaigns.toml"),
-        );
-        link(&root.join("segments"), &dir.path().join("segments"));
-        std::fs::create_dir(dir.path().join("templates")).unwrap();
-        for entry in std::fs::read_dir(root.join("templates")).unwrap() {
-            let entry = entry.unwrap();
-            link(
-                &entry.path(),
-                &dir.path().join("templates").join(entry.file_name()),
-            );
-        }
-        std::fs::write(
-            dir.path().join("templates/newsletter.txt.hbs"),
-            "Hello {{name}}. Courses: https://learn.contoso.example/courses/invoicing\n",
+        let own: Vec<_> = own.iter().map(|(p, s)| (dir.path().join(p), *s)).collect();
+        std::os::unix::fs::symlink(
+            root.join("campaigns.toml"),
+            dir.path().join("campaigns.toml"),
         )
         .unwrap();
+        std::os::unix::fs::symlink(root.join("segments"), dir.path().join("segments")).unwrap();
+        mirror(&root.join("templates"), &dir.path().join("templates"), &own);
+        for (path, src) in &own {
+            std::fs::write(path, src).unwrap();
+        }
+        dir
+    }
+
+    /// A sample reader of the newsletter who gets the training section.
+    fn training_reader<'a>(
+        site: &crate::site::Site,
+        samples: &'a [crate::site::Sample],
+    ) -> Personal<'a> {
+        let campaign = site.campaign("newsletter").unwrap();
+        samples
+            .iter()
+            .map(|s| site.personalise(campaign, &s.profile, &s.facts, links(1, 1), 1_800_000_000))
+            .find(|p| p.sections.iter().any(|x| x.template == "sections/training"))
+            .expect("a sample gets the training section")
+    }
+
+    #[test]
+    fn a_text_template_gets_the_tracked_links_of_the_html() {
+        // The example project with one more template of its own.
+        let dir = example_with(&[(
+            "templates/newsletter.txt.hbs",
+            "Hello {{name}}. Courses: https://learn.contoso.example/courses/invoicing\n",
+        )]);
         let site = crate::site::Site::load(dir.path()).unwrap();
         assert!(site.templates.links.is_some(), "links prepared at load");
         let campaign = site.campaign("newsletter").unwrap();
         let (samples, _) = crate::site::sample_profiles(&site);
-        let person = samples
-            .iter()
-            .map(|s| site.personalise(campaign, &s.profile, &s.facts, links(1, 1), 1_800_000_000))
-            .find(|p| p.sections.iter().any(|x| x.template == "sections/training"))
-            .expect("a sample gets the training section");
+        let person = training_reader(&site, &samples);
         let mut seam = Numbered(Vec::new());
         let r = site
             .templates
@@ -523,42 +546,15 @@ mod tests {
 
     #[test]
     fn a_section_s_untagged_links_carry_its_name() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let dir = tempfile::tempdir().unwrap();
-        let link = |from: &Path, to: &Path| std::os::unix::fs::symlink(from, to).unwrap();
-        link(
-            &root.join("campaigns.toml"),
-            &dir.path().join("campaigns.toml"),
-        );
-        link(&root.join("segments"), &dir.path().join("segments"));
-        std::fs::create_dir_all(dir.path().join("templates/sections")).unwrap();
-        for entry in std::fs::read_dir(root.join("templates")).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_name() != "sections" {
-                link(
-                    &entry.path(),
-                    &dir.path().join("templates").join(entry.file_name()),
-                );
-            }
-        }
-        for name in ["community", "experts"] {
-            let f = format!("templates/sections/{name}.hbs");
-            link(&root.join(&f), &dir.path().join(&f));
-        }
         // The marketer forgot the tag.
-        std::fs::write(
-            dir.path().join("templates/sections/training.hbs"),
+        let dir = example_with(&[(
+            "templates/sections/training.hbs",
             "<p><a href=\"https://learn.contoso.example/courses/invoicing\">Take the course</a></p>",
-        )
-        .unwrap();
+        )]);
         let site = crate::site::Site::load(dir.path()).unwrap();
         let campaign = site.campaign("newsletter").unwrap();
         let (samples, _) = crate::site::sample_profiles(&site);
-        let person = samples
-            .iter()
-            .map(|s| site.personalise(campaign, &s.profile, &s.facts, links(1, 1), 1_800_000_000))
-            .find(|p| p.sections.iter().any(|x| x.template == "sections/training"))
-            .expect("a sample gets the training section");
+        let person = training_reader(&site, &samples);
         let mut seam = KeepLinks::default();
         let r = site
             .templates
