@@ -333,20 +333,18 @@ pub async fn links_csv<W: Write>(
     period: Period,
     out: W,
 ) -> Result<usize, ReportError> {
-    let mut w = CsvOut::new(out, &LINK_COLUMNS)?;
     let rows = store.link_clicks(period.from, period.to).await?;
-    for l in &rows {
-        w.row([
-            l.campaign.clone(),
-            l.run.clone(),
-            l.url.clone(),
-            l.tag.clone(),
+    write_rows(out, &LINK_COLUMNS, rows, |l| {
+        [
+            l.campaign,
+            l.run,
+            l.url,
+            l.tag,
             l.unique_clicks.to_string(),
             rate(l.unique_clicks, l.delivered),
-        ])?;
-    }
-    w.flush()?;
-    Ok(rows.len())
+        ]
+    })
+    .await
 }
 
 /// The deliverability report: per receiving domain, messages sent in the period, how many
@@ -357,21 +355,31 @@ pub async fn deliverability_csv<W: Write>(
     period: Period,
     out: W,
 ) -> Result<usize, ReportError> {
-    let mut w = CsvOut::new(out, &DELIVERABILITY_COLUMNS)?;
     let rows = store.deliverability(period.from, period.to).await?;
-    for d in &rows {
-        w.row([
-            d.domain.clone(),
+    write_rows(out, &DELIVERABILITY_COLUMNS, rows, |d| {
+        let delivered = d.delivered();
+        [
+            d.domain,
             d.sent.to_string(),
-            d.delivered().to_string(),
+            delivered.to_string(),
             d.bounced_hard.to_string(),
             d.bounced_soft.to_string(),
             d.complaints.to_string(),
-            rate(d.complaints, d.delivered()),
-        ])?;
-    }
-    w.flush()?;
-    Ok(rows.len())
+            rate(d.complaints, delivered),
+        ]
+    })
+    .await
+}
+
+/// [`write_stream`] for rows already read.
+async fn write_rows<W: Write, T, const N: usize>(
+    out: W,
+    columns: &[&str; N],
+    rows: Vec<T>,
+    cells: impl Fn(T) -> [String; N],
+) -> Result<usize, ReportError> {
+    let rows = futures_util::stream::iter(rows.into_iter().map(Ok));
+    write_stream(out, columns, rows, |_| {}, cells).await
 }
 
 /// Writes the rows of a stream from the database as they come, each turned into cells by

@@ -123,26 +123,33 @@ fn period(query: &Option<String>) -> Result<Period, ReportError> {
     )
 }
 
+/// A CSV report over the period of the query (`?from=DATE&to=DATE`), written into the
+/// response body by `write`; a bad parameter is a 400 naming it.
+async fn period_csv(
+    query: &Option<String>,
+    name: &str,
+    write: impl AsyncFnOnce(Period, &mut Vec<u8>) -> Result<usize, ReportError>,
+) -> Result<Response, AppError> {
+    let mut body = Vec::new();
+    let written = match period(query) {
+        Ok(p) => write(p, &mut body).await,
+        Err(e) => Err(e),
+    };
+    csv_or_error(written.map(|_| body), name)
+}
+
 /// `GET /admin/reports/response-rates.csv?by=campaign|run|segment&from=DATE&to=DATE`.
 pub async fn response_rates_csv(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let report = async {
-        let GroupByArg(by) = param(&query, "by").unwrap_or_default().parse()?;
-        let mut body = Vec::new();
-        crate::report::response_rates_csv(
-            &state.store,
-            &state.site(),
-            by,
-            period(&query)?,
-            &mut body,
-            |_| {},
-        )
-        .await?;
-        Ok(body)
-    };
-    csv_or_error(report.await, "response-rates.csv")
+    let by = param(&query, "by").unwrap_or_default();
+    period_csv(&query, "response-rates.csv", async |p, out| {
+        let GroupByArg(by) = by.parse()?;
+        let site = state.site();
+        crate::report::response_rates_csv(&state.store, &site, by, p, out, |_| {}).await
+    })
+    .await
 }
 
 /// `GET /admin/reports/optin.csv?from=DATE&to=DATE`.
@@ -150,12 +157,10 @@ pub async fn optin_csv(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let report = async {
-        let mut body = Vec::new();
-        crate::report::optin_csv(&state.store, &state.site(), period(&query)?, &mut body).await?;
-        Ok(body)
-    };
-    csv_or_error(report.await, "optin.csv")
+    period_csv(&query, "optin.csv", async |p, out| {
+        crate::report::optin_csv(&state.store, &state.site(), p, out).await
+    })
+    .await
 }
 
 /// `GET /admin/reports/clicks.csv?from=DATE&to=DATE`.
@@ -163,12 +168,10 @@ pub async fn clicks_csv(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let report = async {
-        let mut body = Vec::new();
-        crate::report::clicks_csv(&state.store, period(&query)?, &mut body, |_| {}).await?;
-        Ok(body)
-    };
-    csv_or_error(report.await, "clicks.csv")
+    period_csv(&query, "clicks.csv", async |p, out| {
+        crate::report::clicks_csv(&state.store, p, out, |_| {}).await
+    })
+    .await
 }
 
 /// `GET /admin/reports/links.csv?from=DATE&to=DATE`.
@@ -176,12 +179,10 @@ pub async fn links_csv(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let report = async {
-        let mut body = Vec::new();
-        crate::report::links_csv(&state.store, period(&query)?, &mut body).await?;
-        Ok(body)
-    };
-    csv_or_error(report.await, "links.csv")
+    period_csv(&query, "links.csv", async |p, out| {
+        crate::report::links_csv(&state.store, p, out).await
+    })
+    .await
 }
 
 /// `GET /admin/reports/deliverability.csv?from=DATE&to=DATE`.
@@ -189,12 +190,10 @@ pub async fn deliverability_csv(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let report = async {
-        let mut body = Vec::new();
-        crate::report::deliverability_csv(&state.store, period(&query)?, &mut body).await?;
-        Ok(body)
-    };
-    csv_or_error(report.await, "deliverability.csv")
+    period_csv(&query, "deliverability.csv", async |p, out| {
+        crate::report::deliverability_csv(&state.store, p, out).await
+    })
+    .await
 }
 
 /// `GET /admin/reports/feedback.csv?from=DATE&to=DATE`.
@@ -202,12 +201,10 @@ pub async fn feedback_csv(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let report = async {
-        let mut body = Vec::new();
-        crate::report::feedback_csv(&state.store, period(&query)?, &mut body, |_| {}).await?;
-        Ok(body)
-    };
-    csv_or_error(report.await, "feedback.csv")
+    period_csv(&query, "feedback.csv", async |p, out| {
+        crate::report::feedback_csv(&state.store, p, out, |_| {}).await
+    })
+    .await
 }
 
 /// A horizontal bar for a rate, as inline SVG (nothing loaded from elsewhere).
