@@ -394,3 +394,60 @@ pub async fn bounces(settings: &Settings, paths: &[PathBuf]) -> anyhow::Result<E
         ExitCode::SUCCESS
     })
 }
+
+/// `rapport token create NAME --scopes ...`: stores the hash of a new token and prints the
+/// token (on stdout, alone, for scripts); it is never shown again.
+pub async fn token_create(settings: &Settings, name: &str, scopes: &str) -> anyhow::Result<()> {
+    let scopes = crate::access::parse_scopes(scopes).context("--scopes")?;
+    let name = name.trim();
+    anyhow::ensure!(
+        !name.is_empty() && name.len() <= 64 && !name.chars().any(char::is_control),
+        "the token name must be 1 to 64 printable characters"
+    );
+    let store = Store::open(&settings.database_url).await?;
+    let (token, hash) = crate::access::new_token();
+    let list: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    let created = store.create_api_token(name, &hash, &list.join(",")).await?;
+    anyhow::ensure!(
+        created,
+        "a token called {name:?} exists; revoke it or choose another name"
+    );
+    println!("{token}");
+    eprintln!(
+        "token {name:?} created with {}; it is shown once: keep it now",
+        list.join(", ")
+    );
+    Ok(())
+}
+
+/// `rapport token list`: one line per token, never the token itself.
+pub async fn token_list(settings: &Settings) -> anyhow::Result<()> {
+    let store = Store::open(&settings.database_url).await?;
+    let day = |t: Option<i64>| {
+        t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .map_or("-".to_string(), |d| d.format("%Y-%m-%d %H:%M").to_string())
+    };
+    println!("name\tscopes\tcreated\tlast used\trevoked");
+    for t in store.api_tokens().await? {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            t.name,
+            t.scopes,
+            day(Some(t.created_at)),
+            day(t.last_used_at),
+            day(t.revoked_at)
+        );
+    }
+    Ok(())
+}
+
+/// `rapport token revoke NAME`.
+pub async fn token_revoke(settings: &Settings, name: &str) -> anyhow::Result<()> {
+    let store = Store::open(&settings.database_url).await?;
+    anyhow::ensure!(
+        store.revoke_api_token(name.trim()).await?,
+        "no live token called {name:?} (see rapport token list)"
+    );
+    eprintln!("token {name:?} revoked");
+    Ok(())
+}

@@ -3,6 +3,7 @@
 //!
 //! Each module is one concern; `main.rs` is only the command line.
 
+pub mod access;
 pub mod bounce;
 pub mod campaign;
 pub mod cli;

@@ -110,8 +110,28 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// API tokens: create (printed once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Apply database migrations and exit.
     Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// A new token for the API, printed once (only its hash is kept).
+    Create {
+        /// A name to list and revoke it by (e.g. the system that uses it: shop, crm).
+        name: String,
+        /// What it may do: profiles:read, profiles:write, events:write, campaigns:run,
+        /// reports:read (comma-separated).
+        #[arg(long, required = true)]
+        scopes: String,
+    },
+    /// Every token: name, scopes, created, last used, revoked.
+    List,
+    /// Revoke a token by name: requests with it get 401 from now on.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,6 +264,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::export(dir, &settings, Report::Optin, "", &range.into()).await?
         }
         Command::Bounces { files } => return cli::bounces(&settings, &files).await,
+        Command::Token(TokenCommand::Create { name, scopes }) => {
+            cli::token_create(&settings, &name, &scopes).await?
+        }
+        Command::Token(TokenCommand::List) => cli::token_list(&settings).await?,
+        Command::Token(TokenCommand::Revoke { name }) => {
+            cli::token_revoke(&settings, &name).await?
+        }
         Command::Migrate => cli::migrate(&settings).await?,
     }
     Ok(ExitCode::SUCCESS)

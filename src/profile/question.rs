@@ -246,6 +246,17 @@ impl Answers {
         );
     }
 
+    /// The answers by question key, unanswered ones `null`: what the API and the personal
+    /// data export show.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name, "role": self.role, "products": self.products,
+            "employees": self.employees, "industry": self.industry,
+            "business_need": self.business_need, "challenge": self.challenge,
+            "pcs": self.pcs, "servers": self.servers, "engagement": self.engagement,
+        })
+    }
+
     /// The first word of the name, for greetings; empty when no name is known.
     pub fn first_name(&self) -> &str {
         self.name

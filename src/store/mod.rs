@@ -11,6 +11,7 @@ mod events;
 mod reports;
 mod rights;
 mod sending;
+mod tokens;
 mod tracking;
 
 use std::str::FromStr;
@@ -29,6 +30,7 @@ pub use reports::{
 };
 pub use rights::PersonalData;
 pub use sending::{CONFIRMATION, Claimed, RunOrigin, RunProgress, STANDING};
+pub use tokens::ApiToken;
 pub use tracking::{DeliveryRef, Hit, Link};
 
 /// Which database a store talks to.

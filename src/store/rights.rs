@@ -21,13 +21,11 @@ fn suppression_key(email: &Email) -> String {
 impl Store {
     /// The profile, its consent records and its events, for a "download my data" request.
     pub async fn personal_data(&self, p: &Profile) -> Result<PersonalData, StoreError> {
-        let a = &p.answers;
-        let profile = serde_json::json!({
-            "email": p.email.as_str(), "status": p.status, "name": a.name, "role": a.role, "products": a.products,
-            "employees": a.employees, "industry": a.industry, "business_need": a.business_need,
-            "challenge": a.challenge, "pcs": a.pcs, "servers": a.servers, "engagement": a.engagement,
-            "created_at": p.created_at, "updated_at": p.updated_at,
-        });
+        let mut profile = p.answers.to_json();
+        profile["email"] = p.email.as_str().into();
+        profile["status"] = p.status.as_str().into();
+        profile["created_at"] = p.created_at.into();
+        profile["updated_at"] = p.updated_at.into();
         let consents = sqlx::query("SELECT action, source, ip, user_agent, form_version, created_at FROM consents WHERE profile_id = $1 ORDER BY id")
             .bind(p.id)
             .fetch_all(&self.pool)

@@ -271,7 +271,7 @@ pub async fn dashboard(State(state): State<AppState>) -> Result<Response, AppErr
             "at": chrono::DateTime::from_timestamp(c.at, 0).map(|t| t.format("%Y-%m-%d").to_string()),
             "campaign": c.campaign,
             "comment": c.comment,
-            "segments": segments_of(&state.store, &site, people.get(&c.profile_id)).await?.join(", "),
+            "segments": super::segments_of(&state.store, &site, people.get(&c.profile_id)).await?.join(", "),
         }));
     }
     let questions = site.project.form.questions();
@@ -386,24 +386,6 @@ fn complaint_gauge(rate: f64) -> String {
          <line x1=\"80\" x2=\"80\" y1=\"0\" y2=\"14\" stroke=\"#222\" stroke-width=\"2\"/></svg>",
         percent(rate)
     )
-}
-
-/// The segments a person is in now (none once erased: `None`).
-async fn segments_of(
-    store: &Store,
-    site: &crate::site::Site,
-    profile: Option<&crate::profile::Profile>,
-) -> Result<Vec<String>, StoreError> {
-    let Some(profile) = profile else {
-        return Ok(Vec::new());
-    };
-    let facts = store.event_facts(profile.id, now()).await?;
-    Ok(site
-        .segments
-        .iter()
-        .filter(|s| s.matches(profile, &facts))
-        .map(|s| s.name.clone())
-        .collect())
 }
 
 /// A run's label on a chart: the date of a scheduled run, `manual` or `standing`.

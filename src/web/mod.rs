@@ -4,6 +4,7 @@
 //! `startup`.
 
 mod admin;
+pub mod api;
 mod client;
 mod error;
 mod extract;
@@ -61,6 +62,8 @@ pub struct Shared {
     pub admin: admin::AdminKey,
     /// Clicks and opens on their way to the database.
     pub hits: crate::track::HitQueue,
+    /// Requests per API token (see `api::PER_SECOND`).
+    pub api_limiter: Arc<DefaultKeyedRateLimiter<i64>>,
     /// Bounces and complaints taken in (their counts go to `/metrics`).
     pub intake: crate::bounce::Intake,
     limiter: Option<Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>>,
@@ -97,7 +100,13 @@ impl AppState {
             .subscribe_per_minute
             .and_then(NonZeroU32::new)
             .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))));
+        let per_second = NonZeroU32::new(api::PER_SECOND).expect("not zero");
+        let burst = NonZeroU32::new(api::BURST).expect("not zero");
+        let api_limiter = Arc::new(RateLimiter::keyed(
+            Quota::per_second(per_second).allow_burst(burst),
+        ));
         AppState(Arc::new(Shared {
+            api_limiter,
             admin,
             hits,
             intake,
@@ -141,6 +150,25 @@ pub async fn serve(
     server::serve(listener, router(state), limits, shutdown).await
 }
 
+/// The segments a person is in now (none once erased: `None`): for `/admin`'s comments and
+/// the API's profiles.
+pub(crate) async fn segments_of(
+    store: &crate::store::Store,
+    site: &Site,
+    profile: Option<&crate::profile::Profile>,
+) -> Result<Vec<String>, crate::store::StoreError> {
+    let Some(profile) = profile else {
+        return Ok(Vec::new());
+    };
+    let facts = store.event_facts(profile.id, crate::store::now()).await?;
+    Ok(site
+        .segments
+        .iter()
+        .filter(|s| s.matches(profile, &facts))
+        .map(|s| s.name.clone())
+        .collect())
+}
+
 /// All routes.
 pub fn router(state: AppState) -> Router {
     let admin = Router::new()
@@ -163,6 +191,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(admin)
+        .nest("/api/v1", api::routes())
         .route("/metrics", get(admin::metrics))
         .route("/", get(routes::form))
         .route("/subscribe", post(routes::subscribe))

@@ -1,0 +1,191 @@
+//! The JSON API under `/api/v1`, for the company's own systems (shop, CRM, support desk).
+//! Every request names a token (`Authorization: Bearer TOKEN`, see `access`); the
+//! [`Authorized`] extractor checks it, its scope and its rate in one place, and every
+//! failure answers `{"error": {"code", "message", "fields"?}}` ([`ApiError`]).
+
+mod profiles;
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use super::AppState;
+use crate::access::Scope;
+use crate::store::{ApiToken, StoreError};
+
+/// Requests per second a token may make; bursts up to [`BURST`].
+pub const PER_SECOND: u32 = 50;
+/// The burst a token may make after a quiet spell.
+pub const BURST: u32 = 200;
+
+/// The `/api/v1` routes (nested there); any other path under it is a JSON 404.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/profiles/{email}",
+            get(profiles::read).delete(profiles::erase),
+        )
+        .route("/profiles/{email}/unsubscribe", post(profiles::unsubscribe))
+        .fallback(unknown)
+}
+
+/// A failed API request, as JSON.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    fields: BTreeMap<String, String>,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            fields: BTreeMap::new(),
+            retry_after: None,
+        }
+    }
+
+    /// 401: no token, or one that is unknown or revoked.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 404: nothing there.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 422: the request names something invalid; `fields` says what, per field.
+    pub fn invalid(message: impl Into<String>, fields: BTreeMap<String, String>) -> ApiError {
+        ApiError {
+            fields,
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        tracing::error!(error = %e, "API request failed in the store");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database cannot be reached now; nothing was changed; try again shortly",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if !self.fields.is_empty() {
+            error["fields"] = json!(self.fields);
+        }
+        let mut r = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, s.into());
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("ASCII"));
+        }
+        r
+    }
+}
+
+/// Names the scope an endpoint needs (one type per scope, for [`Authorized`]).
+pub trait NeedsScope {
+    const SCOPE: Scope;
+}
+
+macro_rules! scopes {
+    ($($name:ident),*) => {$(
+        #[doc = concat!("The `", stringify!($name), "` scope, for [`Authorized`].")]
+        pub struct $name;
+        impl NeedsScope for $name {
+            const SCOPE: Scope = Scope::$name;
+        }
+    )*};
+}
+scopes!(ProfilesRead, ProfilesWrite, ReportsRead);
+
+/// A request made with a live token that holds scope `S`, within the token's rate.
+pub struct Authorized<S>(pub ApiToken, PhantomData<S>);
+
+impl<S: NeedsScope> FromRequestParts<AppState> for Authorized<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        use axum_extra::headers::authorization::Bearer;
+        use axum_extra::headers::{Authorization, HeaderMapExt};
+        let Some(Authorization(bearer)) = parts.headers.typed_get::<Authorization<Bearer>>() else {
+            return Err(ApiError::unauthorized(
+                "send the token as Authorization: Bearer TOKEN (rapport token create makes one)",
+            ));
+        };
+        let hash = crate::access::token_hash(bearer.token());
+        let Some(token) = state.store.api_token_in_use(&hash).await? else {
+            return Err(ApiError::unauthorized(
+                "the token is unknown or revoked (rapport token list shows the live ones)",
+            ));
+        };
+        if !crate::access::allows(&token.scopes, S::SCOPE) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "the token {:?} does not have the scope {}; it has {}",
+                    token.name,
+                    S::SCOPE,
+                    token.scopes
+                ),
+            ));
+        }
+        if let Err(wait) = state.api_limiter.check_key(&token.id) {
+            let secs = wait
+                .wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ))
+                .as_secs()
+                + 1;
+            return Err(ApiError {
+                retry_after: Some(secs),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "more than {PER_SECOND} requests a second with this token; try again in {secs} s"
+                    ),
+                )
+            });
+        }
+        Ok(Authorized(token, PhantomData))
+    }
+}
+
+/// An address in a path, parsed as the form parses it; 422 naming `email` otherwise.
+fn path_email(raw: &str) -> Result<crate::profile::Email, ApiError> {
+    crate::profile::Email::parse(raw).map_err(|e| {
+        ApiError::invalid(
+            "the address in the path is not valid",
+            BTreeMap::from([("email".to_string(), e.to_string())]),
+        )
+    })
+}
+
+/// Any other path under `/api/v1`.
+async fn unknown() -> ApiError {
+    ApiError::not_found("no such endpoint under /api/v1")
+}

@@ -1,0 +1,216 @@
+//! The JSON API: tokens from the command line, the token check (401, 403), and the profile
+//! endpoints, on both backends over real HTTP.
+
+mod common;
+
+use common::TestApp;
+use serde_json::Value;
+
+/// A new token with `scopes`, made as an operator makes it.
+fn token(app: &TestApp, name: &str, scopes: &str) -> String {
+    let (code, out, err) = app.cli(&["token", "create", name, "--scopes", scopes]);
+    assert_eq!(code, 0, "{err}");
+    out.trim().to_string()
+}
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut r = app.client.request(method, app.url(path));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.text().await.unwrap();
+    let json = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap_or_else(|_| panic!("JSON: {body}"))
+    };
+    (status, json, headers)
+}
+
+async fn tokens_are_checked_and_profiles_served(app: TestApp) {
+    use reqwest::Method;
+    app.subscribed(
+        "ann@example.com",
+        &[("name", "Ann Lee"), ("employees", "12")],
+    )
+    .await;
+    let crm = token(&app, "crm", "profiles:read,profiles:write");
+    let reports = token(&app, "analytics", "reports:read");
+
+    // No token, a wrong one, one without the scope.
+    let (s, body, headers) =
+        call(&app, Method::GET, "/api/v1/profiles/ann@example.com", None).await;
+    assert_eq!(s, 401);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    let (s, _, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/profiles/ann@example.com",
+        Some("rpt_nope"),
+    )
+    .await;
+    assert_eq!(s, 401);
+    let (s, body, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/profiles/ann@example.com",
+        Some(&reports),
+    )
+    .await;
+    assert_eq!(s, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("profiles:read")
+    );
+
+    // Read: answers, status, segments.
+    let (s, body, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/profiles/Ann@Example.com",
+        Some(&crm),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["email"], "ann@example.com");
+    assert_eq!(body["status"], "subscribed");
+    assert_eq!(body["answers"]["name"], "Ann Lee");
+    assert_eq!(body["answers"]["employees"], 12);
+    assert!(body["segments"].is_array());
+    let (s, body, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/profiles/bob@example.com",
+        Some(&crm),
+    )
+    .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (s, body, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/profiles/not-an-address",
+        Some(&crm),
+    )
+    .await;
+    assert_eq!(s, 422, "{body}");
+    assert!(body["error"]["fields"]["email"].is_string(), "{body}");
+    let (s, body, _) = call(&app, Method::GET, "/api/v1/nothing/here", Some(&crm)).await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+
+    // Unsubscribe: recorded with the token's name as the source.
+    let (s, body, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/profiles/ann@example.com/unsubscribe",
+        Some(&crm),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["status"], "unsubscribed");
+    let p = app
+        .store
+        .profile_by_email(&rapport::profile::Email::parse("ann@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let consents = app.store.consents(p.id).await.unwrap();
+    assert!(
+        consents
+            .iter()
+            .any(|c| c.0 == "opt_out" && c.1 == "api:crm"),
+        "{consents:?}"
+    );
+
+    // `token list` shows use; a revoked token is refused.
+    let (code, list, _) = app.cli(&["token", "list"]);
+    assert_eq!(code, 0);
+    let crm_line = list.lines().find(|l| l.starts_with("crm\t")).unwrap();
+    assert!(crm_line.contains("profiles:read,profiles:write"), "{list}");
+    assert!(!crm_line.ends_with("\t-\t-"), "last used is shown: {list}");
+    assert!(!list.contains(&crm), "never the token itself");
+    let (code, _, err) = app.cli(&["token", "create", "crm", "--scopes", "reports:read"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("exists"), "{err}");
+    let (code, _, err) = app.cli(&["token", "create", "x", "--scopes", "profiles:rw"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown scope \"profiles:rw\""), "{err}");
+
+    // A token's rate: past the burst, 429 with Retry-After.
+    let mut limited = None;
+    for _ in 0..(rapport::web::api::BURST + 50) {
+        let (s, body, headers) = call(
+            &app,
+            Method::GET,
+            "/api/v1/profiles/bob@example.com",
+            Some(&crm),
+        )
+        .await;
+        if s == 429 {
+            limited = Some((body, headers));
+            break;
+        }
+    }
+    let (body, headers) = limited.expect("the token's rate is limited");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(headers.contains_key("retry-after"));
+    let other = token(&app, "shop", "profiles:read");
+    let (s, _, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/profiles/bob@example.com",
+        Some(&other),
+    )
+    .await;
+    assert_eq!(s, 404, "another token is not held back");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    // Erase, then nothing is there.
+    let (s, _, _) = call(
+        &app,
+        Method::DELETE,
+        "/api/v1/profiles/ann@example.com",
+        Some(&crm),
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, _, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/profiles/ann@example.com",
+        Some(&crm),
+    )
+    .await;
+    assert_eq!(s, 404);
+
+    let (code, _, err) = app.cli(&["token", "revoke", "crm"]);
+    assert_eq!(code, 0, "{err}");
+    let (s, _, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/profiles/ann@example.com",
+        Some(&crm),
+    )
+    .await;
+    assert_eq!(s, 401);
+    let (code, _, _) = app.cli(&["token", "revoke", "crm"]);
+    assert_ne!(code, 0, "revoking twice says so");
+}
+
+on_both_backends!(tokens_are_checked_and_profiles_served);
