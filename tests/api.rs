@@ -213,4 +213,86 @@ async fn tokens_are_checked_and_profiles_served(app: TestApp) {
     assert_ne!(code, 0, "revoking twice says so");
 }
 
-on_both_backends!(tokens_are_checked_and_profiles_served);
+/// Starts a run of `campaign` with an optional `Idempotency-Key`: (status, body).
+async fn start_run(app: &TestApp, token: &str, campaign: &str, key: Option<&str>) -> (u16, Value) {
+    let mut r = app
+        .client
+        .post(app.url(&format!("/api/v1/campaigns/{campaign}/runs")))
+        .bearer_auth(token);
+    if let Some(k) = key {
+        r = r.header("Idempotency-Key", k);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&r.text().await.unwrap()).unwrap(),
+    )
+}
+
+async fn campaigns_are_listed_and_runs_started_once_per_key(app: TestApp) {
+    use reqwest::Method;
+    for who in ["a@example.com", "b@example.com"] {
+        app.subscribed(who, &[]).await;
+    }
+    let ops = token(&app, "ops", "campaigns:run");
+    let reader = token(&app, "reader", "profiles:read");
+    let (s, body, _) = call(&app, Method::GET, "/api/v1/campaigns", Some(&ops)).await;
+    assert_eq!(s, 200, "{body}");
+    let news = body["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "newsletter")
+        .expect("the newsletter is listed")
+        .clone();
+    assert_eq!(news["kind"], "newsletter");
+    assert_eq!(news["last_runs"].as_array().unwrap().len(), 0);
+    let (s, _, _) = call(&app, Method::GET, "/api/v1/campaigns", Some(&reader)).await;
+    assert_eq!(s, 403);
+
+    let before = app.outbox_messages().len();
+    let (s, first) = start_run(&app, &ops, "newsletter", Some("order-42")).await;
+    assert_eq!(s, 201, "{first}");
+    assert_eq!(
+        (first["recipients"].as_i64(), first["started"].as_bool()),
+        (Some(2), Some(true))
+    );
+    // A retry with the same key: the same run, nothing new.
+    let (s, again) = start_run(&app, &ops, "newsletter", Some("order-42")).await;
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(
+        (again["run"].clone(), again["started"].as_bool()),
+        (first["run"].clone(), Some(false))
+    );
+    // Without a key, each call is a new run.
+    let (s, other) = start_run(&app, &ops, "newsletter", None).await;
+    assert_eq!(s, 201);
+    assert_ne!(other["run"], first["run"]);
+    let (s, body) = start_run(&app, &ops, "nope", None).await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (s, _) = start_run(&app, &ops, "newsletter", Some(&"k".repeat(300))).await;
+    assert_eq!(s, 422);
+
+    // Two runs of two people: four newsletters, not six.
+    app.wait_for_messages(before + 4).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.outbox_messages().len(), before + 4);
+    let (_, body, _) = call(&app, Method::GET, "/api/v1/campaigns", Some(&ops)).await;
+    let news = body["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "newsletter")
+        .unwrap()
+        .clone();
+    assert_eq!(news["last_runs"].as_array().unwrap().len(), 2, "{news}");
+}
+
+on_both_backends!(
+    tokens_are_checked_and_profiles_served,
+    campaigns_are_listed_and_runs_started_once_per_key
+);

@@ -130,15 +130,46 @@ pub async fn manual_run(
     site: &Site,
     campaign: &Campaign,
 ) -> Result<Queued, StoreError> {
-    let key = format!(
-        "manual-{}-{}",
-        Utc::now().format("%Y%m%dT%H%M%S"),
-        uuid::Uuid::new_v4().simple()
-    );
-    let run_id = store
+    Ok(manual_run_once(store, site, campaign, None).await?.0)
+}
+
+/// A manual run, as [`manual_run`]; with an `idempotency_key` (the API's `Idempotency-Key`),
+/// a later call with the same key (a client's retry) returns the first call's run instead of
+/// starting another. The flag says whether this call started it.
+pub async fn manual_run_once(
+    store: &Store,
+    site: &Site,
+    campaign: &Campaign,
+    idempotency_key: Option<&str>,
+) -> Result<(Queued, bool), StoreError> {
+    use sha2::Digest;
+    let key = match idempotency_key {
+        // Hashed: the key is the client's, of any length and alphabet.
+        Some(k) => format!(
+            "api-{}",
+            &hex::encode(sha2::Sha256::digest(k.as_bytes()))[..32]
+        ),
+        None => format!(
+            "manual-{}-{}",
+            Utc::now().format("%Y%m%dT%H%M%S"),
+            uuid::Uuid::new_v4().simple()
+        ),
+    };
+    let Some(run_id) = store
         .create_run(&campaign.id, &key, RunOrigin::Manual)
         .await?
-        .expect("a fresh manual key is unique");
+    else {
+        let (run_id, recipients) = store
+            .run_with_key(&campaign.id, &key)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("run {key} vanished")))?;
+        let queued = Queued {
+            campaign: campaign.id.clone(),
+            run_id,
+            recipients,
+        };
+        return Ok((queued, false));
+    };
     let recipients = store
         .queue_audience(
             run_id,
@@ -147,11 +178,12 @@ pub async fn manual_run(
             now(),
         )
         .await?;
-    Ok(Queued {
+    let queued = Queued {
         campaign: campaign.id.clone(),
         run_id,
         recipients,
-    })
+    };
+    Ok((queued, true))
 }
 
 /// Something a person did that may start triggered campaigns.

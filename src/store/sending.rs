@@ -92,6 +92,21 @@ impl Store {
         .await?)
     }
 
+    /// The run of `campaign` with period key `key`: (id, recipients).
+    pub async fn run_with_key(
+        &self,
+        campaign: &str,
+        key: &str,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, recipients FROM campaign_runs WHERE campaign = $1 AND period_key = $2",
+        )
+        .bind(campaign)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// When rapport first saw `schedule` for `campaign`, recording `at` if it never had.
     /// The scheduler starts no occurrence from before this moment (no "missed" run on a
     /// new install, a fresh database or a changed schedule).

@@ -3,6 +3,7 @@
 //! [`Authorized`] extractor checks it, its scope and its rate in one place, and every
 //! failure answers `{"error": {"code", "message", "fields"?}}` ([`ApiError`]).
 
+mod campaigns;
 mod profiles;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,8 @@ pub fn routes() -> Router<AppState> {
             get(profiles::read).delete(profiles::erase),
         )
         .route("/profiles/{email}/unsubscribe", post(profiles::unsubscribe))
+        .route("/campaigns", get(campaigns::list))
+        .route("/campaigns/{id}/runs", post(campaigns::run))
         .fallback(unknown)
 }
 
@@ -119,7 +122,7 @@ macro_rules! scopes {
         }
     )*};
 }
-scopes!(ProfilesRead, ProfilesWrite, ReportsRead);
+scopes!(ProfilesRead, ProfilesWrite, CampaignsRun);
 
 /// A request made with a live token that holds scope `S`, within the token's rate.
 pub struct Authorized<S>(pub ApiToken, PhantomData<S>);
