@@ -154,7 +154,8 @@ async fn tokens_are_checked_and_profiles_served(app: TestApp) {
 
     // A token's rate: past the burst, 429 with Retry-After.
     let mut limited = None;
-    for _ in 0..(rapport::web::api::BURST + 50) {
+    // Sequential requests: each takes a token, the bucket refills 50 a second.
+    for _ in 0..(rapport::web::api::BURST * 10) {
         let (s, body, headers) = call(
             &app,
             Method::GET,
@@ -290,6 +291,60 @@ async fn campaigns_are_listed_and_runs_started_once_per_key(app: TestApp) {
         .unwrap()
         .clone();
     assert_eq!(news["last_runs"].as_array().unwrap().len(), 2, "{news}");
+
+    // The response rates as JSON: the CSV's columns, counts and rates as numbers.
+    let analyst = token(&app, "analyst", "reports:read");
+    let (s, body, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/reports/response-rates?by=run",
+        Some(&analyst),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let rows: Vec<&Value> = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["campaign"] == "newsletter")
+        .collect();
+    assert_eq!(rows.len(), 2, "{body}");
+    for r in rows {
+        assert_eq!(
+            (r["recipients"].as_i64(), r["delivered"].as_i64()),
+            (Some(2), Some(2)),
+            "{r}"
+        );
+        assert_eq!(r["open_rate"].as_f64(), Some(0.0), "{r}");
+        assert!(r["click_to_open_rate"].is_null(), "nothing opened: {r}");
+        assert!(r["run"].is_string());
+    }
+    let (s, body, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/reports/response-rates?by=week",
+        Some(&analyst),
+    )
+    .await;
+    assert_eq!(s, 422);
+    assert!(body["error"]["fields"]["by"].is_string(), "{body}");
+    let (s, body, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/reports/response-rates?from=yesterday",
+        Some(&analyst),
+    )
+    .await;
+    assert_eq!(s, 422);
+    assert!(body["error"]["fields"]["from"].is_string(), "{body}");
+    let (s, _, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/reports/response-rates",
+        Some(&ops),
+    )
+    .await;
+    assert_eq!(s, 403);
 }
 
 on_both_backends!(

@@ -164,17 +164,16 @@ fn rate_row(c: &RateCounts) -> [String; 15] {
     ]
 }
 
-/// Writes the response-rate CSV; `progress` is called after each row. Returns the rows.
-pub async fn response_rates_csv<W: Write>(
+/// The response-rate rows of a period, grouped by `by` (`--by segment`: per campaign and
+/// segment, membership as of now); `progress` is called after each row.
+pub async fn response_rates(
     store: &Store,
     site: &Site,
     by: GroupBy,
     period: Period,
-    out: W,
     mut progress: impl FnMut(usize),
-) -> Result<usize, ReportError> {
-    let mut w = CsvOut::new(out, &RESPONSE_RATE_COLUMNS)?;
-    let mut n = 0;
+) -> Result<Vec<RateCounts>, ReportError> {
+    let mut rows = Vec::new();
     match by {
         GroupBy::Segment => {
             for seg in site.segments.iter() {
@@ -183,22 +182,53 @@ pub async fn response_rates_csv<W: Write>(
                     .response_rates_for_segment(&seg.name, &q, period.from, period.to)
                     .await?
                 {
-                    w.row(rate_row(&c))?;
-                    n += 1;
-                    progress(n);
+                    rows.push(c);
+                    progress(rows.len());
                 }
             }
         }
         by => {
             for c in store.response_rates(by, period.from, period.to).await? {
-                w.row(rate_row(&c))?;
-                n += 1;
-                progress(n);
+                rows.push(c);
+                progress(rows.len());
             }
         }
     }
-    w.flush()?;
-    Ok(n)
+    Ok(rows)
+}
+
+/// Writes the response-rate CSV; `progress` is called after each row. Returns the rows.
+pub async fn response_rates_csv<W: Write>(
+    store: &Store,
+    site: &Site,
+    by: GroupBy,
+    period: Period,
+    out: W,
+    progress: impl FnMut(usize),
+) -> Result<usize, ReportError> {
+    let rows = response_rates(store, site, by, period, progress).await?;
+    write_rows(out, &RESPONSE_RATE_COLUMNS, rows, |c| rate_row(&c)).await
+}
+
+/// One response-rate row as a JSON object with the CSV's column names: counts as numbers,
+/// rates as numbers (4 decimals) or `null` where the CSV has an empty cell.
+pub fn rate_json(c: &RateCounts) -> serde_json::Value {
+    let cells = rate_row(c);
+    let mut o = serde_json::Map::new();
+    for (i, (name, cell)) in RESPONSE_RATE_COLUMNS.iter().zip(cells).enumerate() {
+        let v = if cell.is_empty() {
+            serde_json::Value::Null
+        } else if i < 3 {
+            cell.into()
+        } else if let Ok(n) = cell.parse::<i64>() {
+            n.into()
+        } else {
+            cell.parse::<f64>()
+                .map_or(serde_json::Value::Null, Into::into)
+        };
+        o.insert(name.to_string(), v);
+    }
+    o.into()
 }
 
 /// Writes the opt-in funnel CSV, one row per UTC day with any activity.

@@ -5,6 +5,7 @@
 
 mod campaigns;
 mod profiles;
+mod reports;
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -36,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/profiles/{email}/unsubscribe", post(profiles::unsubscribe))
         .route("/campaigns", get(campaigns::list))
         .route("/campaigns/{id}/runs", post(campaigns::run))
+        .route("/reports/response-rates", get(reports::response_rates))
         .fallback(unknown)
 }
 
@@ -122,7 +124,7 @@ macro_rules! scopes {
         }
     )*};
 }
-scopes!(ProfilesRead, ProfilesWrite, CampaignsRun);
+scopes!(ProfilesRead, ProfilesWrite, CampaignsRun, ReportsRead);
 
 /// A request made with a live token that holds scope `S`, within the token's rate.
 pub struct Authorized<S>(pub ApiToken, PhantomData<S>);

@@ -1,0 +1,55 @@
+//! `/api/v1/reports/response-rates`: the response-rate export's rows as JSON objects.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde_json::{Value, json};
+
+use super::{ApiError, Authorized, ReportsRead};
+use crate::report::{GroupByArg, Period, ReportError};
+use crate::web::AppState;
+
+/// The query: `by=campaign|run|segment`, `from` and `to` as `YYYY-MM-DD` (UTC days, both
+/// included), each optional.
+#[derive(Debug, serde::Deserialize)]
+pub struct RatesQuery {
+    by: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /api/v1/reports/response-rates` (`reports:read`): `{"rows": [...]}`, each row with
+/// the CSV's columns; counts are numbers, rates numbers or `null`.
+pub async fn response_rates(
+    _: Authorized<ReportsRead>,
+    State(state): State<AppState>,
+    Query(q): Query<RatesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let invalid = |field: &str, e: ReportError| {
+        ApiError::invalid(
+            "the report cannot be made for these parameters",
+            BTreeMap::from([(field.to_string(), e.to_string())]),
+        )
+    };
+    let GroupByArg(by) =
+        q.by.as_deref()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| invalid("by", e))?;
+    let period = Period::parse(q.from.as_deref(), q.to.as_deref()).map_err(|e| {
+        let field = match &e {
+            ReportError::BadDate("--to", _) => "to",
+            _ => "from",
+        };
+        invalid(field, e)
+    })?;
+    let rows = crate::report::response_rates(&state.store, &state.site(), by, period, |_| {})
+        .await
+        .map_err(|e| match e {
+            ReportError::Store(s) => ApiError::from(s),
+            other => invalid("by", other),
+        })?;
+    let rows: Vec<Value> = rows.iter().map(crate::report::rate_json).collect();
+    Ok(Json(json!({ "rows": rows })))
+}
