@@ -152,6 +152,93 @@ async fn tokens_are_checked_and_profiles_served(app: TestApp) {
     assert_ne!(code, 0);
     assert!(err.contains("unknown scope \"profiles:rw\""), "{err}");
 
+    // Changing answers: the form's rules, JSON errors in the API's shape.
+    let patch = |body: String, content_type: &'static str| {
+        let app = &app;
+        let crm = crm.clone();
+        async move {
+            let r = app
+                .client
+                .patch(app.url("/api/v1/profiles/ann@example.com"))
+                .bearer_auth(crm)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (
+                status,
+                serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap(),
+            )
+        }
+    };
+    let (s, body) = patch(
+        r#"{"answers": {"employees": 40, "products": ["office", "cloud"], "name": null}}"#.into(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["answers"]["employees"], 40);
+    assert_eq!(
+        body["answers"]["products"],
+        serde_json::json!(["office", "cloud"])
+    );
+    assert!(
+        body["answers"]["name"].is_null(),
+        "null removes an answer: {body}"
+    );
+    let (s, body) = patch(
+        r#"{"answers": {"employees": "many", "industry": "mining", "colour": "red"}}"#.into(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(s, 422, "{body}");
+    let fields = &body["error"]["fields"];
+    assert!(
+        fields["employees"].is_string() && fields["industry"].is_string(),
+        "{body}"
+    );
+    let (s, body) = patch(r#"{"answers": {}, "extra": 1}"#.into(), "application/json").await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (400, Some("malformed")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("extra"),
+        "{body}"
+    );
+    let (s, body) = patch("{\n  \"answers\": {".into(), "application/json").await;
+    assert_eq!(s, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 2"),
+        "{body}"
+    );
+    let (s, _) = patch(r#"{"answers": {}}"#.into(), "text/plain").await;
+    assert_eq!(s, 415);
+    let big = format!(
+        r#"{{"answers": {{"name": "{}"}}}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let (s, _) = patch(big, "application/json").await;
+    assert_eq!(s, 413);
+    let (s, body, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/profiles/ann@example.com",
+        Some(&crm),
+    )
+    .await;
+    assert_eq!(
+        (s, body["answers"]["employees"].as_i64()),
+        (200, Some(40)),
+        "nothing half-written"
+    );
+
     // A token's rate: past the burst, 429 with Retry-After.
     let mut limited = None;
     // Sequential requests: each takes a token, the bucket refills 50 a second.

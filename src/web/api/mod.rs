@@ -3,6 +3,7 @@
 //! [`Authorized`] extractor checks it, its scope and its rate in one place, and every
 //! failure answers `{"error": {"code", "message", "fields"?}}` ([`ApiError`]).
 
+mod body;
 mod campaigns;
 mod profiles;
 mod reports;
@@ -16,6 +17,8 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+
+pub use body::{JsonBody, MAX_JSON};
 use serde_json::json;
 
 use super::AppState;
@@ -32,13 +35,16 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/profiles/{email}",
-            get(profiles::read).delete(profiles::erase),
+            get(profiles::read)
+                .patch(profiles::change)
+                .delete(profiles::erase),
         )
         .route("/profiles/{email}/unsubscribe", post(profiles::unsubscribe))
         .route("/campaigns", get(campaigns::list))
         .route("/campaigns/{id}/runs", post(campaigns::run))
         .route("/reports/response-rates", get(reports::response_rates))
         .fallback(unknown)
+        .layer(axum::extract::DefaultBodyLimit::max(body::MAX_JSON))
 }
 
 /// A failed API request, as JSON.
