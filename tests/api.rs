@@ -35,6 +35,12 @@ async fn call(
     (status, json, headers)
 }
 
+/// `GET path` with `token`: (status, JSON body).
+async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
+    let (status, body, _) = call(app, reqwest::Method::GET, path, Some(token)).await;
+    (status, body)
+}
+
 async fn tokens_are_checked_and_profiles_served(app: TestApp) {
     use reqwest::Method;
     app.subscribed(
@@ -51,21 +57,9 @@ async fn tokens_are_checked_and_profiles_served(app: TestApp) {
     assert_eq!(s, 401);
     assert_eq!(body["error"]["code"], "unauthorized");
     assert_eq!(headers["www-authenticate"], "Bearer");
-    let (s, _, _) = call(
-        &app,
-        Method::GET,
-        "/api/v1/profiles/ann@example.com",
-        Some("rpt_nope"),
-    )
-    .await;
+    let (s, _) = get(&app, "/api/v1/profiles/ann@example.com", "rpt_nope").await;
     assert_eq!(s, 401);
-    let (s, body, _) = call(
-        &app,
-        Method::GET,
-        "/api/v1/profiles/ann@example.com",
-        Some(&reports),
-    )
-    .await;
+    let (s, body) = get(&app, "/api/v1/profiles/ann@example.com", &reports).await;
     assert_eq!(s, 403, "{body}");
     assert!(
         body["error"]["message"]
@@ -75,40 +69,22 @@ async fn tokens_are_checked_and_profiles_served(app: TestApp) {
     );
 
     // Read: answers, status, segments.
-    let (s, body, _) = call(
-        &app,
-        Method::GET,
-        "/api/v1/profiles/Ann@Example.com",
-        Some(&crm),
-    )
-    .await;
+    let (s, body) = get(&app, "/api/v1/profiles/Ann@Example.com", &crm).await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["email"], "ann@example.com");
     assert_eq!(body["status"], "subscribed");
     assert_eq!(body["answers"]["name"], "Ann Lee");
     assert_eq!(body["answers"]["employees"], 12);
     assert!(body["segments"].is_array());
-    let (s, body, _) = call(
-        &app,
-        Method::GET,
-        "/api/v1/profiles/bob@example.com",
-        Some(&crm),
-    )
-    .await;
+    let (s, body) = get(&app, "/api/v1/profiles/bob@example.com", &crm).await;
     assert_eq!(
         (s, body["error"]["code"].as_str()),
         (404, Some("not_found"))
     );
-    let (s, body, _) = call(
-        &app,
-        Method::GET,
-        "/api/v1/profiles/not-an-address",
-        Some(&crm),
-    )
-    .await;
+    let (s, body) = get(&app, "/api/v1/profiles/not-an-address", &crm).await;
     assert_eq!(s, 422, "{body}");
     assert!(body["error"]["fields"]["email"].is_string(), "{body}");
-    let (s, body, _) = call(&app, Method::GET, "/api/v1/nothing/here", Some(&crm)).await;
+    let (s, body) = get(&app, "/api/v1/nothing/here", &crm).await;
     assert_eq!(
         (s, body["error"]["code"].as_str()),
         (404, Some("not_found"))
@@ -226,13 +202,7 @@ async fn tokens_are_checked_and_profiles_served(app: TestApp) {
     );
     let (s, _) = patch(big, "application/json").await;
     assert_eq!(s, 413);
-    let (s, body, _) = call(
-        &app,
-        Method::GET,
-        "/api/v1/profiles/ann@example.com",
-        Some(&crm),
-    )
-    .await;
+    let (s, body) = get(&app, "/api/v1/profiles/ann@example.com", &crm).await;
     assert_eq!(
         (s, body["answers"]["employees"].as_i64()),
         (200, Some(40)),
@@ -259,13 +229,7 @@ async fn tokens_are_checked_and_profiles_served(app: TestApp) {
     assert_eq!(body["error"]["code"], "rate_limited");
     assert!(headers.contains_key("retry-after"));
     let other = token(&app, "shop", "profiles:read");
-    let (s, _, _) = call(
-        &app,
-        Method::GET,
-        "/api/v1/profiles/bob@example.com",
-        Some(&other),
-    )
-    .await;
+    let (s, _) = get(&app, "/api/v1/profiles/bob@example.com", &other).await;
     assert_eq!(s, 404, "another token is not held back");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
 
@@ -278,24 +242,12 @@ async fn tokens_are_checked_and_profiles_served(app: TestApp) {
     )
     .await;
     assert_eq!(s, 204);
-    let (s, _, _) = call(
-        &app,
-        Method::GET,
-        "/api/v1/profiles/ann@example.com",
-        Some(&crm),
-    )
-    .await;
+    let (s, _) = get(&app, "/api/v1/profiles/ann@example.com", &crm).await;
     assert_eq!(s, 404);
 
     let (code, _, err) = app.cli(&["token", "revoke", "crm"]);
     assert_eq!(code, 0, "{err}");
-    let (s, _, _) = call(
-        &app,
-        Method::GET,
-        "/api/v1/profiles/ann@example.com",
-        Some(&crm),
-    )
-    .await;
+    let (s, _) = get(&app, "/api/v1/profiles/ann@example.com", &crm).await;
     assert_eq!(s, 401);
     let (code, _, _) = app.cli(&["token", "revoke", "crm"]);
     assert_ne!(code, 0, "revoking twice says so");
@@ -319,13 +271,12 @@ async fn start_run(app: &TestApp, token: &str, campaign: &str, key: Option<&str>
 }
 
 async fn campaigns_are_listed_and_runs_started_once_per_key(app: TestApp) {
-    use reqwest::Method;
     for who in ["a@example.com", "b@example.com"] {
         app.subscribed(who, &[]).await;
     }
     let ops = token(&app, "ops", "campaigns:run");
     let reader = token(&app, "reader", "profiles:read");
-    let (s, body, _) = call(&app, Method::GET, "/api/v1/campaigns", Some(&ops)).await;
+    let (s, body) = get(&app, "/api/v1/campaigns", &ops).await;
     assert_eq!(s, 200, "{body}");
     let news = body["campaigns"]
         .as_array()
@@ -336,7 +287,7 @@ async fn campaigns_are_listed_and_runs_started_once_per_key(app: TestApp) {
         .clone();
     assert_eq!(news["kind"], "newsletter");
     assert_eq!(news["last_runs"].as_array().unwrap().len(), 0);
-    let (s, _, _) = call(&app, Method::GET, "/api/v1/campaigns", Some(&reader)).await;
+    let (s, _) = get(&app, "/api/v1/campaigns", &reader).await;
     assert_eq!(s, 403);
 
     let before = app.outbox_messages().len();
@@ -369,7 +320,7 @@ async fn campaigns_are_listed_and_runs_started_once_per_key(app: TestApp) {
     app.wait_for_messages(before + 4).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(app.outbox_messages().len(), before + 4);
-    let (_, body, _) = call(&app, Method::GET, "/api/v1/campaigns", Some(&ops)).await;
+    let (_, body) = get(&app, "/api/v1/campaigns", &ops).await;
     let news = body["campaigns"]
         .as_array()
         .unwrap()
@@ -381,13 +332,7 @@ async fn campaigns_are_listed_and_runs_started_once_per_key(app: TestApp) {
 
     // The response rates as JSON: the CSV's columns, counts and rates as numbers.
     let analyst = token(&app, "analyst", "reports:read");
-    let (s, body, _) = call(
-        &app,
-        Method::GET,
-        "/api/v1/reports/response-rates?by=run",
-        Some(&analyst),
-    )
-    .await;
+    let (s, body) = get(&app, "/api/v1/reports/response-rates?by=run", &analyst).await;
     assert_eq!(s, 200, "{body}");
     let rows: Vec<&Value> = body["rows"]
         .as_array()
@@ -406,31 +351,18 @@ async fn campaigns_are_listed_and_runs_started_once_per_key(app: TestApp) {
         assert!(r["click_to_open_rate"].is_null(), "nothing opened: {r}");
         assert!(r["run"].is_string());
     }
-    let (s, body, _) = call(
-        &app,
-        Method::GET,
-        "/api/v1/reports/response-rates?by=week",
-        Some(&analyst),
-    )
-    .await;
+    let (s, body) = get(&app, "/api/v1/reports/response-rates?by=week", &analyst).await;
     assert_eq!(s, 422);
     assert!(body["error"]["fields"]["by"].is_string(), "{body}");
-    let (s, body, _) = call(
+    let (s, body) = get(
         &app,
-        Method::GET,
         "/api/v1/reports/response-rates?from=yesterday",
-        Some(&analyst),
+        &analyst,
     )
     .await;
     assert_eq!(s, 422);
     assert!(body["error"]["fields"]["from"].is_string(), "{body}");
-    let (s, _, _) = call(
-        &app,
-        Method::GET,
-        "/api/v1/reports/response-rates",
-        Some(&ops),
-    )
-    .await;
+    let (s, _) = get(&app, "/api/v1/reports/response-rates", &ops).await;
     assert_eq!(s, 403);
 }
 
