@@ -366,7 +366,124 @@ async fn campaigns_are_listed_and_runs_started_once_per_key(app: TestApp) {
     assert_eq!(s, 403);
 }
 
+/// `POST /api/v1/profiles` with `body`: (status, JSON body).
+async fn create(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
+    let r = app
+        .client
+        .post(app.url("/api/v1/profiles"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&r.text().await.unwrap()).unwrap(),
+    )
+}
+
+async fn profiles_are_created_with_consent_through_the_form_rules(app: TestApp) {
+    use serde_json::json;
+    let shop = token(&app, "shop", "profiles:write");
+    // Double opt-in (the default): pending, and the confirmation email goes out.
+    let (s, body) = create(
+        &app,
+        &shop,
+        json!({"email": "new@example.com", "name": "Nia", "employees": 8,
+               "consent": {"source": "checkout", "ip": "203.0.113.9"}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(body["status"], "pending");
+    assert_eq!(body["answers"]["employees"], 8);
+    let confirm = app
+        .wait_for_mail(|m| m.to.contains("new@example.com") && m.link("/confirm/").is_some())
+        .await;
+    assert!(confirm.subject.contains("confirm"), "{}", confirm.subject);
+    let p = app
+        .store
+        .profile_by_email(&rapport::profile::Email::parse("new@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let consents = app.store.consents(p.id).await.unwrap();
+    assert_eq!(consents[0].0, "opt_in_requested");
+    assert_eq!(consents[0].1, "api:shop:checkout");
+
+    // Without double opt-in: subscribed at once, consent recorded, welcome sent.
+    let before = app.outbox_messages().len();
+    let (s, body) = create(
+        &app,
+        &shop,
+        json!({"email": "crm@example.com", "industry": "retail",
+               "consent": {"source": "signed contract"}, "double_opt_in": false}),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(body["status"], "subscribed");
+    let welcome = app
+        .wait_for_new_mail(before, |m| m.to.contains("crm@example.com"))
+        .await;
+    assert!(
+        welcome.link("/confirm/").is_none(),
+        "a welcome, not a confirmation"
+    );
+    // Known now: 200, only the gaps filled, the status kept.
+    let (s, body) = create(
+        &app,
+        &shop,
+        json!({"email": "crm@example.com", "industry": "healthcare", "employees": 30,
+               "consent": {"source": "signed contract"}, "double_opt_in": false}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        body["answers"]["industry"], "retail",
+        "an answer is never overwritten"
+    );
+    assert_eq!(body["answers"]["employees"], 30, "a gap is filled");
+
+    // The form's rules, and consent required: 422 per field, nothing stored.
+    let (s, body) = create(
+        &app,
+        &shop,
+        json!({"email": "bad@example.com", "employees": "lots", "industry": "mining"}),
+    )
+    .await;
+    assert_eq!(s, 422, "{body}");
+    let fields = &body["error"]["fields"];
+    for f in ["consent", "employees", "industry"] {
+        assert!(fields[f].is_string(), "{f} in {body}");
+    }
+    let (s, body) = create(
+        &app,
+        &shop,
+        json!({"email": "not an address", "consent": {"source": "x"}}),
+    )
+    .await;
+    assert_eq!(s, 422);
+    assert!(body["error"]["fields"]["email"].is_string(), "{body}");
+    assert!(
+        app.store
+            .profile_by_email(&rapport::profile::Email::parse("bad@example.com").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let reader = token(&app, "reader", "profiles:read");
+    let (s, _) = create(
+        &app,
+        &reader,
+        json!({"email": "x@example.com", "consent": {"source": "x"}}),
+    )
+    .await;
+    assert_eq!(s, 403);
+}
+
 on_both_backends!(
     tokens_are_checked_and_profiles_served,
-    campaigns_are_listed_and_runs_started_once_per_key
+    campaigns_are_listed_and_runs_started_once_per_key,
+    profiles_are_created_with_consent_through_the_form_rules
 );

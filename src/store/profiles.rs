@@ -293,6 +293,46 @@ impl Store {
         })
     }
 
+    /// A new subscriber whose consent another system collected (the API without double
+    /// opt-in): stored `subscribed` with an `opt_in` consent record naming that source, in
+    /// one transaction. `None` when the address is known (nothing changed).
+    pub async fn subscribe_with_consent(
+        &self,
+        email: &Email,
+        answers: &Answers,
+        meta: &ConsentMeta,
+    ) -> Result<Option<Profile>, StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO profiles (email, email_key, status, name, role, products, employees, \
+             industry, business_need, challenge, pcs, servers, engagement, confirm_nonce, source, \
+             created_at, updated_at, confirmed_at) \
+             VALUES ($1, $2, 'subscribed', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $15) \
+             ON CONFLICT (email_key) DO NOTHING RETURNING id",
+        )
+        .bind(email.as_str())
+        .bind(email.key())
+        .bind_answers(answers)
+        .bind(new_nonce())
+        .bind(&meta.source)
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = inserted else {
+            return Ok(None);
+        };
+        insert_consent(&mut *tx, id, "opt_in", meta, at).await?;
+        let sql = concat!(
+            "SELECT ",
+            profile_columns!(),
+            " FROM profiles WHERE id = $1"
+        );
+        let profile = profile_from_row(&sqlx::query(sql).bind(id).fetch_one(&mut *tx).await?)?;
+        tx.commit().await?;
+        Ok(Some(profile))
+    }
+
     /// How many opt-in requests (each sent a confirmation email) the address made since
     /// `since`, whoever made them: the per-address limit on confirmation emails.
     pub async fn opt_in_requests_since(

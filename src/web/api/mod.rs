@@ -33,6 +33,7 @@ pub const BURST: u32 = 200;
 /// The `/api/v1` routes (nested there); any other path under it is a JSON 404.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/profiles", post(profiles::create))
         .route(
             "/profiles/{email}",
             get(profiles::read)

@@ -97,11 +97,6 @@ pub async fn change(
     let mut cleared = Vec::new();
     let mut errors = std::collections::BTreeMap::new();
     for (key, value) in &change.answers {
-        let text = |v: &Value| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        };
         match value {
             Value::Null => match Question::from_key(key) {
                 Some(q) => cleared.push(q),
@@ -109,23 +104,10 @@ pub async fn change(
                     errors.insert(key.clone(), "not a question of the form".to_string());
                 }
             },
-            Value::Array(items) => {
-                for item in items {
-                    match text(item) {
-                        Some(t) => pairs.push((key.clone(), t)),
-                        None => {
-                            errors.insert(key.clone(), "a list holds texts only".to_string());
-                        }
-                    }
-                }
-            }
-            other => match text(other) {
-                Some(t) => pairs.push((key.clone(), t)),
-                None => {
-                    errors.insert(
-                        key.clone(),
-                        "expected a text, a number, a list of texts or null".to_string(),
-                    );
+            v => match answer_pairs(key, v) {
+                Ok(p) => pairs.extend(p),
+                Err(e) => {
+                    errors.insert(key.clone(), e.to_string());
                 }
             },
         }
@@ -156,4 +138,142 @@ pub async fn change(
     .await?;
     state.worker.wake();
     Ok(Json(shown(&state, &updated).await?))
+}
+
+/// `POST /api/v1/profiles` (`profiles:write`): `{"email", answers by question key,
+/// "consent": {"source", "ip"?}, "double_opt_in"?}`, checked by the form's own rules.
+///
+/// With double opt-in (the default) it is exactly a form submission: a new address becomes
+/// a pending profile and gets the confirmation email (201); a known one gets the email the
+/// form would send, its answers waiting for the confirmation link (200). With
+/// `"double_opt_in": false` (the caller collected consent itself), a new address is
+/// subscribed at once with an `opt_in` consent record naming the caller and the source, and
+/// its welcome starts (201); a known address keeps its status, and the answers only fill its
+/// gaps (200).
+pub async fn create(
+    Authorized(token, _): Authorized<ProfilesWrite>,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<serde_json::Map<String, Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    use crate::profile::Purpose;
+    let mut errors = std::collections::BTreeMap::new();
+    let mut pairs = vec![("consent".to_string(), "on".to_string())];
+    let mut consent = None;
+    let mut double_opt_in = true;
+    for (key, value) in &body {
+        match (key.as_str(), value) {
+            ("consent", Value::Object(c)) => consent = Some(c.clone()),
+            ("consent", _) => {
+                errors.insert(
+                    key.clone(),
+                    "expected {\"source\": \"...\", \"ip\"?: \"...\"}".into(),
+                );
+            }
+            ("double_opt_in", Value::Bool(b)) => double_opt_in = *b,
+            ("double_opt_in", _) => {
+                errors.insert(key.clone(), "expected true or false".into());
+            }
+            (_, v) => match answer_pairs(key, v) {
+                Ok(p) => pairs.extend(p),
+                Err(e) => {
+                    errors.insert(key.clone(), e.into());
+                }
+            },
+        }
+    }
+    let source = consent
+        .as_ref()
+        .and_then(|c| c.get("source"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= 100);
+    if source.is_none() && !errors.contains_key("consent") {
+        errors.insert(
+            "consent".into(),
+            "required: where and how the person gave consent, {\"source\": \"checkout\"} (at most 100 characters)".into(),
+        );
+    }
+    let site = state.site();
+    let form = &site.project.form;
+    let sub = form.parse(&pairs, Purpose::Subscribe);
+    errors.extend(sub.errors);
+    let (Some(email), Some(source), true) = (sub.email, source, errors.is_empty()) else {
+        return Err(ApiError::invalid(
+            "the profile cannot be taken; nothing was stored",
+            errors,
+        ));
+    };
+    let meta = crate::store::ConsentMeta {
+        source: format!("api:{}:{source}", token.name),
+        ip: consent
+            .as_ref()
+            .and_then(|c| c.get("ip"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        user_agent: None,
+        form_version: Some(form.version().to_string()),
+    };
+    let (created, profile) = if double_opt_in {
+        let outcome = state
+            .store
+            .request_opt_in(&email, &sub.answers, &meta)
+            .await?;
+        let created = matches!(outcome, crate::store::OptIn::New(_));
+        (created, outcome.profile().clone())
+    } else {
+        match state
+            .store
+            .subscribe_with_consent(&email, &sub.answers, &meta)
+            .await?
+        {
+            Some(p) => {
+                crate::schedule::trigger(
+                    &state.store,
+                    &site,
+                    p.id,
+                    crate::schedule::Happened::Confirmed,
+                )
+                .await?;
+                (true, p)
+            }
+            None => {
+                let known = find(&state, email.as_str()).await?;
+                // Only the gaps: what the person already answered stays theirs.
+                let mut gaps = sub.answers.clone();
+                gaps.update_from(&known.answers);
+                let updated = state
+                    .store
+                    .update_answers(known.id, &gaps, &[])
+                    .await?
+                    .unwrap_or(known);
+                (false, updated)
+            }
+        }
+    };
+    state.worker.wake();
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(shown(&state, &profile).await?)))
+}
+
+/// The form pairs of one answer given as JSON: text, a number, or a list of texts.
+fn answer_pairs(key: &str, v: &Value) -> Result<Vec<(String, String)>, &'static str> {
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| text(i).map(|t| (key.to_string(), t)))
+            .collect::<Option<Vec<_>>>()
+            .ok_or("a list holds texts only"),
+        other => text(other)
+            .map(|t| vec![(key.to_string(), t)])
+            .ok_or("expected a text, a number or a list of texts"),
+    }
 }
