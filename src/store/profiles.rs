@@ -134,6 +134,38 @@ pub(super) fn profile_from_row(row: &AnyRow) -> Result<Profile, StoreError> {
     })
 }
 
+/// Inserts a profile for an address not seen before (`confirmed_at` set when it starts
+/// `subscribed`); its id, or `None` when the address is known.
+async fn insert_new_profile<'c, E>(
+    conn: E,
+    email: &Email,
+    answers: &Answers,
+    status: Status,
+    source: &str,
+    at: i64,
+) -> Result<Option<i64>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    Ok(sqlx::query_scalar(
+        "INSERT INTO profiles (email, email_key, status, name, role, products, employees, \
+         industry, business_need, challenge, pcs, servers, engagement, confirm_nonce, source, \
+         created_at, updated_at, confirmed_at) \
+         VALUES ($1, $2, $16, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, \
+         CASE WHEN $16 = 'subscribed' THEN $15 END) \
+         ON CONFLICT (email_key) DO NOTHING RETURNING id",
+    )
+    .bind(email.as_str())
+    .bind(email.key())
+    .bind_answers(answers)
+    .bind(new_nonce())
+    .bind(source)
+    .bind(at)
+    .bind(status.as_str())
+    .fetch_optional(conn)
+    .await?)
+}
+
 pub(super) async fn insert_consent<'c, E>(
     conn: E,
     profile_id: i64,
@@ -213,21 +245,8 @@ impl Store {
         let at = now();
         let mut tx = self.pool.begin().await?;
         // The write comes first so that SQLite takes its write lock before any read.
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO profiles (email, email_key, status, name, role, products, employees, \
-             industry, business_need, challenge, pcs, servers, engagement, confirm_nonce, source, \
-             created_at, updated_at) \
-             VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
-             ON CONFLICT (email_key) DO NOTHING RETURNING id",
-        )
-        .bind(email.as_str())
-        .bind(email.key())
-        .bind_answers(answers)
-        .bind(new_nonce())
-        .bind(&meta.source)
-        .bind(at)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let inserted =
+            insert_new_profile(&mut *tx, email, answers, Status::Pending, &meta.source, at).await?;
 
         let id = match inserted {
             Some(id) => id,
@@ -304,20 +323,14 @@ impl Store {
     ) -> Result<Option<Profile>, StoreError> {
         let at = now();
         let mut tx = self.pool.begin().await?;
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO profiles (email, email_key, status, name, role, products, employees, \
-             industry, business_need, challenge, pcs, servers, engagement, confirm_nonce, source, \
-             created_at, updated_at, confirmed_at) \
-             VALUES ($1, $2, 'subscribed', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $15) \
-             ON CONFLICT (email_key) DO NOTHING RETURNING id",
+        let inserted = insert_new_profile(
+            &mut *tx,
+            email,
+            answers,
+            Status::Subscribed,
+            &meta.source,
+            at,
         )
-        .bind(email.as_str())
-        .bind(email.key())
-        .bind_answers(answers)
-        .bind(new_nonce())
-        .bind(&meta.source)
-        .bind(at)
-        .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = inserted else {
             return Ok(None);
