@@ -134,6 +134,19 @@ pub(super) fn profile_from_row(row: &AnyRow) -> Result<Profile, StoreError> {
     })
 }
 
+/// A profile as the transaction `conn` sees it.
+async fn profile_in<'c, E>(conn: E, id: i64) -> Result<Profile, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let sql = concat!(
+        "SELECT ",
+        profile_columns!(),
+        " FROM profiles WHERE id = $1"
+    );
+    profile_from_row(&sqlx::query(sql).bind(id).fetch_one(conn).await?)
+}
+
 /// Inserts a profile for an address not seen before (`confirmed_at` set when it starts
 /// `subscribed`); its id, or `None` when the address is known.
 async fn insert_new_profile<'c, E>(
@@ -297,12 +310,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let sql = concat!(
-            "SELECT ",
-            profile_columns!(),
-            " FROM profiles WHERE id = $1"
-        );
-        let profile = profile_from_row(&sqlx::query(sql).bind(id).fetch_one(&mut *tx).await?)?;
+        let profile = profile_in(&mut *tx, id).await?;
         tx.commit().await?;
         Ok(match (inserted.is_some(), profile.status) {
             (true, _) => OptIn::New(profile),
@@ -336,12 +344,7 @@ impl Store {
             return Ok(None);
         };
         insert_consent(&mut *tx, id, "opt_in", meta, at).await?;
-        let sql = concat!(
-            "SELECT ",
-            profile_columns!(),
-            " FROM profiles WHERE id = $1"
-        );
-        let profile = profile_from_row(&sqlx::query(sql).bind(id).fetch_one(&mut *tx).await?)?;
+        let profile = profile_in(&mut *tx, id).await?;
         tx.commit().await?;
         Ok(Some(profile))
     }
@@ -535,12 +538,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let sql = concat!(
-            "SELECT ",
-            profile_columns!(),
-            " FROM profiles WHERE id = $1"
-        );
-        let profile = profile_from_row(&sqlx::query(sql).bind(id).fetch_one(&mut *tx).await?)?;
+        let profile = profile_in(&mut *tx, id).await?;
         tx.commit().await?;
         Ok(Some(profile))
     }
