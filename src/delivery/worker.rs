@@ -402,6 +402,11 @@ impl Worker {
                 )
                 .await;
         }
+        // Paced before the message is built: a delivery put back for a later slot would
+        // otherwise be rendered now for nothing, and again when its slot comes.
+        if let Some(postponed) = self.pace(d, profile).await? {
+            return Ok(postponed);
+        }
         let composed = if d.campaign == CONFIRMATION {
             self.confirmation(site, d, profile).await?
         } else {
@@ -410,6 +415,29 @@ impl Worker {
         match composed {
             Ok(composed) => self.send(d, profile, composed).await,
             Err(closed) => Ok(closed),
+        }
+    }
+
+    /// Takes `d`'s send slot in its receiving domain's lane (see `delivery::pace`): waits
+    /// for a near one; puts the delivery back in the queue for a far one (`Postponed`).
+    async fn pace(&self, d: &Claimed, profile: &Profile) -> Result<Option<Outcome>, StoreError> {
+        let Some(pacer) = &self.pacer else {
+            return Ok(None);
+        };
+        let domain = profile.email.domain();
+        match pacer.pace(domain, Instant::now()) {
+            Pace::Now => Ok(None),
+            Pace::Wait(wait) => {
+                tokio::time::sleep(wait).await;
+                Ok(None)
+            }
+            Pace::Later(wait) => {
+                let at = now() + wait.as_secs() as i64 + 1;
+                let why =
+                    format!("waiting for the next send slot of {domain} (RAPPORT_DOMAIN_RATES)");
+                self.store.delivery_postpone(d.id, at, &why).await?;
+                Ok(Some(Outcome::Postponed))
+            }
         }
     }
 
@@ -517,20 +545,6 @@ impl Worker {
         composed: Composed,
     ) -> Result<Outcome, StoreError> {
         let domain = profile.email.domain();
-        if let Some(pacer) = &self.pacer {
-            match pacer.pace(domain, Instant::now()) {
-                Pace::Now => {}
-                Pace::Wait(wait) => tokio::time::sleep(wait).await,
-                Pace::Later(wait) => {
-                    let at = now() + wait.as_secs() as i64 + 1;
-                    let why = format!(
-                        "waiting for the next send slot of {domain} (RAPPORT_DOMAIN_RATES)"
-                    );
-                    self.store.delivery_postpone(d.id, at, &why).await?;
-                    return Ok(Outcome::Postponed);
-                }
-            }
-        }
         if let Some(t) = &self.throttle {
             t.until_ready().await;
         }
