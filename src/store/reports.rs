@@ -219,6 +219,15 @@ pub struct Totals {
 pub type RunSummary = (i64, String, String, i64, i64, i64, i64);
 
 impl Store {
+    /// How many profiles are in each status, by status name.
+    pub async fn profiles_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT status, COUNT(*) FROM profiles GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// Counters for monitoring.
     pub async fn totals(&self) -> Result<Totals, StoreError> {
         let one = |sql: &'static str| async move {
@@ -226,10 +235,7 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await
         };
-        let profiles =
-            sqlx::query_as("SELECT status, COUNT(*) FROM profiles GROUP BY status ORDER BY status")
-                .fetch_all(&self.pool)
-                .await?;
+        let profiles = self.profiles_by_status().await?;
         Ok(Totals {
             opt_in_requests: one("SELECT COUNT(*) FROM consents WHERE action = 'opt_in_requested'")
                 .await?,
