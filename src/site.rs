@@ -44,16 +44,16 @@ impl Site {
             (p, t) => {
                 // Segments can still be read against the default form to report their problems.
                 let form = p.as_ref().map(|p| p.form.clone()).unwrap_or_default();
-                let ids = p.as_ref().map(campaign::ids).unwrap_or_default();
+                let names = p.as_ref().map(campaign::names).unwrap_or_default();
                 all.extend(p.err().unwrap_or_default());
                 all.extend(t.err().unwrap_or_default());
-                if let Err(e) = Segments::load(dir, &form, &ids) {
+                if let Err(e) = Segments::load(dir, &form, &names) {
                     all.extend(e);
                 }
                 return Err(Diagnostics(all));
             }
         };
-        let segments = match Segments::load(dir, &project.form, &campaign::ids(&project)) {
+        let segments = match Segments::load(dir, &project.form, &campaign::names(&project)) {
             Ok(s) => s,
             Err(e) => {
                 all.extend(e);

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rapport::profile::{Answers, Email, Question, Status};
 use rapport::segment::{Activity, Behaviour, EventFacts, FieldTest, Rule, Scalar};
-use rapport::store::{AudienceQuery, EventKind, now};
+use rapport::store::{AudienceQuery, EventKind, Reported, now};
 
 on_both_backends!(
     sql_and_rust_agree_on_every_rule,
@@ -22,6 +22,7 @@ const INDUSTRIES: [&str; 3] = ["retail", "manufacturing", "healthcare"];
 const PRODUCTS: [&str; 3] = ["office", "windows", "cloud"];
 const TAGS: [&str; 2] = ["training", "community"];
 const CAMPAIGNS: [&str; 2] = ["welcome", "newsletter"];
+const REPORTED: [&str; 2] = ["course_completed", "trial_started"];
 
 fn pick<'a>(rng: &mut StdRng, xs: &[&'a str]) -> &'a str {
     xs[rng.random_range(0..xs.len())]
@@ -59,7 +60,7 @@ fn random_answers(rng: &mut StdRng, i: usize) -> Answers {
 
 fn random_leaf(rng: &mut StdRng) -> Rule {
     let field = |field, test| Rule::Field { field, test };
-    match rng.random_range(0..11) {
+    match rng.random_range(0..13) {
         0 => field(Question::Employees, FieldTest::Lt(rng.random_range(1..400))),
         1 => field(
             Question::Employees,
@@ -103,6 +104,11 @@ fn random_leaf(rng: &mut StdRng) -> Rule {
         9 => Rule::Behaviour(Behaviour::ClickedTag {
             tag: pick(rng, &TAGS).into(),
             within_days: rng.random_bool(0.5).then_some(30),
+        }),
+        11 | 12 => Rule::Behaviour(Behaviour::Did {
+            name: pick(rng, &REPORTED).into(),
+            within_days: rng.random_bool(0.5).then_some(30),
+            times: rng.random_range(1..4),
         }),
         _ => Rule::Behaviour(Behaviour::Campaign {
             activity: [Activity::Received, Activity::Opened, Activity::Clicked]
@@ -186,6 +192,18 @@ async fn sql_and_rust_agree_on_every_rule(app: TestApp) {
                 .await
                 .unwrap();
         }
+        // Events reported from elsewhere, some in the same second (summarised together).
+        let mut reported = Vec::new();
+        for _ in 0..rng.random_range(0..5) {
+            let age = [5, 60][rng.random_range(0..2)] * 86_400 + rng.random_range(0..2);
+            reported.push(Reported {
+                email_key: email.key(),
+                name: pick(&mut rng, &REPORTED).into(),
+                at: t - age,
+                properties: None,
+            });
+        }
+        app.store.record_external(&reported).await.unwrap();
         let facts = app.store.event_facts(p.id, t).await.unwrap();
         profiles.push((p, facts));
     }

@@ -500,3 +500,50 @@ fn a_section_loop_that_writes_out_objects_fails_naming_the_line() {
         o.stdout
     );
 }
+
+#[test]
+fn undeclared_event_in_a_segment_or_a_follow_up() {
+    let dir = example_copy();
+    write(
+        dir.path(),
+        "segments/trialists.toml",
+        "[rule]\nall = [\n  { did = \"trial_begun\", within_days = 7 },\n]\n",
+    );
+    edit(
+        dir.path(),
+        "campaigns.toml",
+        "after = { event = \"click\", tag = \"training\", delay = \"3d\" }",
+        "after = { event = \"course_complete\", delay = \"1d\" }",
+    );
+    let o = check(dir.path());
+    assert_problem(
+        &o,
+        "segments/trialists.toml",
+        3,
+        Some(11),
+        "undeclared event \"trial_begun\"; declared: course_completed, trial_started",
+    );
+    // The segment's mistake stops the load before the campaigns are read; fix it and the
+    // follow-up's is found.
+    write(
+        dir.path(),
+        "segments/trialists.toml",
+        "[rule]\nall = [{ did = \"trial_started\", within_days = 7, times_at_least = 2 }]\n",
+    );
+    let line = line_of(dir.path(), "campaigns.toml", "course_complete\"");
+    assert_problem(
+        &check(dir.path()),
+        "campaigns.toml",
+        line,
+        Some(19),
+        "unknown event \"course_complete\"; known: click, open, profile_update, or a declared event: course_completed",
+    );
+    edit(
+        dir.path(),
+        "campaigns.toml",
+        "course_complete\"",
+        "course_completed\"",
+    );
+    let o = check(dir.path());
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+}

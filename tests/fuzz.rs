@@ -13,7 +13,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use rapport::profile::{Email, Purpose};
-use rapport::segment::Segment;
+use rapport::segment::{Names, Segment};
 use rapport::site::Site;
 
 /// Runs `f` on a thread with a worker's stack, as the server would: an overflow aborts the
@@ -47,6 +47,7 @@ fn segment_piece() -> impl Strategy<Value = String> {
         Just("{ field = \"products\", contains = \"office\" }".to_string()),
         Just("{ clicked_tag = \"training\", within_days = 90 }".to_string()),
         Just("{ opened = \"newsletter\" }".to_string()),
+        Just("{ did = \"course_completed\", within_days = 30, times_at_least = 2 }".to_string()),
         Just("field = \"name\"\npresent = true\n".to_string()),
         Just("]".to_string()),
         Just("}".to_string()),
@@ -96,8 +97,8 @@ proptest! {
     fn segment_files_never_crash(src in pieces(segment_piece(), 40)) {
         on_worker_stack(move || {
             let site = example();
-            let campaigns: Vec<String> = site.campaigns.iter().map(|c| c.id.clone()).collect();
-            if let Ok(seg) = Segment::parse(Path::new("segments/f.toml"), "f", &src, &site.project.form, &campaigns) {
+            let names = rapport::campaign::names(&site.project);
+            if let Ok(seg) = Segment::parse(Path::new("segments/f.toml"), "f", &src, &site.project.form, &names) {
                 let _ = rapport::store::AudienceQuery::new(&seg.rule, 0);
                 let email = Email::parse("p@example.com").unwrap();
                 let _ = seg.rule.matches(&email, &Default::default(), &rapport::segment::NoFacts);
@@ -156,9 +157,9 @@ proptest! {
         on_worker_stack(move || {
             let site = example();
             let toml = format!("[rule]\nnot = {}{{ field = \"pcs\", lt = 1 }}{}", "{ not = ".repeat(depth), " }".repeat(depth));
-            let _ = Segment::parse(Path::new("s.toml"), "s", &toml, &site.project.form, &[]);
+            let _ = Segment::parse(Path::new("s.toml"), "s", &toml, &site.project.form, &Names::default());
             let arrays = format!("[rule]\nany = {}{}", "[".repeat(depth), "]".repeat(depth));
-            let _ = Segment::parse(Path::new("s.toml"), "s", &arrays, &site.project.form, &[]);
+            let _ = Segment::parse(Path::new("s.toml"), "s", &arrays, &site.project.form, &Names::default());
         });
         let dir = common::example_copy();
         let deep = "{{#if first_name}}".repeat(depth) + &"{{/if}}".repeat(depth);
@@ -275,7 +276,13 @@ fn every_nesting_depth_of_a_segment_file_is_safe() {
                     "] }".repeat(depth)
                 ),
             ] {
-                let r = Segment::parse(Path::new("s.toml"), "s", &toml, &site.project.form, &[]);
+                let r = Segment::parse(
+                    Path::new("s.toml"),
+                    "s",
+                    &toml,
+                    &site.project.form,
+                    &Names::default(),
+                );
                 if depth > 16 {
                     assert!(r.is_err(), "{depth} levels accepted");
                 }

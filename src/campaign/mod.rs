@@ -39,6 +39,8 @@ pub enum Trigger {
     Open { campaign: Option<String> },
     /// The person answered or changed questions in the profile centre.
     ProfileUpdate,
+    /// Another system reported this declared event (`POST /api/v1/events`).
+    Event { name: String },
 }
 
 /// A cron schedule, parsed with the parser the scheduler uses.
@@ -116,13 +118,16 @@ pub fn parse_cron(source: &str) -> Result<croner::Cron, String> {
         })
 }
 
-/// The campaign ids of the file, for rules that name campaigns.
-pub fn ids(project: &Project) -> Vec<String> {
-    project
-        .campaigns
-        .iter()
-        .map(|c| c.id.get_ref().clone())
-        .collect()
+/// The campaign ids and declared event names of the file, for rules that name them.
+pub fn names(project: &Project) -> crate::segment::Names {
+    crate::segment::Names {
+        campaigns: project
+            .campaigns
+            .iter()
+            .map(|c| c.id.get_ref().clone())
+            .collect(),
+        events: project.events.clone(),
+    }
 }
 
 /// Checks every `[[campaign]]` against the segments and templates. All problems are
@@ -140,7 +145,14 @@ pub fn build(
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for c in &project.campaigns {
-        if let Some(campaign) = build_one(c, segments, has_template, &mut at, &mut seen) {
+        if let Some(campaign) = build_one(
+            c,
+            &project.events,
+            segments,
+            has_template,
+            &mut at,
+            &mut seen,
+        ) {
             out.push(campaign);
         }
     }
@@ -164,6 +176,7 @@ impl<T> SpanLike for Spanned<T> {
 
 fn build_one(
     c: &CampaignToml,
+    events: &[String],
     segments: &Segments,
     has_template: &dyn Fn(&str) -> bool,
     at: &mut dyn FnMut(&dyn SpanLike, String),
@@ -343,10 +356,31 @@ fn build_one(
                     campaign: a.campaign.as_ref().map(|t| t.get_ref().clone()),
                 }),
                 "profile_update" => Some(Trigger::ProfileUpdate),
+                other if events.iter().any(|e| e == other) => {
+                    for extra in [&a.tag, &a.campaign].into_iter().flatten() {
+                        at(
+                            extra,
+                            format!(
+                                "\"{other}\" is a reported event: it has neither tag nor campaign"
+                            ),
+                        );
+                        ok = false;
+                    }
+                    Some(Trigger::Event {
+                        name: other.to_string(),
+                    })
+                }
                 other => {
+                    let declared = if events.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", or a declared event: {}", events.join(", "))
+                    };
                     at(
                         &a.event,
-                        format!("unknown event \"{other}\"; known: click, open, profile_update"),
+                        format!(
+                            "unknown event \"{other}\"; known: click, open, profile_update{declared} (declare your own in [events] names = [...])"
+                        ),
                     );
                     ok = false;
                     None

@@ -21,6 +21,36 @@ struct CampaignsToml {
     form: Option<FormToml>,
     #[serde(default, rename = "campaign")]
     campaigns: Vec<Spanned<CampaignToml>>,
+    #[serde(default)]
+    events: Option<EventsToml>,
+    #[serde(default, rename = "webhook")]
+    webhooks: Vec<WebhookToml>,
+}
+
+/// `[events] names = [...]`: what other systems may report through the API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsToml {
+    #[serde(default)]
+    names: Vec<Spanned<String>>,
+}
+
+/// One `[[webhook]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookToml {
+    url: Spanned<String>,
+    events: Vec<Spanned<String>>,
+    secret_env: Spanned<String>,
+}
+
+/// An endpoint told about what happens (`[[webhook]]`). The secret is not here: it is read
+/// from the environment variable `secret_env` names when the server starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub url: url::Url,
+    pub events: Vec<crate::event::HookEvent>,
+    pub secret_env: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +163,10 @@ pub struct Project {
     pub form: Form,
     pub confirm_subject: String,
     pub campaigns: Vec<CampaignToml>,
+    /// The declared names of events reported by other systems (`[events] names`).
+    pub events: Vec<String>,
+    /// The `[[webhook]]` endpoints.
+    pub webhooks: Vec<Webhook>,
     /// The file's text, kept so that later checks can locate their findings.
     pub source: String,
 }
@@ -179,6 +213,12 @@ impl Project {
                     .unwrap_or_else(default_confirm_subject),
             ),
         };
+        let events = parse_events(raw.events.as_ref(), &at, &mut problems);
+        let webhooks = raw
+            .webhooks
+            .iter()
+            .filter_map(|w| parse_webhook(w, &at, &mut problems))
+            .collect();
         match (sender, form, problems.is_empty()) {
             (Some(sender), Some(form), true) => Ok(Project {
                 dir: dir.to_path_buf(),
@@ -186,11 +226,119 @@ impl Project {
                 form,
                 confirm_subject,
                 campaigns: raw.campaigns.into_iter().map(Spanned::into_inner).collect(),
+                events,
+                webhooks,
                 source,
             }),
             _ => Err(problems),
         }
     }
+}
+
+/// Checks `[events] names`: lower-case identifiers, each once, none of rapport's own.
+fn parse_events(
+    e: Option<&EventsToml>,
+    at: &impl Fn(usize, String) -> Diagnostic,
+    problems: &mut Vec<Diagnostic>,
+) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for n in e.map(|e| e.names.as_slice()).unwrap_or_default() {
+        let name = n.get_ref();
+        let shaped = (1..=64).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        let problem = if !shaped {
+            Some(format!(
+                "event name {name:?}: use 1 to 64 lower-case letters, digits and _, starting with a letter (course_completed)"
+            ))
+        } else if crate::event::built_in().contains(&name.as_str()) {
+            Some(format!(
+                "event name \"{name}\" is one rapport records itself; choose another (rapport's own: {})",
+                crate::event::built_in().join(", ")
+            ))
+        } else if names.contains(name) {
+            Some(format!("event name \"{name}\" is declared twice"))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => problems.push(at(n.span().start, format!("[events] {p}"))),
+            None => names.push(name.clone()),
+        }
+    }
+    names
+}
+
+/// Checks one `[[webhook]]`: an http(s) URL, known event types, an environment variable name.
+fn parse_webhook(
+    w: &WebhookToml,
+    at: &impl Fn(usize, String) -> Diagnostic,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<Webhook> {
+    let before = problems.len();
+    let url = match url::Url::parse(w.url.get_ref()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+        Ok(_) => {
+            problems.push(at(
+                w.url.span().start,
+                format!(
+                    "[[webhook]] url {:?} must be an http:// or https:// address",
+                    w.url.get_ref()
+                ),
+            ));
+            None
+        }
+        Err(e) => {
+            problems.push(at(
+                w.url.span().start,
+                format!("[[webhook]] url {:?} is not a URL ({e})", w.url.get_ref()),
+            ));
+            None
+        }
+    };
+    let mut events = Vec::new();
+    if w.events.is_empty() {
+        problems.push(at(
+            w.url.span().start,
+            format!(
+                "[[webhook]] events = [] would send nothing; list some of: {}",
+                crate::event::HookEvent::names().join(", ")
+            ),
+        ));
+    }
+    for e in &w.events {
+        match e.get_ref().parse::<crate::event::HookEvent>() {
+            Ok(k) if !events.contains(&k) => events.push(k),
+            Ok(_) => {}
+            Err(_) => problems.push(at(
+                e.span().start,
+                format!(
+                    "[[webhook]] unknown event type \"{}\"; known: {}",
+                    e.get_ref(),
+                    crate::event::HookEvent::names().join(", ")
+                ),
+            )),
+        }
+    }
+    let var = w.secret_env.get_ref();
+    if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        problems.push(at(
+            w.secret_env.span().start,
+            format!(
+                "[[webhook]] secret_env {var:?} must name an environment variable (CRM_HOOK_SECRET); the secret itself never goes in the file"
+            ),
+        ));
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(Webhook {
+        url: url?,
+        events,
+        secret_env: var.clone(),
+    })
 }
 
 fn default_confirm_subject() -> String {
@@ -340,6 +488,37 @@ mod tests {
         .unwrap_err();
         assert_eq!((e[0].line, e[0].col), (5, 20), "{e:?}");
         assert!(e[0].message.contains("unknown question \"nmae\""));
+    }
+
+    #[test]
+    fn events_and_webhooks() {
+        let p = parse(&format!(
+            "{SENDER}[events]\nnames = [\"course_completed\", \"trial_started\"]\n[[webhook]]\nurl = \"https://crm.example/hooks\"\nevents = [\"subscribed\", \"clicked\"]\nsecret_env = \"CRM_HOOK_SECRET\"\n"
+        ))
+        .unwrap();
+        assert_eq!(p.events, ["course_completed", "trial_started"]);
+        assert_eq!(p.webhooks[0].url.as_str(), "https://crm.example/hooks");
+        assert_eq!(p.webhooks[0].events.len(), 2);
+
+        let e = parse(&format!(
+            "{SENDER}[events]\nnames = [\"click\", \"Bad Name\", \"ok\", \"ok\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].message.contains("rapport records itself"), "{e:?}");
+        assert_eq!((e[1].line, e[1].col), (5, 19), "{e:?}");
+        assert!(e[2].message.contains("twice"), "{e:?}");
+
+        let e = parse(&format!(
+            "{SENDER}[[webhook]]\nurl = \"ftp://x\"\nevents = [\"sent\"]\nsecret_env = \"a b\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            e[1].message.contains("unknown event type \"sent\""),
+            "{e:?}"
+        );
+        assert_eq!(e[1].line, 6, "{e:?}");
     }
 
     #[test]

@@ -200,6 +200,8 @@ pub enum Happened<'a> {
     Open { campaign: Option<&'a str> },
     /// They answered or changed questions.
     ProfileUpdate,
+    /// Another system reported that they did this (a declared event name).
+    Event { name: &'a str },
 }
 
 fn starts(campaign: &Campaign, what: &Happened<'_>) -> bool {
@@ -212,6 +214,9 @@ fn starts(campaign: &Campaign, what: &Happened<'_>) -> bool {
             want.is_none() || want.as_deref() == *campaign
         }
         (Kind::FollowUp, Some(Trigger::ProfileUpdate), Happened::ProfileUpdate) => true,
+        (Kind::FollowUp, Some(Trigger::Event { name: want }), Happened::Event { name }) => {
+            want == name
+        }
         _ => false,
     }
 }
@@ -265,6 +270,7 @@ pub fn event_kind(what: &Happened<'_>) -> Option<EventKind> {
         Happened::Click { .. } => Some(EventKind::Click),
         Happened::Open { .. } => Some(EventKind::Open),
         Happened::ProfileUpdate => Some(EventKind::ProfileUpdate),
+        Happened::Event { .. } => Some(EventKind::External),
         Happened::Confirmed => None,
     }
 }

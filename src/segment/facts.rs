@@ -21,11 +21,17 @@ impl Facts for EventFacts {
         let q = b.event_query();
         let (kind, campaign, tag, within) = (q.kind, q.campaign, q.tag, q.within_days);
         let from = since(self.now, within);
-        self.events.iter().any(|e| {
-            e.kind == kind
-                && (campaign.is_none() || e.campaign.as_deref() == campaign)
-                && (tag.is_none() || e.tag.as_deref() == tag)
-                && e.last_at >= from
-        })
+        let times: i64 = self
+            .events
+            .iter()
+            .filter(|e| {
+                e.kind == kind
+                    && (campaign.is_none() || e.campaign.as_deref() == campaign)
+                    && (tag.is_none() || e.tag.as_deref() == tag)
+                    && e.last_at >= from
+            })
+            .map(|e| e.count)
+            .sum();
+        times >= i64::from(q.times)
     }
 }

@@ -15,7 +15,8 @@ use crate::profile::{Email, Form, Profile};
 
 pub use facts::EventFacts;
 pub use rule::{
-    Activity, Behaviour, EventQuery, Facts, FieldTest, NoFacts, Rule, RuleError, RuleToml, Scalar,
+    Activity, Behaviour, EventQuery, Facts, FieldTest, Names, NoFacts, Rule, RuleError, RuleToml,
+    Scalar,
 };
 
 /// The folder of segment files inside the project directory.
@@ -67,11 +68,7 @@ pub struct Segments {
 impl Segments {
     /// Reads every `segments/*.toml` under `dir`, checking rules against the form and the
     /// campaign ids. All problems are returned, located.
-    pub fn load(
-        dir: &Path,
-        form: &Form,
-        campaigns: &[String],
-    ) -> Result<Segments, Vec<Diagnostic>> {
+    pub fn load(dir: &Path, form: &Form, names: &Names) -> Result<Segments, Vec<Diagnostic>> {
         let mut by_name = BTreeMap::new();
         by_name.insert(
             EVERYONE.to_string(),
@@ -109,7 +106,7 @@ impl Segments {
                 ));
                 continue;
             }
-            match Segment::parse_file(&path, &name, form, campaigns) {
+            match Segment::parse_file(&path, &name, form, names) {
                 Ok(seg) => {
                     by_name.insert(name, seg);
                 }
@@ -152,11 +149,11 @@ impl Segment {
         path: &Path,
         name: &str,
         form: &Form,
-        campaigns: &[String],
+        names: &Names,
     ) -> Result<Segment, Vec<Diagnostic>> {
         let source = std::fs::read_to_string(path)
             .map_err(|e| vec![Diagnostic::file(path, format!("cannot read segment: {e}"))])?;
-        Segment::parse(path, name, &source, form, campaigns)
+        Segment::parse(path, name, &source, form, names)
     }
 
     /// Parses the text of a segment file.
@@ -165,7 +162,7 @@ impl Segment {
         name: &str,
         source: &str,
         form: &Form,
-        campaigns: &[String],
+        names: &Names,
     ) -> Result<Segment, Vec<Diagnostic>> {
         if let Some(at) = crate::config::too_deep(source) {
             return Err(vec![crate::config::too_deep_diagnostic(path, source, at)]);
@@ -180,7 +177,7 @@ impl Segment {
             )]
         })?;
         let mut errors = Vec::new();
-        let rule = Rule::parse(&raw.rule, form, campaigns, &mut errors);
+        let rule = Rule::parse(&raw.rule, form, names, &mut errors);
         if let Some(r) = &rule {
             let at = raw.rule.span().start;
             if r.depth() > MAX_RULE_DEPTH {

@@ -37,7 +37,18 @@ pub struct RuleToml {
     opened: Option<Spanned<String>>,
     received: Option<Spanned<String>>,
     clicked: Option<Spanned<String>>,
+    did: Option<Spanned<String>>,
     within_days: Option<Spanned<i64>>,
+    times_at_least: Option<Spanned<i64>>,
+}
+
+/// The names a rule may refer to besides the form's questions: the campaign ids of
+/// `campaigns.toml` (for `opened` / `received` / `clicked`) and its declared `[events]`
+/// (for `did`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    pub campaigns: Vec<String>,
+    pub events: Vec<String>,
 }
 
 /// What people did with a campaign.
@@ -75,6 +86,13 @@ pub enum Behaviour {
         campaign: String,
         within_days: Option<u32>,
     },
+    /// Did something reported from elsewhere (`POST /api/v1/events`), at least `times`
+    /// times.
+    Did {
+        name: String,
+        within_days: Option<u32>,
+        times: u32,
+    },
 }
 
 /// A behaviour as an event query.
@@ -84,6 +102,8 @@ pub struct EventQuery<'a> {
     pub campaign: Option<&'a str>,
     pub tag: Option<&'a str>,
     pub within_days: Option<u32>,
+    /// How many such events it takes (1: any).
+    pub times: u32,
 }
 
 impl Behaviour {
@@ -96,6 +116,18 @@ impl Behaviour {
                 campaign: None,
                 tag: Some(tag),
                 within_days: *within_days,
+                times: 1,
+            },
+            Behaviour::Did {
+                name,
+                within_days,
+                times,
+            } => EventQuery {
+                kind: EventKind::External,
+                campaign: None,
+                tag: Some(name),
+                within_days: *within_days,
+                times: *times,
             },
             Behaviour::Campaign {
                 activity,
@@ -112,6 +144,7 @@ impl Behaviour {
                     campaign: Some(campaign),
                     tag: None,
                     within_days: *within_days,
+                    times: 1,
                 }
             }
         }
@@ -157,15 +190,15 @@ fn err(offset: usize, message: impl Into<String>) -> RuleError {
     }
 }
 
-const KEYS: &str = "all, any, not, field (with eq, ne, in, lt, lte, gt, gte, contains or present), clicked_tag, opened, received, clicked";
+const KEYS: &str = "all, any, not, field (with eq, ne, in, lt, lte, gt, gte, contains or present), clicked_tag, opened, received, clicked, did";
 
 impl Rule {
     /// Checks a rule as written against the form (field names, choice values, types).
-    /// `campaigns` are the known campaign ids for `opened` / `received` / `clicked`.
+    /// `names` are the campaign ids and event names rules may refer to.
     pub fn parse(
         node: &Spanned<RuleToml>,
         form: &Form,
-        campaigns: &[String],
+        names: &Names,
         out: &mut Vec<RuleError>,
     ) -> Option<Rule> {
         let at = node.span().start;
@@ -194,6 +227,9 @@ impl Rule {
         }
         if r.clicked.is_some() {
             kinds.push("clicked")
+        }
+        if r.did.is_some() {
+            kinds.push("did")
         }
         match kinds.as_slice() {
             [] => {
@@ -227,11 +263,23 @@ impl Rule {
                 return None;
             }
         }
-        if !matches!(kinds[0], "clicked_tag" | "opened" | "received" | "clicked") {
+        if !matches!(
+            kinds[0],
+            "clicked_tag" | "opened" | "received" | "clicked" | "did"
+        ) {
             if let Some(w) = &r.within_days {
                 out.push(err(
                     w.span().start,
-                    "within_days goes with clicked_tag, opened, received or clicked",
+                    "within_days goes with clicked_tag, opened, received, clicked or did",
+                ));
+                return None;
+            }
+        }
+        if kinds[0] != "did" {
+            if let Some(t) = &r.times_at_least {
+                out.push(err(
+                    t.span().start,
+                    "times_at_least goes with did = \"event name\"",
                 ));
                 return None;
             }
@@ -239,16 +287,14 @@ impl Rule {
         let children = |list: &Vec<Spanned<RuleToml>>, out: &mut Vec<RuleError>| {
             let parsed: Vec<Option<Rule>> = list
                 .iter()
-                .map(|c| Rule::parse(c, form, campaigns, out))
+                .map(|c| Rule::parse(c, form, names, out))
                 .collect();
             parsed.into_iter().collect::<Option<Vec<Rule>>>()
         };
         match kinds[0] {
             "all" => children(r.all.as_ref()?, out).map(Rule::All),
             "any" => children(r.any.as_ref()?, out).map(Rule::Any),
-            "not" => {
-                Rule::parse(r.not.as_ref()?, form, campaigns, out).map(|c| Rule::Not(Box::new(c)))
-            }
+            "not" => Rule::parse(r.not.as_ref()?, form, names, out).map(|c| Rule::Not(Box::new(c))),
             "field" => parse_field(r, &ops, form, out),
             _ => {
                 let within = match &r.within_days {
@@ -262,6 +308,9 @@ impl Rule {
                     Some(w) => Some(*w.get_ref() as u32),
                     None => None,
                 };
+                if let Some(name) = &r.did {
+                    return parse_did(name, within, r.times_at_least.as_ref(), names, out);
+                }
                 if let Some(tag) = &r.clicked_tag {
                     if tag.get_ref().trim().is_empty() {
                         out.push(err(
@@ -281,13 +330,13 @@ impl Rule {
                     (_, _, Some(c)) => (Activity::Clicked, c),
                     _ => return None,
                 };
-                if !campaigns.iter().any(|k| k == c.get_ref()) {
+                if !names.campaigns.iter().any(|k| k == c.get_ref()) {
                     out.push(err(
                         c.span().start,
                         format!(
                             "unknown campaign \"{}\"; known: {}",
                             c.get_ref(),
-                            campaigns.join(", ")
+                            names.campaigns.join(", ")
                         ),
                     ));
                     return None;
@@ -348,6 +397,44 @@ impl Rule {
             }
         }
     }
+}
+
+fn parse_did(
+    name: &Spanned<String>,
+    within_days: Option<u32>,
+    times: Option<&Spanned<i64>>,
+    names: &Names,
+    out: &mut Vec<RuleError>,
+) -> Option<Rule> {
+    if !names.events.iter().any(|e| e == name.get_ref()) {
+        let known = if names.events.is_empty() {
+            "none (declare them in campaigns.toml: [events] names = [\"course_completed\"])"
+                .to_string()
+        } else {
+            names.events.join(", ")
+        };
+        out.push(err(
+            name.span().start,
+            format!("undeclared event \"{}\"; declared: {known}", name.get_ref()),
+        ));
+        return None;
+    }
+    let times = match times {
+        None => 1,
+        Some(t) if (1..=10_000).contains(t.get_ref()) => *t.get_ref() as u32,
+        Some(t) => {
+            out.push(err(
+                t.span().start,
+                "times_at_least must be a whole number from 1 to 10000",
+            ));
+            return None;
+        }
+    };
+    Some(Rule::Behaviour(Behaviour::Did {
+        name: name.get_ref().clone(),
+        within_days,
+        times,
+    }))
 }
 
 fn parse_field(

@@ -9,8 +9,11 @@ fn form() -> Form {
     Form::default()
 }
 
-fn campaigns() -> Vec<String> {
-    vec!["welcome".into(), "newsletter".into()]
+fn campaigns() -> Names {
+    Names {
+        campaigns: vec!["welcome".into(), "newsletter".into()],
+        events: vec!["course_completed".into()],
+    }
 }
 
 fn parse(src: &str) -> Result<Segment, Vec<Diagnostic>> {
@@ -40,6 +43,55 @@ impl Facts for Clicked {
     fn has(&self, b: &Behaviour) -> bool {
         matches!(b, Behaviour::ClickedTag { tag, .. } if self.0.contains(&tag.as_str()))
     }
+}
+
+#[test]
+fn did_tests_declared_events_with_a_count() {
+    use crate::event::{EventKind, EventSummary};
+    let seg = parse(
+        "[rule]\nall = [{ did = \"course_completed\", within_days = 30, times_at_least = 2 }]\n",
+    )
+    .unwrap();
+    let (email, a) = ann();
+    let day = 86_400;
+    let now = 100 * day;
+    let done = |at: i64, count: i64| EventSummary {
+        kind: EventKind::External,
+        campaign: None,
+        tag: Some("course_completed".into()),
+        last_at: at,
+        count,
+    };
+    let facts = |events| crate::segment::EventFacts { events, now };
+    assert!(!seg.matches_answers(&email, &a, &facts(vec![done(now - day, 1)])));
+    assert!(seg.matches_answers(&email, &a, &facts(vec![done(now - day, 2)])));
+    assert!(seg.matches_answers(
+        &email,
+        &a,
+        &facts(vec![done(now - day, 1), done(now - 29 * day, 1)])
+    ));
+    // One of the two is older than 30 days.
+    assert!(!seg.matches_answers(
+        &email,
+        &a,
+        &facts(vec![done(now - day, 1), done(now - 31 * day, 1)])
+    ));
+
+    let e = parse("[rule]\nall = [{ did = \"trial_started\" }]\n").unwrap_err();
+    assert_eq!((e[0].line, e[0].col), (2, 16), "{e:?}");
+    assert!(
+        e[0].message
+            .contains("undeclared event \"trial_started\"; declared: course_completed"),
+        "{e:?}"
+    );
+    let e = parse("[rule]\nall = [{ clicked_tag = \"x\", times_at_least = 2 }]\n").unwrap_err();
+    assert!(
+        e[0].message.contains("times_at_least goes with did"),
+        "{e:?}"
+    );
+    let e =
+        parse("[rule]\nall = [{ did = \"course_completed\", times_at_least = 0 }]\n").unwrap_err();
+    assert!(e[0].message.contains("from 1 to 10000"), "{e:?}");
 }
 
 #[test]

@@ -74,6 +74,12 @@ impl Compiler {
             let since = self.now - i64::from(d) * 86_400;
             sql.push_str(&format!(" AND created_at >= {}", self.arg(Arg::Int(since))));
         }
+        if q.times > 1 {
+            sql.push_str(&format!(
+                " GROUP BY profile_id HAVING COUNT(*) >= {}",
+                self.arg(Arg::Int(i64::from(q.times)))
+            ));
+        }
         sql.push_str("))");
         sql
     }

@@ -1,5 +1,7 @@
 //! Event queries: what people did, summarised for segment rules.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 
 use super::{Store, StoreError};
@@ -16,7 +18,71 @@ pub struct EventOrigin {
     pub sent_at: Option<i64>,
 }
 
+/// One event another system reported (`POST /api/v1/events`), checked and ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reported {
+    /// The person's address key (`Email::key`).
+    pub email_key: String,
+    /// A declared event name.
+    pub name: String,
+    /// When it happened (Unix seconds).
+    pub at: i64,
+    /// The properties as compact JSON text.
+    pub properties: Option<String>,
+}
+
 impl Store {
+    /// The profile ids of the people with these address keys (those rapport knows).
+    pub async fn profile_ids_by_key(
+        &self,
+        keys: &[&str],
+    ) -> Result<HashMap<String, i64>, StoreError> {
+        let mut out = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(super::rows_per_statement(1)) {
+            let sql = self.positional(format!(
+                "SELECT id, email_key FROM profiles WHERE email_key IN ({})",
+                super::params(1, chunk.len())
+            ));
+            let mut q = sqlx::query(&sql);
+            for k in chunk {
+                q = q.bind(*k);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.insert(r.try_get("email_key")?, r.try_get("id")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records reported events (kind `external`, the name as tag, the properties as value)
+    /// for the profiles their addresses name, all or none, in one transaction that starts
+    /// with its write; an address with no profile (or one erased meanwhile) records
+    /// nothing. Returns how many were recorded.
+    pub async fn record_external(&self, events: &[Reported]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut recorded = 0;
+        for chunk in events.chunks(super::rows_per_statement(4)) {
+            // VALUES names its columns column1, column2, … on both databases.
+            let rows = super::shaped_rows(1, chunk.len(), "?, ?, ?, ?");
+            let sql = self.positional(format!(
+                "INSERT INTO events (profile_id, kind, tag, value, automated, created_at) \
+                 SELECT p.id, 'external', v.column2, v.column3, 0, v.column4 \
+                 FROM (VALUES {rows}) AS v JOIN profiles p ON p.email_key = v.column1"
+            ));
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(&e.email_key)
+                    .bind(&e.name)
+                    .bind(&e.properties)
+                    .bind(e.at);
+            }
+            recorded += q.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
     /// The behaviour of one profile as of `now`, for segment rules (`unless`, content
     /// selection, previews).
     pub async fn event_facts(
@@ -32,13 +98,15 @@ impl Store {
 
     /// The behaviour of one profile, for segment rules.
     pub async fn event_summary(&self, profile_id: i64) -> Result<Vec<EventSummary>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT kind, campaign, tag, MAX(created_at) AS last_at FROM events \
-             WHERE profile_id = $1 AND automated = 0 GROUP BY kind, campaign, tag",
-        )
-        .bind(profile_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT kind, campaign, tag, MAX(created_at) AS last_at, COUNT(*) AS n FROM events \
+             WHERE profile_id = $1 AND automated = 0 GROUP BY {}",
+            crate::event::SUMMARY_GROUPS
+        );
+        let rows = sqlx::query(&sql)
+            .bind(profile_id)
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let kind: String = r.try_get("kind")?;
@@ -50,6 +118,7 @@ impl Store {
                 campaign: r.try_get("campaign")?,
                 tag: r.try_get("tag")?,
                 last_at: r.try_get("last_at")?,
+                count: r.try_get("n")?,
             });
         }
         Ok(out)

@@ -23,7 +23,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub use audience::AudienceQuery;
 pub use bounces::{DomainRow, Recorded, Returned};
 pub use demo::NewEvent;
-pub use events::{EventKind, EventOrigin, EventSummary};
+pub use events::{EventKind, EventOrigin, EventSummary, Reported};
 pub use profiles::{Confirmation, ConsentMeta, OptIn};
 pub use reports::{
     ClickRow, FeedbackRow, GroupBy, LinkRow, OptinDay, RateCounts, RunSummary, Totals,

@@ -492,9 +492,10 @@ impl Store {
             return Ok(out);
         }
         let sql = self.positional(format!(
-            "SELECT profile_id, kind, campaign, tag, MAX(created_at) AS last_at FROM events \
-             WHERE profile_id IN ({}) AND automated = 0 GROUP BY profile_id, kind, campaign, tag",
-            super::params(1, ids.len())
+            "SELECT profile_id, kind, campaign, tag, MAX(created_at) AS last_at, COUNT(*) AS n \
+             FROM events WHERE profile_id IN ({}) AND automated = 0 GROUP BY profile_id, {}",
+            super::params(1, ids.len()),
+            crate::event::SUMMARY_GROUPS
         ));
         let mut q = sqlx::query(&sql);
         for id in ids {
@@ -512,6 +513,7 @@ impl Store {
                     campaign: r.try_get("campaign")?,
                     tag: r.try_get("tag")?,
                     last_at: r.try_get("last_at")?,
+                    count: r.try_get("n")?,
                 });
         }
         Ok(out)

@@ -5,6 +5,7 @@
 
 mod body;
 mod campaigns;
+mod events;
 mod profiles;
 mod reports;
 
@@ -41,6 +42,7 @@ pub fn routes() -> Router<AppState> {
                 .delete(profiles::erase),
         )
         .route("/profiles/{email}/unsubscribe", post(profiles::unsubscribe))
+        .route("/events", post(events::record))
         .route("/campaigns", get(campaigns::list))
         .route("/campaigns/{id}/runs", post(campaigns::run))
         .route("/reports/response-rates", get(reports::response_rates))
@@ -131,7 +133,13 @@ macro_rules! scopes {
         }
     )*};
 }
-scopes!(ProfilesRead, ProfilesWrite, CampaignsRun, ReportsRead);
+scopes!(
+    ProfilesRead,
+    ProfilesWrite,
+    EventsWrite,
+    CampaignsRun,
+    ReportsRead
+);
 
 /// A request made with a live token that holds scope `S`, within the token's rate.
 pub struct Authorized<S>(pub ApiToken, PhantomData<S>);
