@@ -344,9 +344,17 @@ pub async fn export(
 /// mbox files and Maildir folders, records what they report, and prints a count per
 /// outcome. A file that cannot be read is named on stderr and makes the exit code 1; the
 /// others are still read.
-pub async fn bounces(settings: &Settings, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+pub async fn bounces(
+    dir: &Path,
+    settings: &Settings,
+    paths: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
     use crate::bounce::{Intake, mailbox};
     let store = Store::open(&settings.database_url).await?;
+    // What is recorded is told to the webhooks, as `serve` would.
+    if let Ok(site) = crate::site::Site::load(dir) {
+        store.set_hook_routes(crate::webhook::routes(&site.project));
+    }
     let signer = crate::startup::signer(settings, &store).await?;
     let intake = Intake::new(store, signer, settings.soft_bounce_limit);
     let mut files = Vec::new();
@@ -438,6 +446,44 @@ pub async fn token_list(settings: &Settings) -> anyhow::Result<()> {
             day(t.revoked_at)
         );
     }
+    Ok(())
+}
+
+/// `rapport webhooks failed`: one line per delivery given up, newest first.
+pub async fn webhooks_failed(settings: &Settings) -> anyhow::Result<()> {
+    let store = Store::open(&settings.database_url).await?;
+    let failed = store.failed_hooks().await?;
+    println!("id\tevent\ttype\tendpoint\tattempts\tqueued\tlast error");
+    for h in &failed {
+        let queued = chrono::DateTime::from_timestamp(h.created_at, 0)
+            .map_or("-".to_string(), |d| d.format("%Y-%m-%d %H:%M").to_string());
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            h.id,
+            h.event_id,
+            h.kind,
+            h.endpoint,
+            h.attempts,
+            queued,
+            h.last_error.as_deref().unwrap_or("")
+        );
+    }
+    eprintln!(
+        "{} failed webhook deliveries; rapport webhooks retry ID sends one again",
+        failed.len()
+    );
+    Ok(())
+}
+
+/// `rapport webhooks retry ID`: queues a failed delivery again; a running `serve` sends it
+/// within a second.
+pub async fn webhooks_retry(settings: &Settings, id: i64) -> anyhow::Result<()> {
+    let store = Store::open(&settings.database_url).await?;
+    anyhow::ensure!(
+        store.retry_hook(id).await?,
+        "no failed webhook delivery {id} (rapport webhooks failed lists them)"
+    );
+    eprintln!("webhook delivery {id} queued again");
     Ok(())
 }
 

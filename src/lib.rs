@@ -25,3 +25,4 @@ pub mod store;
 pub mod telemetry;
 pub mod track;
 pub mod web;
+pub mod webhook;

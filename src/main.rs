@@ -113,6 +113,9 @@ enum Command {
     /// API tokens: create (printed once), list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Webhook deliveries that were given up: list them, send one again.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Apply database migrations and exit.
     Migrate,
 }
@@ -132,6 +135,15 @@ enum TokenCommand {
     List,
     /// Revoke a token by name: requests with it get 401 from now on.
     Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// Every delivery kept as failed (no 2xx answer within 24 hours of retries): id,
+    /// endpoint, type, attempts, last error.
+    Failed,
+    /// Queue a failed delivery again now (with a new 24-hour retry window).
+    Retry { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -263,7 +275,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(Export::Optin { range }) => {
             cli::export(dir, &settings, Report::Optin, "", &range.into()).await?
         }
-        Command::Bounces { files } => return cli::bounces(&settings, &files).await,
+        Command::Bounces { files } => return cli::bounces(dir, &settings, &files).await,
+        Command::Webhooks(WebhooksCommand::Failed) => cli::webhooks_failed(&settings).await?,
+        Command::Webhooks(WebhooksCommand::Retry { id }) => {
+            cli::webhooks_retry(&settings, id).await?
+        }
         Command::Token(TokenCommand::Create { name, scopes }) => {
             cli::token_create(&settings, &name, &scopes).await?
         }

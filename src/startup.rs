@@ -1,5 +1,5 @@
 //! Start-up: wires the store, the marketer's files, the signer, the mail transport and the
-//! background tasks (delivery worker, scheduler, hit writer) into a running server, and
+//! background tasks (delivery worker, webhook sender, scheduler, hit writer) into a running server, and
 //! stops them in order. `web` is the routes; this is what `serve` and the tests start.
 
 use std::net::SocketAddr;
@@ -83,6 +83,15 @@ impl Application {
         let address = listener
             .local_addr()
             .map_err(|e| StartError::Bind(bind, e))?;
+        store.set_hook_routes(crate::webhook::routes(&site.project));
+        for w in &site.project.webhooks {
+            if std::env::var(&w.secret_env).is_ok_and(|s| !s.is_empty()) {
+                tracing::info!(endpoint = %w.url, "webhooks go to this endpoint");
+            } else {
+                tracing::warn!(endpoint = %w.url, variable = %w.secret_env,
+                    "the webhook secret is not set: this endpoint's events are queued but not sent until it is");
+            }
+        }
         let site_handle = SiteHandle::new(site);
         let signer = signer(&settings, &store).await?;
         let public_url = settings.public_url_for(address);
@@ -164,6 +173,14 @@ impl Application {
             .settings
             .worker
             .then(|| tokio::spawn(self.state.worker.clone().run(stop_rx.clone())));
+        let hooks = self.state.settings.worker.then(|| {
+            let sender = crate::webhook::Sender::new(
+                self.state.store.clone(),
+                self.state.site_handle.clone(),
+                self.state.settings.webhook_backoff,
+            );
+            tokio::spawn(sender.run(stop_rx.clone()))
+        });
         let bounces = self.bounces.map(|l| {
             if let Ok(a) = l.local_addr() {
                 tracing::info!(address = %a, "listening for bounces and complaints by SMTP");
@@ -193,6 +210,9 @@ impl Application {
         }
         if let Some(w) = worker {
             let _ = w.await;
+        }
+        if let Some(h) = hooks {
+            let _ = h.await;
         }
         self.state.store.close().await;
         served

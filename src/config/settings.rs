@@ -62,6 +62,9 @@ pub struct Settings {
     /// `RAPPORT_DOMAIN_RATES`: messages per second per receiving domain, on top of
     /// `send_rate`; `None`: no pacing per domain.
     pub domain_rates: Option<DomainRates>,
+    /// `RAPPORT_WEBHOOK_BACKOFF`: the wait after a webhook's first failed attempt (doubled
+    /// after each further one, with jitter, for 24 hours).
+    pub webhook_backoff: Duration,
     /// The clock the scheduler reads; the system clock except in tests (not an env setting).
     pub clock: crate::clock::Clock,
 }
@@ -236,7 +239,9 @@ impl Settings {
             })?),
         };
         let soft_bounce_limit = number("RAPPORT_SOFT_BOUNCE_LIMIT", 3, 1)? as i64;
+        let webhook_backoff = duration("RAPPORT_WEBHOOK_BACKOFF", 30, 1)?;
         Ok(Settings {
+            webhook_backoff,
             domain_rates,
             bounce_domain,
             bounce_bind,

@@ -103,6 +103,21 @@ impl Store {
                 None => Recorded::UnknownDelivery,
             });
         };
+        let hook = |data: serde_json::Value| super::HookNote { profile_id, data };
+        let told = match kind {
+            "bounce" => Some((
+                crate::event::HookEvent::Bounced,
+                hook(serde_json::json!({ "status": tag, "reason": value, "when": "reported later" })),
+            )),
+            "complaint" => Some((
+                crate::event::HookEvent::Complained,
+                hook(serde_json::json!({ "feedback_type": tag })),
+            )),
+            _ => None,
+        };
+        if let Some((event, note)) = told {
+            self.queue_hooks(&mut tx, event, &[note], at, at).await?;
+        }
         let suppress = match kind {
             "bounce" => Some("bounced"),
             "complaint" => Some("complained"),
@@ -142,6 +157,15 @@ impl Store {
         .bind(at)
         .fetch_optional(&mut *tx)
         .await?;
+        if kind == "soft_bounce" && changed.is_some() {
+            let note = hook(serde_json::json!({
+                "status": tag,
+                "reason": format!("{soft_limit} soft bounces without an open or click between"),
+                "when": "reported later",
+            }));
+            self.queue_hooks(&mut tx, crate::event::HookEvent::Bounced, &[note], at, at)
+                .await?;
+        }
         if status == "complained" && changed.is_some() {
             let meta = ConsentMeta {
                 source: format!("abuse report ({tag})"),

@@ -134,6 +134,8 @@ impl Store {
         user_agent: Option<&str>,
         automated: bool,
     ) -> Result<(), StoreError> {
+        let at = super::now();
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, value, user_agent, created_at, automated) \
              VALUES ($1, 'feedback', $2, $6, $7, $3, $4, $5, $8)",
@@ -142,12 +144,25 @@ impl Store {
             .bind(origin.campaign.as_deref())
             .bind(value)
             .bind(user_agent)
-            .bind(super::now())
+            .bind(at)
             .bind(origin.run_id)
             .bind(origin.delivery_id)
             .bind(i64::from(automated))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        if !automated {
+            let (vote, comment) = match value.strip_prefix("comment:").map(str::trim_start) {
+                Some(c) => (None, Some(c)),
+                None => (Some(value), None),
+            };
+            let note = super::HookNote {
+                profile_id,
+                data: serde_json::json!({ "campaign": origin.campaign, "vote": vote, "comment": comment }),
+            };
+            self.queue_hooks(&mut tx, crate::event::HookEvent::Feedback, &[note], at, at)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

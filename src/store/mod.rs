@@ -13,6 +13,7 @@ mod rights;
 mod sending;
 mod tokens;
 mod tracking;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,6 +33,9 @@ pub use rights::PersonalData;
 pub use sending::{CONFIRMATION, Claimed, RunOrigin, RunProgress, STANDING};
 pub use tokens::ApiToken;
 pub use tracking::{DeliveryRef, Hit, Link};
+pub use webhooks::{
+    FailingEndpoint, HOOK_RETRY_WINDOW, HookClaim, HookNote, HookRoutes, HookRow,
+};
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +64,8 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Where webhooks go (see `webhooks`), shared by every clone.
+    hooks: webhooks::SharedRoutes,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -202,7 +208,11 @@ impl Store {
         if backend == Backend::Sqlite {
             pool.execute("PRAGMA journal_mode = WAL;").await?;
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            hooks: Default::default(),
+        })
     }
 
     /// Connects and applies the migrations: what every command and `serve` start with.

@@ -1,5 +1,7 @@
 //! Profile, consent and form-view queries.
 
+use super::HookNote;
+use crate::event::HookEvent;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -345,6 +347,9 @@ impl Store {
         };
         insert_consent(&mut *tx, id, "opt_in", meta, at).await?;
         let profile = profile_in(&mut *tx, id).await?;
+        let note = subscribed_note(&profile, &meta.source);
+        self.queue_hooks(&mut tx, HookEvent::Subscribed, &[note], at, at)
+            .await?;
         tx.commit().await?;
         Ok(Some(profile))
     }
@@ -426,10 +431,16 @@ impl Store {
             " FROM profiles WHERE id = $1"
         );
         let row = sqlx::query(sql).bind(id).fetch_optional(&mut *tx).await?;
-        tx.commit().await?;
         let Some(profile) = row.as_ref().map(profile_from_row).transpose()? else {
+            tx.commit().await?;
             return Ok(None);
         };
+        if changed.is_some() {
+            let note = subscribed_note(&profile, &meta.source);
+            self.queue_hooks(&mut tx, HookEvent::Subscribed, &[note], at, at)
+                .await?;
+        }
+        tx.commit().await?;
         let current = profile.confirm_nonce.as_deref() == Some(nonce);
         Ok(
             (current && profile.status == Status::Subscribed).then_some(Confirmation {
@@ -472,6 +483,12 @@ impl Store {
                 .bind(origin.run_id)
                 .bind(origin.delivery_id)
                 .execute(&mut *tx)
+                .await?;
+            let note = HookNote {
+                profile_id: id,
+                data: serde_json::json!({ "campaign": origin.campaign, "source": meta.source }),
+            };
+            self.queue_hooks(&mut tx, HookEvent::Unsubscribed, &[note], at, at)
                 .await?;
         }
         tx.commit().await?;
@@ -539,6 +556,14 @@ impl Store {
                 .await?;
         }
         let profile = profile_in(&mut *tx, id).await?;
+        if !fields.is_empty() {
+            let note = HookNote {
+                profile_id: id,
+                data: serde_json::json!({ "changed": fields, "answers": profile.answers.to_json() }),
+            };
+            self.queue_hooks(&mut tx, HookEvent::ProfileUpdated, &[note], at, at)
+                .await?;
+        }
         tx.commit().await?;
         Ok(Some(profile))
     }
@@ -736,5 +761,13 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+/// What a `subscribed` webhook says besides the address.
+fn subscribed_note(profile: &Profile, source: &str) -> HookNote {
+    HookNote {
+        profile_id: profile.id,
+        data: serde_json::json!({ "source": source, "answers": profile.answers.to_json() }),
     }
 }

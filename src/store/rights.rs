@@ -82,7 +82,13 @@ impl Store {
             .bind(p.id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE events SET user_agent = NULL, value = CASE WHEN kind = 'feedback' AND value LIKE 'comment:%' THEN NULL ELSE value END WHERE profile_id = $1")
+        // Comments and the properties other systems reported are the person's words and data.
+        sqlx::query("UPDATE events SET user_agent = NULL, value = CASE WHEN (kind = 'feedback' AND value LIKE 'comment:%') OR kind = 'external' THEN NULL ELSE value END WHERE profile_id = $1")
+            .bind(p.id)
+            .execute(&mut *tx)
+            .await?;
+        // Webhooks not yet sent would carry the address (their bodies are completed when sent).
+        sqlx::query("DELETE FROM webhook_deliveries WHERE profile_id = $1")
             .bind(p.id)
             .execute(&mut *tx)
             .await?;

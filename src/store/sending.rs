@@ -423,6 +423,13 @@ impl Store {
                 .bind(now())
                 .execute(&mut *tx)
                 .await?;
+            let note = super::HookNote {
+                profile_id: d.profile_id,
+                data: serde_json::json!({ "campaign": d.campaign, "reason": error, "when": "at the send" }),
+            };
+            let at = now();
+            self.queue_hooks(&mut tx, crate::event::HookEvent::Bounced, &[note], at, at)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

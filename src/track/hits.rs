@@ -253,6 +253,25 @@ async fn write(
             Some((d.profile_id, what))
         })
         .collect();
+    // People's clicks are told to the webhooks that listen for them.
+    let clicks: Vec<crate::store::HookNote> = rows
+        .iter()
+        .filter(|(_, d, automated)| !automated && !bursts.contains(&d.id))
+        .filter_map(|(h, d, _)| {
+            let link = h.link.as_ref()?;
+            Some(crate::store::HookNote {
+                profile_id: d.profile_id,
+                data: serde_json::json!({
+                    "campaign": d.campaign,
+                    "url": link.url,
+                    "tag": (!link.tag.is_empty()).then_some(link.tag.as_str()),
+                }),
+            })
+        })
+        .collect();
+    store
+        .queue_hooks_now(crate::event::HookEvent::Clicked, &clicks, t)
+        .await?;
     Ok(trigger_many(store, &site.get(), &happened).await? > 0)
 }
 

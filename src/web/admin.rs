@@ -262,6 +262,7 @@ pub async fn dashboard(State(state): State<AppState>) -> Result<Response, AppErr
         charts.push(json!({ "campaign": name, "svg": rate_chart(name, &points) }));
     }
     let deliverability = deliverability(&state.store).await?;
+    let webhooks = webhooks(&state.store, &site).await?;
     let latest = state.store.latest_comments(10).await?;
     let ids: Vec<i64> = latest.iter().map(|c| c.profile_id).collect();
     let people = state.store.profiles_by_ids(&ids).await?;
@@ -314,9 +315,36 @@ pub async fn dashboard(State(state): State<AppState>) -> Result<Response, AppErr
             "site": { "name": site.project.sender.name(), "postal_address": site.project.sender.postal_address },
             "campaigns": campaigns, "funnel": funnel, "segments": segments, "runs": runs,
             "charts": charts, "comments": comments, "deliverability": deliverability,
+            "webhooks": webhooks,
         }),
     )?;
     Ok(Html(html).into_response())
+}
+
+/// The dashboard's webhook card: each `[[webhook]]` endpoint with its deliveries given up
+/// and being retried, failing ones first (an endpoint no longer configured still shows
+/// while it has failures).
+async fn webhooks(store: &Store, site: &crate::site::Site) -> Result<serde_json::Value, StoreError> {
+    let failing = store.failing_endpoints().await?;
+    let mut rows: Vec<serde_json::Value> = failing
+        .iter()
+        .map(|f| {
+            json!({ "endpoint": f.endpoint, "failed": f.failed, "retrying": f.retrying,
+                    "last_error": f.last_error, "failing": true })
+        })
+        .collect();
+    for w in &site.project.webhooks {
+        if !failing.iter().any(|f| f.endpoint == w.url.as_str()) {
+            rows.push(json!({ "endpoint": w.url.as_str(), "failed": 0, "retrying": 0, "failing": false }));
+        }
+    }
+    let counts: serde_json::Map<String, serde_json::Value> = store
+        .hook_counts()
+        .await?
+        .into_iter()
+        .map(|(s, n)| (s, json!(n)))
+        .collect();
+    Ok(json!({ "endpoints": rows, "counts": counts, "any": !rows.is_empty() }))
 }
 
 /// Gmail's line for complaints (spam reports per delivered message): above it, mail is
@@ -568,6 +596,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError
         out.push_str(&format!(
             "rapport_bounce_intake_total{{outcome=\"{}\"}} {n}\n",
             outcome.as_str()
+        ));
+    }
+    out.push_str("# HELP rapport_webhook_deliveries Webhook deliveries by status (queued, sending, sent, failed).\n# TYPE rapport_webhook_deliveries gauge\n");
+    for (status, n) in state.store.hook_counts().await? {
+        out.push_str(&format!(
+            "rapport_webhook_deliveries{{status=\"{status}\"}} {n}\n"
         ));
     }
     out.push_str("# HELP rapport_profiles Profiles by status.\n# TYPE rapport_profiles gauge\n");

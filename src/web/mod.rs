@@ -77,6 +77,8 @@ impl Shared {
 
     /// Replaces the marketer's files (after a successful reload).
     pub fn replace_site(&self, site: Site) {
+        self.store
+            .set_hook_routes(crate::webhook::routes(&site.project));
         self.site_handle.replace(site)
     }
 }
