@@ -329,3 +329,113 @@ async fn clicks_received_before_sigterm_are_all_recorded() {
     .unwrap();
     assert_eq!(n, 300, "every click answered before the stop is recorded");
 }
+
+/// The example project with one `[[webhook]]` for `subscribed` events to `url`, and a store
+/// on `db` that queues for it, with `n` people subscribed through it (one webhook each).
+async fn queued_webhooks(db: &str, url: &str, n: usize) -> tempfile::TempDir {
+    let dir = common::example_copy();
+    let toml = dir.path().join("campaigns.toml");
+    let mut s = std::fs::read_to_string(&toml).unwrap();
+    s.push_str(&format!(
+        "\n[[webhook]]\nurl = \"{url}\"\nevents = [\"subscribed\"]\nsecret_env = \"HOOK_SECRET\"\n"
+    ));
+    std::fs::write(&toml, s).unwrap();
+    let site = rapport::site::Site::load(dir.path()).unwrap();
+    let store = Store::open(db).await.unwrap();
+    store.set_hook_routes(rapport::webhook::routes(&site.project));
+    let meta = rapport::store::ConsentMeta {
+        source: "test".into(),
+        ..Default::default()
+    };
+    for i in 0..n {
+        let email = Email::parse(&format!("hook{i}@example.com")).unwrap();
+        store
+            .subscribe_with_consent(&email, &Answers::default(), &meta)
+            .await
+            .unwrap()
+            .expect("a new person");
+    }
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_queued_before_kill_9_are_all_sent_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", tmp.path().join("w.db").display());
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    let dir = queued_webhooks(&db, &url, 30).await;
+    let vars = [("HOOK_SECRET", "s3cret"), ("RAPPORT_WEBHOOK_BACKOFF", "1s")];
+    // The endpoint is down: the first process tries, fails, and is killed.
+    let mut first = serve(dir.path(), &db, &vars);
+    let raw = common::raw_pool(&db).await;
+    for _ in 0..400 {
+        let tried: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE attempts > 0")
+                .fetch_one(&raw)
+                .await
+                .unwrap();
+        if tried == 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let receiver = common::hooks::Receiver::start(port, false).await;
+    let mut second = serve(dir.path(), &db, &vars);
+    let distinct = |s: &[common::hooks::Seen]| {
+        s.iter()
+            .map(|s| s.event_id.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    receiver.wait_for(60, |s| distinct(s) == 30).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let seen = receiver.seen();
+    assert_eq!(distinct(&seen), 30);
+    for s in &seen {
+        assert!(common::hooks::signature_valid(
+            "s3cret",
+            &s.signature,
+            &s.body
+        ));
+    }
+    let sent: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'sent'")
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+    assert_eq!(sent, 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(rapport_pg),
+    ignore = "PostgreSQL half skipped: set RAPPORT_TEST_POSTGRES_URL to run it"
+)]
+async fn two_instances_on_one_postgres_send_each_webhook_once() {
+    let Some(db) = common::fresh_postgres_url().await else {
+        return;
+    };
+    let receiver = common::hooks::Receiver::start(0, false).await;
+    let dir = queued_webhooks(&db, &receiver.url, 300).await;
+    let vars = [("HOOK_SECRET", "s3cret")];
+    let mut a = serve(dir.path(), &db, &vars);
+    let mut b = serve(dir.path(), &db, &vars);
+    receiver.wait_for(60, |s| s.len() >= 300).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.kill().unwrap();
+    b.kill().unwrap();
+    a.wait().unwrap();
+    b.wait().unwrap();
+    let seen = receiver.seen();
+    let ids: std::collections::BTreeSet<_> = seen.iter().map(|s| s.event_id.clone()).collect();
+    assert_eq!(
+        (seen.len(), ids.len()),
+        (300, 300),
+        "each event sent once, by one of the two"
+    );
+}

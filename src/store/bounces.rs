@@ -107,7 +107,9 @@ impl Store {
         let told = match kind {
             "bounce" => Some((
                 crate::event::HookEvent::Bounced,
-                hook(serde_json::json!({ "status": tag, "reason": value, "when": "reported later" })),
+                hook(
+                    serde_json::json!({ "status": tag, "reason": value, "when": "reported later" }),
+                ),
             )),
             "complaint" => Some((
                 crate::event::HookEvent::Complained,

@@ -33,9 +33,7 @@ pub use rights::PersonalData;
 pub use sending::{CONFIRMATION, Claimed, RunOrigin, RunProgress, STANDING};
 pub use tokens::ApiToken;
 pub use tracking::{DeliveryRef, Hit, Link};
-pub use webhooks::{
-    FailingEndpoint, HOOK_RETRY_WINDOW, HookClaim, HookNote, HookRoutes, HookRow,
-};
+pub use webhooks::{FailingEndpoint, HOOK_RETRY_WINDOW, HookClaim, HookNote, HookRoutes, HookRow};
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

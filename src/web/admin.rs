@@ -324,7 +324,10 @@ pub async fn dashboard(State(state): State<AppState>) -> Result<Response, AppErr
 /// The dashboard's webhook card: each `[[webhook]]` endpoint with its deliveries given up
 /// and being retried, failing ones first (an endpoint no longer configured still shows
 /// while it has failures).
-async fn webhooks(store: &Store, site: &crate::site::Site) -> Result<serde_json::Value, StoreError> {
+async fn webhooks(
+    store: &Store,
+    site: &crate::site::Site,
+) -> Result<serde_json::Value, StoreError> {
     let failing = store.failing_endpoints().await?;
     let mut rows: Vec<serde_json::Value> = failing
         .iter()
@@ -335,15 +338,13 @@ async fn webhooks(store: &Store, site: &crate::site::Site) -> Result<serde_json:
         .collect();
     for w in &site.project.webhooks {
         if !failing.iter().any(|f| f.endpoint == w.url.as_str()) {
-            rows.push(json!({ "endpoint": w.url.as_str(), "failed": 0, "retrying": 0, "failing": false }));
+            rows.push(json!({ "endpoint": w.url.as_str(), "failed": 0, "retrying": 0, "failing": false, "last_error": null }));
         }
     }
-    let counts: serde_json::Map<String, serde_json::Value> = store
-        .hook_counts()
-        .await?
-        .into_iter()
-        .map(|(s, n)| (s, json!(n)))
-        .collect();
+    let mut counts = json!({ "queued": 0, "sending": 0, "sent": 0, "failed": 0 });
+    for (status, n) in store.hook_counts().await? {
+        counts[status] = json!(n);
+    }
     Ok(json!({ "endpoints": rows, "counts": counts, "any": !rows.is_empty() }))
 }
 

@@ -12,6 +12,7 @@ use rapport::startup::Application;
 use rapport::store::Store;
 use rapport::track::Signer;
 
+pub mod hooks;
 pub mod postfix;
 pub mod smtp;
 

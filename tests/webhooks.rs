@@ -1,0 +1,198 @@
+//! Webhooks over real HTTP: a receiver (a small axum server) answers 500 first, then 2xx;
+//! it sees each event twice with the same id and a valid signature. Failed deliveries are
+//! listed and sent again from the command line; `/admin` names the failing endpoint.
+
+mod common;
+
+use common::hooks::{Receiver, signature_valid};
+use common::{Db, TestApp, example_copy, spawn_app_in};
+use serde_json::json;
+
+const SECRET_VAR: &str = "RAPPORT_TEST_HOOK_SECRET";
+const SECRET: &str = "whsec-test-3f9a";
+
+/// The example project with a `[[webhook]]` for every event type to `url`, and one for
+/// clicks only to `other`.
+fn project(url: &str, other: &str) -> tempfile::TempDir {
+    let dir = example_copy();
+    let toml = dir.path().join("campaigns.toml");
+    let mut s = std::fs::read_to_string(&toml).unwrap();
+    s.push_str(&format!(
+        "\n[[webhook]]\nurl = \"{url}\"\nevents = [\"subscribed\", \"unsubscribed\", \"profile_updated\", \"clicked\", \"bounced\", \"complained\", \"feedback\"]\nsecret_env = \"{SECRET_VAR}\"\n\
+         \n[[webhook]]\nurl = \"{other}\"\nevents = [\"unsubscribed\"]\nsecret_env = \"{SECRET_VAR}\"\n"
+    ));
+    std::fs::write(&toml, s).unwrap();
+    dir
+}
+
+async fn spawn(db: Db, dir: &std::path::Path) -> Option<TestApp> {
+    // Each test is a process of its own (nextest): setting the variable here is seen by
+    // the server this test starts and by nobody else.
+    unsafe { std::env::set_var(SECRET_VAR, SECRET) };
+    spawn_app_in(db, dir, &[("RAPPORT_WEBHOOK_BACKOFF", "1s")]).await
+}
+
+fn token(app: &TestApp, scopes: &str) -> String {
+    let (code, out, err) = app.cli(&["token", "create", "crm", "--scopes", scopes]);
+    assert_eq!(code, 0, "{err}");
+    out.trim().to_string()
+}
+
+async fn events_reach_the_receiver_signed_and_retried(db: Db) {
+    let receiver = Receiver::start(0, true).await;
+    let down = format!("http://127.0.0.1:{}/hooks", common::free_port());
+    let dir = project(&receiver.url, &down);
+    let Some(app) = spawn(db, dir.path()).await else {
+        return common::skip_postgres("events_reach_the_receiver_signed_and_retried");
+    };
+    app.subscribed("ann@example.com", &[("name", "Ann Lee")])
+        .await;
+
+    // subscribed: refused once (500), sent again with the same id, signed both times.
+    let seen = receiver
+        .wait_for(20, |s| s.iter().filter(|s| s.status == 204).count() >= 1)
+        .await;
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert_eq!((seen[0].status, seen[1].status), (500, 204));
+    assert_eq!(seen[0].event_id, seen[1].event_id);
+    assert_eq!(seen[0].body, seen[1].body);
+    for s in &seen {
+        assert!(signature_valid(SECRET, &s.signature, &s.body), "{s:?}");
+        assert!(!signature_valid("another secret", &s.signature, &s.body));
+    }
+    let body = seen[0].json();
+    assert_eq!(body["id"], seen[0].event_id.as_str());
+    assert_eq!(body["type"], "subscribed");
+    assert_eq!(body["data"]["email"], "ann@example.com");
+    assert_eq!(body["data"]["answers"]["name"], "Ann Lee");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(body["at"].as_str().unwrap()).is_ok(),
+        "{body}"
+    );
+
+    // profile_updated and unsubscribed through the API.
+    let crm = token(&app, "profiles:write");
+    let r = app
+        .client
+        .patch(app.url("/api/v1/profiles/ann@example.com"))
+        .bearer_auth(&crm)
+        .header("content-type", "application/json")
+        .body(json!({"answers": {"employees": 12}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .client
+        .post(app.url("/api/v1/profiles/ann@example.com/unsubscribe"))
+        .bearer_auth(&crm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = receiver
+        .wait_for(20, |s| {
+            s.iter()
+                .filter(|s| s.status == 204)
+                .map(|s| s.json()["type"].as_str().unwrap().to_string())
+                .filter(|t| t == "profile_updated" || t == "unsubscribed")
+                .count()
+                == 2
+        })
+        .await;
+    let updated = seen
+        .iter()
+        .find(|s| s.json()["type"] == "profile_updated")
+        .unwrap()
+        .json();
+    assert_eq!(updated["data"]["changed"], json!(["employees"]));
+    assert_eq!(updated["data"]["answers"]["employees"], 12);
+    let ids: std::collections::BTreeSet<String> = seen.iter().map(|s| s.event_id.clone()).collect();
+    assert_eq!(ids.len(), 3, "three events, each sent twice");
+
+    // The endpoint that is down: retried, then (its window made to end) kept as failed.
+    let pool = common::raw_pool(&app.database_url).await;
+    sqlx::query("UPDATE webhook_deliveries SET give_up_at = 0 WHERE endpoint = $1")
+        .bind(&down)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut failed = String::new();
+    for _ in 0..200 {
+        let (code, out, err) = app.cli(&["webhooks", "failed"]);
+        assert_eq!(code, 0, "{err}");
+        if out.lines().count() == 2 {
+            failed = out;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let line = failed.lines().nth(1).expect("one failed delivery");
+    assert!(
+        line.contains(&down) && line.contains("unsubscribed"),
+        "{line}"
+    );
+    assert!(line.contains("cannot reach the endpoint"), "{line}");
+    let admin = app.admin("/admin").await;
+    assert!(
+        admin.contains("Webhooks") && admin.contains(&down),
+        "{admin}"
+    );
+    assert!(admin.contains("failing"));
+    let metrics = app.get("/metrics").await.body;
+    assert!(
+        metrics.contains("rapport_webhook_deliveries{status=\"failed\"} 1"),
+        "{metrics}"
+    );
+
+    // Retried by hand: the endpoint is up now (a receiver on that port), and it gets it.
+    let id = line.split('\t').next().unwrap();
+    let port: u16 = down
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/hooks")
+        .parse()
+        .unwrap();
+    let back = Receiver::start(port, false).await;
+    let (code, _, err) = app.cli(&["webhooks", "retry", id]);
+    assert_eq!(code, 0, "{err}");
+    let got = back.wait_for(20, |s| !s.is_empty()).await;
+    assert_eq!(got[0].json()["type"], "unsubscribed");
+    assert_eq!(got[0].json()["data"]["email"], "ann@example.com");
+    let (code, out, _) = app.cli(&["webhooks", "failed"]);
+    assert_eq!((code, out.lines().count()), (0, 1), "{out}");
+    let (code, _, err) = app.cli(&["webhooks", "retry", id]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no failed webhook delivery"), "{err}");
+}
+
+async fn erasure_takes_the_queued_webhooks_with_it(db: Db) {
+    let down = format!("http://127.0.0.1:{}/hooks", common::free_port());
+    let dir = project(&down, &down);
+    let Some(app) = spawn(db, dir.path()).await else {
+        return common::skip_postgres("erasure_takes_the_queued_webhooks_with_it");
+    };
+    app.subscribed("eve@example.com", &[]).await;
+    let pool = common::raw_pool(&app.database_url).await;
+    let count = || async {
+        let n: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM webhook_deliveries")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        n.0
+    };
+    assert_eq!(
+        count().await,
+        1,
+        "subscribed, queued for the endpoint that is down"
+    );
+    let (code, _, err) = app.cli(&["profile", "erase", "eve@example.com"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(count().await, 0);
+}
+
+on_both_databases!(
+    events_reach_the_receiver_signed_and_retried,
+    erasure_takes_the_queued_webhooks_with_it
+);
