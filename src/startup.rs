@@ -178,6 +178,7 @@ impl Application {
                 self.state.store.clone(),
                 self.state.site_handle.clone(),
                 self.state.settings.webhook_backoff,
+                self.state.settings.delivery_lease,
             );
             tokio::spawn(sender.run(stop_rx.clone()))
         });

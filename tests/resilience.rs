@@ -365,7 +365,11 @@ async fn webhooks_queued_before_kill_9_are_all_sent_after_restart() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/hooks");
     let dir = queued_webhooks(&db, &url, 30).await;
-    let vars = [("HOOK_SECRET", "s3cret"), ("RAPPORT_WEBHOOK_BACKOFF", "1s")];
+    let vars = [
+        ("HOOK_SECRET", "s3cret"),
+        ("RAPPORT_WEBHOOK_BACKOFF", "1s"),
+        ("RAPPORT_DELIVERY_LEASE", "2s"),
+    ];
     // The endpoint is down: the first process tries, fails, and is killed.
     let mut first = serve(dir.path(), &db, &vars);
     let raw = common::raw_pool(&db).await;

@@ -235,6 +235,23 @@ impl Store {
         Ok(out)
     }
 
+    /// Extends the claim on webhook deliveries still being sent.
+    pub async fn renew_hook_lease(&self, ids: &[i64], lease: i64) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let sql = self.positional(format!(
+            "UPDATE webhook_deliveries SET lease_until = $1 WHERE status = 'sending' AND id IN ({})",
+            super::params(2, ids.len())
+        ));
+        let mut q = sqlx::query(&sql).bind(now() + lease);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Records that the endpoint took these deliveries (a 2xx answer).
     pub async fn hooks_sent(&self, ids: &[i64]) -> Result<(), StoreError> {
         if ids.is_empty() {

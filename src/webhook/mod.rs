@@ -64,6 +64,7 @@ pub struct Sender {
     site: SiteHandle,
     client: reqwest::Client,
     backoff: Duration,
+    lease: Duration,
     wake: Arc<tokio::sync::Notify>,
 }
 
@@ -75,8 +76,10 @@ enum Answer {
 
 impl Sender {
     /// A sender over `store`'s queue, reading endpoints and secrets from `site`; failed
-    /// attempts wait `backoff` (doubling) before the next.
-    pub fn new(store: Store, site: SiteHandle, backoff: Duration) -> Sender {
+    /// attempts wait `backoff` (doubling) before the next. What it claims stays its own for
+    /// `lease`, renewed while it sends: if the process dies, another (or the next) picks
+    /// the deliveries up that long after.
+    pub fn new(store: Store, site: SiteHandle, backoff: Duration, lease: Duration) -> Sender {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .user_agent(concat!("rapport/", env!("CARGO_PKG_VERSION")))
@@ -88,6 +91,7 @@ impl Sender {
             site,
             client,
             backoff,
+            lease: lease.max(Duration::from_secs(1)),
             wake: Arc::default(),
         }
     }
@@ -100,16 +104,31 @@ impl Sender {
     /// Sends one batch of due webhooks; returns how many were claimed.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
         self.store.reclaim_expired_hooks().await?;
-        let claimed = self.store.claim_hooks(BATCH, 60).await?;
+        let lease = self.lease.as_secs() as i64;
+        let claimed = self.store.claim_hooks(BATCH, lease).await?;
         let n = claimed.len();
-        let answers: Vec<(HookClaim, Answer)> = futures_util::stream::iter(claimed)
+        let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+        let sending = futures_util::stream::iter(claimed)
             .map(|c| async move {
                 let a = self.post(&c).await;
                 (c, a)
             })
             .buffer_unordered(IN_FLIGHT)
-            .collect()
-            .await;
+            .collect::<Vec<(HookClaim, Answer)>>();
+        // The claim is renewed while the batch is out (a batch of slow endpoints takes
+        // longer than a lease), so that no other sender takes these meanwhile.
+        let renewing = async {
+            loop {
+                tokio::time::sleep(self.lease / 3).await;
+                if let Err(e) = self.store.renew_hook_lease(&ids, lease).await {
+                    tracing::warn!(error = %e, "cannot renew the claim on webhooks being sent");
+                }
+            }
+        };
+        let answers = tokio::select! {
+            a = sending => a,
+            _ = renewing => unreachable!("renewing never ends"),
+        };
         let mut taken = Vec::new();
         for (c, a) in answers {
             match a {
