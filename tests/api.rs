@@ -485,5 +485,84 @@ async fn profiles_are_created_with_consent_through_the_form_rules(app: TestApp) 
 on_both_backends!(
     tokens_are_checked_and_profiles_served,
     campaigns_are_listed_and_runs_started_once_per_key,
-    profiles_are_created_with_consent_through_the_form_rules
+    profiles_are_created_with_consent_through_the_form_rules,
+    the_openapi_document_describes_every_endpoint
 );
+
+/// `GET /api/v1/openapi.json`: a valid OpenAPI 3.1 document (read by the `oas3` crate)
+/// that names every endpoint of the API with its method, and names nothing else: each
+/// operation it lists is routed (401 without a token, never 404 or 405).
+async fn the_openapi_document_describes_every_endpoint(app: TestApp) {
+    let r = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let spec = oas3::from_json(&text).expect("a valid OpenAPI 3.1 document");
+    assert!(spec.openapi.starts_with("3.1"), "{}", spec.openapi);
+    assert_eq!(spec.servers[0].url, "/api/v1");
+    let paths = spec.paths.clone().unwrap_or_default();
+    let mut listed = Vec::new();
+    for (path, item) in &paths {
+        for (method, op) in [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+            ("PUT", &item.put),
+        ] {
+            if let Some(op) = op {
+                assert!(!op.security.is_empty(), "{method} {path} names its scope");
+                listed.push(format!("{method} {path}"));
+            }
+        }
+    }
+    listed.sort();
+    let mut expected = vec![
+        "POST /profiles",
+        "GET /profiles/{email}",
+        "PATCH /profiles/{email}",
+        "DELETE /profiles/{email}",
+        "POST /profiles/{email}/unsubscribe",
+        "POST /events",
+        "GET /campaigns",
+        "POST /campaigns/{id}/runs",
+        "GET /reports/response-rates",
+    ];
+    expected.sort();
+    assert_eq!(listed, expected);
+    for op in &listed {
+        let (method, path) = op.split_once(' ').unwrap();
+        let path = path
+            .replace("{email}", "ann@example.com")
+            .replace("{id}", "newsletter");
+        let (s, body, _) = call(
+            &app,
+            method.parse().unwrap(),
+            &format!("/api/v1{path}"),
+            None,
+        )
+        .await;
+        assert_eq!(s, 401, "{op}: {body}");
+    }
+    let schemas = spec
+        .components
+        .as_ref()
+        .unwrap()
+        .schemas
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>();
+    for s in [
+        "ErrorBody",
+        "PersonView",
+        "EventBatch",
+        "NewProfile",
+        "RateRows",
+    ] {
+        assert!(schemas.iter().any(|k| k == s), "{s} in {schemas:?}");
+    }
+}

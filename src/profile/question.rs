@@ -149,7 +149,7 @@ impl Question {
 }
 
 /// What a person has told us; `None` means "not answered yet".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Answers {
     pub name: Option<String>,

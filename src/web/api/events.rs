@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{ApiError, Authorized, EventsWrite, JsonBody};
 use crate::store::Reported;
@@ -26,11 +26,14 @@ const ITEM_FIELDS: &str = "email, name, at, properties";
 /// fault makes a 422 naming each one (`events[3].name`) and nothing is stored. Events for
 /// addresses rapport has no profile for are left out and counted; the others are stored
 /// together and start the follow-ups they trigger.
+#[utoipa::path(post, path = "/events", tag = "events", request_body = EventBatch,
+    security(("token" = ["events:write"])),
+    responses((status = 200, body = Recorded), (status = 422, body = super::ErrorBody)))]
 pub async fn record(
     _: Authorized<EventsWrite>,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Map<String, Value>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Recorded>, ApiError> {
     let site = state.site();
     let now = crate::store::now();
     let (events, errors) = checked(&body, &site.project.events, now);
@@ -63,10 +66,43 @@ pub async fn record(
     if crate::schedule::trigger_many(&state.store, &site, &happened).await? > 0 {
         state.worker.wake();
     }
-    Ok(Json(json!({
-        "recorded": recorded,
-        "unknown_people": people - ids.len(),
-    })))
+    Ok(Json(Recorded {
+        recorded,
+        unknown_people: people - ids.len(),
+    }))
+}
+
+/// What a batch came to.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Recorded {
+    /// Events stored.
+    recorded: u64,
+    /// Addresses in the batch rapport has no profile for (their events are left out).
+    unknown_people: usize,
+}
+
+/// The body of `POST /api/v1/events`. Read event by event (so that each mistake is named
+/// with its place, `events[3].name`), not by this type.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the body for the OpenAPI document.
+pub struct EventBatch {
+    /// At most 1,000.
+    events: Vec<EventIn>,
+}
+
+/// One thing a person did elsewhere.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the body for the OpenAPI document.
+pub struct EventIn {
+    email: String,
+    /// A name declared in campaigns.toml, `[events] names`.
+    name: String,
+    /// When it happened (RFC 3339); default: when rapport hears of it.
+    #[schema(format = DateTime)]
+    at: Option<String>,
+    /// Anything worth keeping with it.
+    #[schema(value_type = Option<Object>)]
+    properties: Option<Map<String, Value>>,
 }
 
 /// The batch's events, or what is wrong with it per field.
@@ -203,6 +239,7 @@ fn undeclared(name: &str, declared: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn body(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()

@@ -17,7 +17,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 
 pub use body::{JsonBody, MAX_JSON};
 use serde_json::json;
@@ -31,23 +31,92 @@ pub const PER_SECOND: u32 = 50;
 /// The burst a token may make after a quiet spell.
 pub const BURST: u32 = 200;
 
-/// The `/api/v1` routes (nested there); any other path under it is a JSON 404.
+/// The OpenAPI document's frame; the paths and schemas come from the handlers
+/// (`#[utoipa::path]`) as they are routed in [`routes`].
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "rapport API",
+        description = "Profiles, events from other systems, campaigns and reports of a rapport installation. Every request sends Authorization: Bearer TOKEN (rapport token create NAME --scopes ...).",
+    ),
+    servers((url = "/api/v1")),
+    modifiers(&BearerToken),
+    tags(
+        (name = "profiles", description = "People: create with consent, read, change, unsubscribe, erase"),
+        (name = "events", description = "What people did elsewhere"),
+        (name = "campaigns", description = "Campaigns and manual runs"),
+        (name = "reports", description = "Response rates"),
+    )
+)]
+struct ApiDoc;
+
+/// Declares the bearer token the paths' `security(("token" = [...]))` refer to.
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "token",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("a token made with rapport token create; its scopes are listed per operation"))
+                        .build(),
+                ),
+            );
+    }
+}
+
+/// The `/api/v1` routes (nested there) with `GET /openapi.json` describing them; any other
+/// path under it is a JSON 404. A handler is routed only through its `#[utoipa::path]`, so
+/// the document cannot leave one out.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/profiles", post(profiles::create))
+    use utoipa::OpenApi;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(profiles::create))
+        .routes(routes!(profiles::read, profiles::change, profiles::erase))
+        .routes(routes!(profiles::unsubscribe))
+        .routes(routes!(events::record))
+        .routes(routes!(campaigns::list))
+        .routes(routes!(campaigns::run))
+        .routes(routes!(reports::response_rates))
+        .split_for_parts();
+    let doc: axum::body::Bytes = doc
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises")
+        .into();
+    router
         .route(
-            "/profiles/{email}",
-            get(profiles::read)
-                .patch(profiles::change)
-                .delete(profiles::erase),
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }),
         )
-        .route("/profiles/{email}/unsubscribe", post(profiles::unsubscribe))
-        .route("/events", post(events::record))
-        .route("/campaigns", get(campaigns::list))
-        .route("/campaigns/{id}/runs", post(campaigns::run))
-        .route("/reports/response-rates", get(reports::response_rates))
         .fallback(unknown)
         .layer(axum::extract::DefaultBodyLimit::max(body::MAX_JSON))
+}
+
+/// The JSON shape of every error, for the OpenAPI document.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Describes `ApiError`'s body for the OpenAPI document.
+pub struct ErrorBody {
+    #[schema(inline)]
+    error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Describes `ApiError`'s body for the OpenAPI document.
+pub struct ErrorDetail {
+    /// unauthorized, forbidden, not_found, invalid, malformed, too_large,
+    /// unsupported_media_type, rate_limited or unavailable.
+    code: String,
+    message: String,
+    /// A message per field at fault (`events[3].name`), when fields are.
+    fields: Option<BTreeMap<String, String>>,
 }
 
 /// A failed API request, as JSON.

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{ApiError, Authorized, JsonBody, ProfilesRead, ProfilesWrite, path_email};
 use crate::profile::Profile;
@@ -19,34 +19,61 @@ async fn find(state: &AppState, raw: &str) -> Result<Profile, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no profile with the address {email}")))
 }
 
-/// What the API says of a person.
-async fn shown(state: &AppState, p: &Profile) -> Result<Value, ApiError> {
-    let segments = crate::web::segments_of(&state.store, &state.site(), Some(p)).await?;
-    Ok(json!({
-        "email": p.email.as_str(),
-        "status": p.status.as_str(),
-        "answers": p.answers.to_json(),
-        "segments": segments,
-    }))
+/// A person as the API shows them.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PersonView {
+    email: String,
+    /// pending, subscribed, unsubscribed, bounced or complained.
+    status: String,
+    answers: crate::profile::Answers,
+    /// The segments the person is in now.
+    segments: Vec<String>,
 }
 
-/// `GET /api/v1/profiles/{email}` (`profiles:read`).
+/// What the API says of a person.
+async fn shown(state: &AppState, p: &Profile) -> Result<PersonView, ApiError> {
+    let segments = crate::web::segments_of(&state.store, &state.site(), Some(p)).await?;
+    Ok(PersonView {
+        email: p.email.as_str().to_string(),
+        status: p.status.as_str().to_string(),
+        answers: p.answers.clone(),
+        segments,
+    })
+}
+
+/// The address in the path.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct EmailPath {
+    /// The person's address (any case).
+    email: String,
+}
+
+/// `GET /api/v1/profiles/{email}` (`profiles:read`): a person with answers, status and
+/// current segments.
+#[utoipa::path(get, path = "/profiles/{email}", tag = "profiles", params(EmailPath),
+    security(("token" = ["profiles:read"])),
+    responses((status = 200, body = PersonView), (status = 404, body = super::ErrorBody),
+        (status = 422, body = super::ErrorBody)))]
 pub async fn read(
     _: Authorized<ProfilesRead>,
     State(state): State<AppState>,
-    Path(email): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    Path(EmailPath { email }): Path<EmailPath>,
+) -> Result<Json<PersonView>, ApiError> {
     let p = find(&state, &email).await?;
     Ok(Json(shown(&state, &p).await?))
 }
 
 /// `POST /api/v1/profiles/{email}/unsubscribe` (`profiles:write`): an opt-out recorded with
 /// the token's name as its source; the person as they are now.
+#[utoipa::path(post, path = "/profiles/{email}/unsubscribe", tag = "profiles", params(EmailPath),
+    security(("token" = ["profiles:write"])),
+    responses((status = 200, body = PersonView), (status = 404, body = super::ErrorBody)))]
 pub async fn unsubscribe(
     Authorized(token, _): Authorized<ProfilesWrite>,
     State(state): State<AppState>,
-    Path(email): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    Path(EmailPath { email }): Path<EmailPath>,
+) -> Result<Json<PersonView>, ApiError> {
     let p = find(&state, &email).await?;
     let meta = crate::store::ConsentMeta {
         source: format!("api:{}", token.name),
@@ -62,10 +89,13 @@ pub async fn unsubscribe(
 
 /// `DELETE /api/v1/profiles/{email}` (`profiles:write`): erased as `rapport profile erase`
 /// erases (address and answers gone, aggregates kept, the address suppressed); 204.
+#[utoipa::path(delete, path = "/profiles/{email}", tag = "profiles", params(EmailPath),
+    security(("token" = ["profiles:write"])),
+    responses((status = 204, description = "erased"), (status = 404, body = super::ErrorBody)))]
 pub async fn erase(
     _: Authorized<ProfilesWrite>,
     State(state): State<AppState>,
-    Path(email): Path<String>,
+    Path(EmailPath { email }): Path<EmailPath>,
 ) -> Result<StatusCode, ApiError> {
     let p = find(&state, &email).await?;
     state.store.erase(&p).await?;
@@ -73,23 +103,28 @@ pub async fn erase(
 }
 
 /// The body of `PATCH /api/v1/profiles/{email}`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Change {
     /// Answers by question key: text, a number, a list of texts (multiple choice), or `null`
     /// to remove the answer.
+    #[schema(value_type = crate::profile::Answers)]
     answers: serde_json::Map<String, Value>,
 }
 
 /// `PATCH /api/v1/profiles/{email}` (`profiles:write`): changes answers through the same
 /// rules as the profile centre (422 naming each field at fault, nothing stored), records a
 /// `profile_update` and starts the follow-ups it triggers; the person as now.
+#[utoipa::path(patch, path = "/profiles/{email}", tag = "profiles", params(EmailPath),
+    request_body = Change, security(("token" = ["profiles:write"])),
+    responses((status = 200, body = PersonView), (status = 404, body = super::ErrorBody),
+        (status = 422, body = super::ErrorBody)))]
 pub async fn change(
     _: Authorized<ProfilesWrite>,
     State(state): State<AppState>,
-    Path(email): Path<String>,
+    Path(EmailPath { email }): Path<EmailPath>,
     JsonBody(change): JsonBody<Change>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PersonView>, ApiError> {
     use crate::profile::{Purpose, Question};
     let p = find(&state, &email).await?;
     let site = state.site();
@@ -150,11 +185,16 @@ pub async fn change(
 /// subscribed at once with an `opt_in` consent record naming the caller and the source, and
 /// its welcome starts (201); a known address keeps its status, and the answers only fill its
 /// gaps (200).
+#[utoipa::path(post, path = "/profiles", tag = "profiles", request_body = NewProfile,
+    security(("token" = ["profiles:write"])),
+    responses((status = 201, description = "created", body = PersonView),
+        (status = 200, description = "a known address", body = PersonView),
+        (status = 422, body = super::ErrorBody)))]
 pub async fn create(
     Authorized(token, _): Authorized<ProfilesWrite>,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<serde_json::Map<String, Value>>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<PersonView>), ApiError> {
     use crate::profile::Purpose;
     let mut errors = std::collections::BTreeMap::new();
     let mut pairs = vec![("consent".to_string(), "on".to_string())];
@@ -257,6 +297,32 @@ pub async fn create(
         StatusCode::OK
     };
     Ok((status, Json(shown(&state, &profile).await?)))
+}
+
+/// The body of `POST /api/v1/profiles`: the address, answers by question key beside it,
+/// where consent was given, and whether to ask for confirmation. Read field by field
+/// through the form's rules (so each mistake is named), not by this type.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the body for the OpenAPI document.
+pub struct NewProfile {
+    email: String,
+    #[schema(inline)]
+    consent: Consent,
+    /// `true` (default): a confirmation email first; `false`: you collected consent.
+    double_opt_in: Option<bool>,
+    #[schema(inline)]
+    #[serde(flatten)]
+    answers: crate::profile::Answers,
+}
+
+/// Where and how the person gave consent.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the body for the OpenAPI document.
+pub struct Consent {
+    /// Where consent was given (`checkout`), at most 100 characters.
+    source: String,
+    /// The person's IP address then, when known.
+    ip: Option<String>,
 }
 
 /// The form pairs of one answer given as JSON: text, a number, or a list of texts.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{ApiError, Authorized, ReportsRead};
 use crate::report::{GroupByArg, Period, ReportError};
@@ -12,20 +12,56 @@ use crate::web::AppState;
 
 /// The query: `by=campaign|run|segment`, `from` and `to` as `YYYY-MM-DD` (UTC days, both
 /// included), each optional.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RatesQuery {
+    /// campaign (default), run or segment.
     by: Option<String>,
+    /// The first UTC day, YYYY-MM-DD.
     from: Option<String>,
+    /// The last UTC day, YYYY-MM-DD.
     to: Option<String>,
+}
+
+/// The rows of the response-rate report.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RateRows {
+    #[schema(value_type = Vec<RateRow>)]
+    rows: Vec<Value>,
+}
+
+/// One row: the CSV's columns, counts as numbers, rates as fractions of `delivered` (4
+/// decimals) or `null` when nothing was delivered.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the rows for the OpenAPI document.
+pub struct RateRow {
+    campaign: String,
+    run: Option<String>,
+    segment: Option<String>,
+    recipients: i64,
+    delivered: i64,
+    bounced: i64,
+    unique_opens: i64,
+    open_rate: Option<f64>,
+    unique_clicks: i64,
+    click_rate: Option<f64>,
+    click_to_open_rate: Option<f64>,
+    unsubscribes: i64,
+    unsubscribe_rate: Option<f64>,
+    feedback_yes: i64,
+    feedback_no: i64,
 }
 
 /// `GET /api/v1/reports/response-rates` (`reports:read`): `{"rows": [...]}`, each row with
 /// the CSV's columns; counts are numbers, rates numbers or `null`.
+#[utoipa::path(get, path = "/reports/response-rates", tag = "reports", params(RatesQuery),
+    security(("token" = ["reports:read"])),
+    responses((status = 200, body = RateRows), (status = 422, body = super::ErrorBody)))]
 pub async fn response_rates(
     _: Authorized<ReportsRead>,
     State(state): State<AppState>,
     Query(q): Query<RatesQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RateRows>, ApiError> {
     let invalid = |field: &str, e: ReportError| {
         ApiError::invalid(
             "the report cannot be made for these parameters",
@@ -51,5 +87,5 @@ pub async fn response_rates(
             other => invalid("by", other),
         })?;
     let rows: Vec<Value> = rows.iter().map(crate::report::rate_json).collect();
-    Ok(Json(json!({ "rows": rows })))
+    Ok(Json(RateRows { rows }))
 }
