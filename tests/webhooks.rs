@@ -70,6 +70,44 @@ async fn events_reach_the_receiver_signed_and_retried(db: Db) {
         "{body}"
     );
 
+    // clicked: a person's click on the welcome's link, not a link scanner's.
+    let welcome = app
+        .wait_for_mail(|m| {
+            m.to.contains("ann@example.com")
+                && m.link("/c/").is_some()
+                && m.link("/confirm/").is_none()
+        })
+        .await;
+    let link = welcome.link("/c/").unwrap();
+    // As if sent an hour ago: hits right after sending count as automated.
+    sqlx::query("UPDATE deliveries SET sent_at = sent_at - 3600")
+        .execute(&common::raw_pool(&app.database_url).await)
+        .await
+        .unwrap();
+    let scanner = app
+        .client
+        .get(&link)
+        .header("user-agent", "Mozilla/5.0 (compatible; Barracuda Sentinel)")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scanner.status(), 302);
+    assert_eq!(app.client.get(&link).send().await.unwrap().status(), 302);
+    let clicked = |s: &[common::hooks::Seen]| {
+        s.iter()
+            .filter(|s| s.status == 204 && s.json()["type"] == "clicked")
+            .map(|s| s.json())
+            .collect::<Vec<_>>()
+    };
+    let seen = receiver.wait_for(20, |s| !clicked(s).is_empty()).await;
+    let click = &clicked(&seen)[0];
+    assert_eq!(click["data"]["email"], "ann@example.com");
+    assert_eq!(click["data"]["campaign"], "welcome");
+    assert!(
+        click["data"]["url"].as_str().unwrap().starts_with("http"),
+        "{click}"
+    );
+
     // profile_updated and unsubscribed through the API.
     let crm = token(&app, "profiles:write");
     let r = app
@@ -108,7 +146,14 @@ async fn events_reach_the_receiver_signed_and_retried(db: Db) {
     assert_eq!(updated["data"]["changed"], json!(["employees"]));
     assert_eq!(updated["data"]["answers"]["employees"], 12);
     let ids: std::collections::BTreeSet<String> = seen.iter().map(|s| s.event_id.clone()).collect();
-    assert_eq!(ids.len(), 3, "three events, each sent twice");
+    assert_eq!(ids.len(), 4, "four events, each sent twice");
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.json()["type"] == "clicked")
+            .count(),
+        2,
+        "one click (the scanner's is not told), refused once"
+    );
 
     // The endpoint that is down: retried, then (its window made to end) kept as failed.
     let pool = common::raw_pool(&app.database_url).await;
