@@ -65,6 +65,9 @@ pub struct Settings {
     /// `RAPPORT_WEBHOOK_BACKOFF`: the wait after a webhook's first failed attempt (doubled
     /// after each further one, with jitter, for 24 hours).
     pub webhook_backoff: Duration,
+    /// `RAPPORT_API_RATE`: requests per second each API token may make (bursts of four
+    /// seconds' worth); more get 429.
+    pub api_rate: u32,
     /// The clock the scheduler reads; the system clock except in tests (not an env setting).
     pub clock: crate::clock::Clock,
 }
@@ -240,7 +243,9 @@ impl Settings {
         };
         let soft_bounce_limit = number("RAPPORT_SOFT_BOUNCE_LIMIT", 3, 1)? as i64;
         let webhook_backoff = duration("RAPPORT_WEBHOOK_BACKOFF", 30, 1)?;
+        let api_rate = number("RAPPORT_API_RATE", 50, 1)? as u32;
         Ok(Settings {
+            api_rate,
             webhook_backoff,
             domain_rates,
             bounce_domain,

@@ -1,7 +1,5 @@
 //! Event queries: what people did, summarised for segment rules.
 
-use std::collections::HashMap;
-
 use sqlx::Row;
 
 use super::{Store, StoreError};
@@ -32,42 +30,24 @@ pub struct Reported {
 }
 
 impl Store {
-    /// The profile ids of the people with these address keys (those rapport knows).
-    pub async fn profile_ids_by_key(
-        &self,
-        keys: &[&str],
-    ) -> Result<HashMap<String, i64>, StoreError> {
-        let mut out = HashMap::with_capacity(keys.len());
-        for chunk in keys.chunks(super::rows_per_statement(1)) {
-            let sql = self.positional(format!(
-                "SELECT id, email_key FROM profiles WHERE email_key IN ({})",
-                super::params(1, chunk.len())
-            ));
-            let mut q = sqlx::query(&sql);
-            for k in chunk {
-                q = q.bind(*k);
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                out.insert(r.try_get("email_key")?, r.try_get("id")?);
-            }
-        }
-        Ok(out)
-    }
-
     /// Records reported events (kind `external`, the name as tag, the properties as value)
     /// for the profiles their addresses name, all or none, in one transaction that starts
     /// with its write; an address with no profile (or one erased meanwhile) records
-    /// nothing. Returns how many were recorded.
-    pub async fn record_external(&self, events: &[Reported]) -> Result<u64, StoreError> {
+    /// nothing. Returns (profile id, name) of each event recorded.
+    pub async fn record_external(
+        &self,
+        events: &[Reported],
+    ) -> Result<Vec<(i64, String)>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut recorded = 0;
+        let mut recorded = Vec::with_capacity(events.len());
         for chunk in events.chunks(super::rows_per_statement(4)) {
             // VALUES names its columns column1, column2, … on both databases.
             let rows = super::shaped_rows(1, chunk.len(), "?, ?, ?, ?");
             let sql = self.positional(format!(
                 "INSERT INTO events (profile_id, kind, tag, value, automated, created_at) \
                  SELECT p.id, 'external', v.column2, v.column3, 0, v.column4 \
-                 FROM (VALUES {rows}) AS v JOIN profiles p ON p.email_key = v.column1"
+                 FROM (VALUES {rows}) AS v JOIN profiles p ON p.email_key = v.column1 \
+                 RETURNING profile_id, tag"
             ));
             let mut q = sqlx::query(&sql);
             for e in chunk {
@@ -77,7 +57,9 @@ impl Store {
                     .bind(&e.properties)
                     .bind(e.at);
             }
-            recorded += q.execute(&mut *tx).await?.rows_affected();
+            for r in q.fetch_all(&mut *tx).await? {
+                recorded.push((r.try_get("profile_id")?, r.try_get("tag")?));
+            }
         }
         tx.commit().await?;
         Ok(recorded)

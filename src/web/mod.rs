@@ -62,7 +62,7 @@ pub struct Shared {
     pub admin: admin::AdminKey,
     /// Clicks and opens on their way to the database.
     pub hits: crate::track::HitQueue,
-    /// Requests per API token (see `api::PER_SECOND`).
+    /// Requests per API token (`RAPPORT_API_RATE`).
     pub api_limiter: Arc<DefaultKeyedRateLimiter<i64>>,
     /// Bounces and complaints taken in (their counts go to `/metrics`).
     pub intake: crate::bounce::Intake,
@@ -102,8 +102,8 @@ impl AppState {
             .subscribe_per_minute
             .and_then(NonZeroU32::new)
             .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))));
-        let per_second = NonZeroU32::new(api::PER_SECOND).expect("not zero");
-        let burst = NonZeroU32::new(api::BURST).expect("not zero");
+        let per_second = NonZeroU32::new(settings.api_rate.max(1)).expect("not zero");
+        let burst = NonZeroU32::new(settings.api_rate.max(1).saturating_mul(4)).expect("not zero");
         let api_limiter = Arc::new(RateLimiter::keyed(
             Quota::per_second(per_second).allow_burst(burst),
         ));

@@ -43,32 +43,27 @@ pub async fn record(
             errors,
         ));
     }
-    let keys: BTreeSet<&str> = events.iter().map(|e| e.email_key.as_str()).collect();
-    let people = keys.len();
-    let ids = state
-        .store
-        .profile_ids_by_key(&keys.into_iter().collect::<Vec<_>>())
-        .await?;
-    let known: Vec<Reported> = events
-        .into_iter()
-        .filter(|e| ids.contains_key(&e.email_key))
-        .collect();
-    let recorded = state.store.record_external(&known).await?;
-    let happened: Vec<(i64, crate::schedule::Happened<'_>)> = known
+    let people = events
         .iter()
-        .map(|e| {
-            (
-                ids[&e.email_key],
-                crate::schedule::Happened::Event { name: &e.name },
-            )
-        })
+        .map(|e| e.email_key.as_str())
+        .collect::<BTreeSet<_>>()
+        .len();
+    let recorded = state.store.record_external(&events).await?;
+    let known = recorded
+        .iter()
+        .map(|(id, _)| id)
+        .collect::<BTreeSet<_>>()
+        .len();
+    let happened: Vec<(i64, crate::schedule::Happened<'_>)> = recorded
+        .iter()
+        .map(|(id, name)| (*id, crate::schedule::Happened::Event { name }))
         .collect();
     if crate::schedule::trigger_many(&state.store, &site, &happened).await? > 0 {
         state.worker.wake();
     }
     Ok(Json(Recorded {
-        recorded,
-        unknown_people: people - ids.len(),
+        recorded: recorded.len() as u64,
+        unknown_people: people - known,
     }))
 }
 

@@ -26,11 +26,6 @@ use super::AppState;
 use crate::access::Scope;
 use crate::store::{ApiToken, StoreError};
 
-/// Requests per second a token may make; bursts up to [`BURST`].
-pub const PER_SECOND: u32 = 50;
-/// The burst a token may make after a quiet spell.
-pub const BURST: u32 = 200;
-
 /// The OpenAPI document's frame; the paths and schemas come from the handlers
 /// (`#[utoipa::path]`) as they are routed in [`routes`].
 #[derive(utoipa::OpenApi)]
@@ -255,7 +250,8 @@ impl<S: NeedsScope> FromRequestParts<AppState> for Authorized<S> {
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
                     format!(
-                        "more than {PER_SECOND} requests a second with this token; try again in {secs} s"
+                        "more than {} requests a second with this token; try again in {secs} s",
+                        state.settings.api_rate
                     ),
                 )
             });
