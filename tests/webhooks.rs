@@ -237,7 +237,89 @@ async fn erasure_takes_the_queued_webhooks_with_it(db: Db) {
     assert_eq!(count().await, 0);
 }
 
+/// Feedback, complaints and bounces (as recorded by the feedback page and the bounce
+/// intake) are queued with what they record; a link scanner's vote is not.
+async fn feedback_complaints_and_bounces_are_queued(db: Db) {
+    use rapport::store::{EventOrigin, Returned};
+    let down = format!("http://127.0.0.1:{}/hooks", common::free_port());
+    let other = format!("http://127.0.0.1:{}/hooks", common::free_port());
+    let dir = project(&down, &other);
+    let Some(app) = spawn(db, dir.path()).await else {
+        return common::skip_postgres("feedback_complaints_and_bounces_are_queued");
+    };
+    app.subscribed("kim@example.com", &[]).await;
+    let site = rapport::site::Site::load(dir.path()).unwrap();
+    app.store
+        .set_hook_routes(rapport::webhook::routes(&site.project));
+    let p = app
+        .store
+        .profile_by_email(&rapport::profile::Email::parse("kim@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let origin = EventOrigin {
+        campaign: Some("welcome".into()),
+        ..EventOrigin::default()
+    };
+    app.store
+        .record_feedback(p.id, &origin, "yes", None, false)
+        .await
+        .unwrap();
+    app.store
+        .record_feedback(p.id, &origin, "no", Some("Barracuda"), true)
+        .await
+        .unwrap();
+    let pool = common::raw_pool(&app.database_url).await;
+    let delivery: i64 =
+        sqlx::query_scalar("SELECT id FROM deliveries WHERE profile_id = $1 ORDER BY id LIMIT 1")
+            .bind(p.id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let now = rapport::store::now();
+    app.store
+        .record_returned(
+            delivery,
+            &Returned::Complaint {
+                feedback_type: "abuse",
+            },
+            3,
+            now,
+        )
+        .await
+        .unwrap();
+    app.store
+        .record_returned(
+            delivery,
+            &Returned::Bounce {
+                hard: true,
+                status: "5.1.1",
+                diagnostic: "550 no such user",
+            },
+            3,
+            now,
+        )
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT endpoint, kind, data FROM webhook_deliveries ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let kinds: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["subscribed", "feedback", "complained", "bounced"],
+        "{rows:?}"
+    );
+    assert!(rows.iter().all(|r| r.0 == down), "{rows:?}");
+    assert!(rows[1].2.contains("\"vote\":\"yes\""), "{rows:?}");
+    assert!(rows[2].2.contains("abuse"), "{rows:?}");
+    assert!(rows[3].2.contains("5.1.1"), "{rows:?}");
+}
+
 on_both_databases!(
     events_reach_the_receiver_signed_and_retried,
-    erasure_takes_the_queued_webhooks_with_it
+    erasure_takes_the_queued_webhooks_with_it,
+    feedback_complaints_and_bounces_are_queued
 );
