@@ -64,21 +64,14 @@ async fn bare(port: u16) {
 }
 
 fn main() {
-    // The bare handler runs on its own two-thread runtime, like `serve`.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run());
+    common::block_on_two_threads(run());
 }
 
 async fn run() {
     let root = common::root();
     let bin = common::release_binary();
     let dir = tempfile::tempdir().unwrap();
-    let db = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    let db = common::database_url(dir.path());
     let store = Store::open(&db).await.unwrap();
     let people: usize = common::knob("PEOPLE", 10_000);
     let rows: Vec<(Email, Answers)> = (0..people)
@@ -174,14 +167,9 @@ async fn run() {
     serve.kill().unwrap();
     serve.wait().unwrap();
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE kind = 'external'")
-        .fetch_one(&common_pool(&db).await)
+        .fetch_one(&common::pool(&db).await)
         .await
         .unwrap();
     println!("stored {stored} events ({taken} answered 200)");
     assert!(stored >= taken, "every event answered for is stored");
-}
-
-async fn common_pool(db: &str) -> sqlx::AnyPool {
-    sqlx::any::install_default_drivers();
-    sqlx::AnyPool::connect(db).await.unwrap()
 }

@@ -59,12 +59,7 @@ async fn wait_for(count: &AtomicUsize, n: usize) -> Duration {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run());
+    common::block_on_two_threads(run());
 }
 
 async fn run() {
@@ -72,8 +67,7 @@ async fn run() {
     let bin = common::release_binary();
     let n: usize = common::knob("HOOKS", 20_000);
     let dir = tempfile::tempdir().unwrap();
-    let db = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    let db = common::database_url(dir.path());
     let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}/hooks");
     let project = tempfile::tempdir().unwrap();
@@ -106,7 +100,7 @@ async fn run() {
         .await
         .unwrap();
     let first: i64 = sqlx::query_scalar("SELECT MIN(id) FROM profiles")
-        .fetch_one(&pool(&db).await)
+        .fetch_one(&common::pool(&db).await)
         .await
         .unwrap();
     let notes: Vec<HookNote> = (0..n)
@@ -187,9 +181,4 @@ async fn run() {
         "{n} webhooks: rapport {rapport:.0}/s (first to last received), bare reqwest {bare:.0}/s, ratio {:.2}",
         rapport / bare
     );
-}
-
-async fn pool(db: &str) -> sqlx::AnyPool {
-    sqlx::any::install_default_drivers();
-    sqlx::AnyPool::connect(db).await.unwrap()
 }

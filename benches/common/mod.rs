@@ -34,3 +34,27 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Runs a bench's `main` on two worker threads, as `serve` runs (the benches that host a
+/// bare handler or a receiver beside it give both sides the same runtime).
+pub fn block_on_two_threads<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// `DATABASE_URL` when set (a PostgreSQL database to measure on), else a new SQLite file in
+/// `dir`.
+pub fn database_url(dir: &Path) -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", dir.join("bench.db").display()))
+}
+
+/// A plain pool on `db`, for the bench's own checks.
+pub async fn pool(db: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(db).await.unwrap()
+}

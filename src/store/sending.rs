@@ -283,11 +283,22 @@ impl Store {
 
     /// Extends the claim on deliveries still being sent.
     pub async fn renew_lease(&self, ids: &[i64], lease: i64) -> Result<(), StoreError> {
+        self.renew_claims("deliveries", ids, lease).await
+    }
+
+    /// Extends the claim on rows of a queue (`deliveries`, `webhook_deliveries`) that are
+    /// still `sending` by `lease` seconds from now.
+    pub(super) async fn renew_claims(
+        &self,
+        table: &'static str,
+        ids: &[i64],
+        lease: i64,
+    ) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
         let sql = self.positional(format!(
-            "UPDATE deliveries SET lease_until = $1 WHERE status = 'sending' AND id IN ({})",
+            "UPDATE {table} SET lease_until = $1 WHERE status = 'sending' AND id IN ({})",
             super::params(2, ids.len())
         ));
         let mut q = sqlx::query(&sql).bind(now() + lease);
@@ -298,13 +309,20 @@ impl Store {
         Ok(())
     }
 
+    /// Puts rows of a queue whose lease ran out (their worker died) back in it.
+    pub(super) async fn reclaim_claims(&self, table: &'static str) -> Result<u64, StoreError> {
+        Ok(sqlx::query(&format!(
+            "UPDATE {table} SET status = 'queued', lease_until = NULL WHERE status = 'sending' AND lease_until < $1"
+        ))
+        .bind(now())
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     /// Puts deliveries whose lease ran out (their worker died) back in the queue.
     pub async fn reclaim_expired(&self) -> Result<u64, StoreError> {
-        Ok(sqlx::query("UPDATE deliveries SET status = 'queued', lease_until = NULL WHERE status = 'sending' AND lease_until < $1")
-            .bind(now())
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        self.reclaim_claims("deliveries").await
     }
 
     /// Records sends the mail server accepted, with their `sent` events, in one

@@ -237,19 +237,7 @@ impl Store {
 
     /// Extends the claim on webhook deliveries still being sent.
     pub async fn renew_hook_lease(&self, ids: &[i64], lease: i64) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let sql = self.positional(format!(
-            "UPDATE webhook_deliveries SET lease_until = $1 WHERE status = 'sending' AND id IN ({})",
-            super::params(2, ids.len())
-        ));
-        let mut q = sqlx::query(&sql).bind(now() + lease);
-        for id in ids {
-            q = q.bind(*id);
-        }
-        q.execute(&self.pool).await?;
-        Ok(())
+        self.renew_claims("webhook_deliveries", ids, lease).await
     }
 
     /// Records that the endpoint took these deliveries (a 2xx answer).
@@ -293,14 +281,7 @@ impl Store {
 
     /// Puts webhook deliveries whose lease ran out (their sender died) back in the queue.
     pub async fn reclaim_expired_hooks(&self) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'queued', lease_until = NULL \
-             WHERE status = 'sending' AND lease_until < $1",
-        )
-        .bind(now())
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
+        self.reclaim_claims("webhook_deliveries").await
     }
 
     /// The deliveries kept as failed, newest first.
