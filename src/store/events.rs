@@ -38,7 +38,30 @@ impl Store {
         &self,
         events: &[Reported],
     ) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut groups = self.record_external_groups(&[events]).await?;
+        Ok(groups.pop().unwrap_or_default())
+    }
+
+    /// [`Store::record_external`] for several batches in one transaction (one commit, one
+    /// set of WAL pages, for what concurrent requests sent): the recorded events per batch.
+    pub async fn record_external_groups(
+        &self,
+        groups: &[&[Reported]],
+    ) -> Result<Vec<Vec<(i64, String)>>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(groups.len());
+        for events in groups {
+            out.push(self.insert_external(&mut tx, events).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn insert_external(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        events: &[Reported],
+    ) -> Result<Vec<(i64, String)>, StoreError> {
         let mut recorded = Vec::with_capacity(events.len());
         for chunk in events.chunks(super::rows_per_statement(4)) {
             // VALUES names its columns column1, column2, … on both databases.
@@ -61,7 +84,6 @@ impl Store {
                 recorded.push((r.try_get("profile_id")?, r.try_get("tag")?));
             }
         }
-        tx.commit().await?;
         Ok(recorded)
     }
 

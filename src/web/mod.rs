@@ -64,6 +64,8 @@ pub struct Shared {
     pub hits: crate::track::HitQueue,
     /// Requests per API token (`RAPPORT_API_RATE`).
     pub api_limiter: Arc<DefaultKeyedRateLimiter<i64>>,
+    /// Batches of `POST /api/v1/events` on their way to the database, committed together.
+    pub events: api::EventWriter,
     /// Bounces and complaints taken in (their counts go to `/metrics`).
     pub intake: crate::bounce::Intake,
     limiter: Option<Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>>,
@@ -107,7 +109,9 @@ impl AppState {
         let api_limiter = Arc::new(RateLimiter::keyed(
             Quota::per_second(per_second).allow_burst(burst),
         ));
+        let events = api::EventWriter::start(store.clone());
         AppState(Arc::new(Shared {
+            events,
             api_limiter,
             admin,
             hits,

@@ -48,7 +48,7 @@ pub async fn record(
         .map(|e| e.email_key.as_str())
         .collect::<BTreeSet<_>>()
         .len();
-    let recorded = state.store.record_external(&events).await?;
+    let recorded = state.events.record(events).await?;
     let known = recorded
         .iter()
         .map(|(id, _)| id)
@@ -65,6 +65,84 @@ pub async fn record(
         recorded: recorded.len() as u64,
         unknown_people: people - known,
     }))
+}
+
+/// Events of the batches at most written in one transaction.
+const GROUP_EVENTS: usize = 10_000;
+
+/// One request's checked batch and where its outcome goes.
+type Job = (
+    Vec<Reported>,
+    tokio::sync::oneshot::Sender<Option<Vec<(i64, String)>>>,
+);
+
+/// The writer of reported events. On SQLite (one writer at a time, where the commit and
+/// its WAL pages, not the rows, are the cost) batches that arrive while one is written go
+/// to the database together, in one transaction; on PostgreSQL each request writes its own,
+/// in parallel (grouping them there lost a third of the rate; see BENCHMARKS.md). Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct EventWriter {
+    tx: Option<tokio::sync::mpsc::Sender<Job>>,
+    store: crate::store::Store,
+}
+
+impl EventWriter {
+    /// Starts the writer task on `store`.
+    pub fn start(store: crate::store::Store) -> EventWriter {
+        if store.backend() != crate::store::Backend::Sqlite {
+            return EventWriter { tx: None, store };
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(1_024);
+        let writer = store.clone();
+        tokio::spawn(async move {
+            let store = writer;
+            while let Some(first) = rx.recv().await {
+                let mut size = first.0.len();
+                let mut jobs = vec![first];
+                while size < GROUP_EVENTS {
+                    let Ok(job) = rx.try_recv() else { break };
+                    size += job.0.len();
+                    jobs.push(job);
+                }
+                let groups: Vec<&[Reported]> = jobs.iter().map(|j| j.0.as_slice()).collect();
+                match store.record_external_groups(&groups).await {
+                    Ok(results) => {
+                        for ((_, done), r) in jobs.into_iter().zip(results) {
+                            let _ = done.send(Some(r));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, batches = jobs.len(), "reported events not stored");
+                        for (_, done) in jobs {
+                            let _ = done.send(None);
+                        }
+                    }
+                }
+            }
+        });
+        EventWriter {
+            tx: Some(tx),
+            store,
+        }
+    }
+
+    /// Stores a checked batch (with whatever else is waiting): (profile id, name) of each
+    /// event recorded; 503 when the database cannot be written.
+    pub async fn record(&self, events: Vec<Reported>) -> Result<Vec<(i64, String)>, ApiError> {
+        let Some(tx) = &self.tx else {
+            return Ok(self.store.record_external(&events).await?);
+        };
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        tx.send((events, done))
+            .await
+            .map_err(|_| ApiError::unavailable())?;
+        outcome
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(ApiError::unavailable)
+    }
 }
 
 /// What a batch came to.

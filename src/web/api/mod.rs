@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 pub use body::{JsonBody, MAX_JSON};
+pub use events::EventWriter;
 use serde_json::json;
 
 use super::AppState;
@@ -154,14 +155,21 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        tracing::error!(error = %e, "API request failed in the store");
+impl ApiError {
+    /// 503: the database cannot be reached (the cause is logged where it is known).
+    fn unavailable() -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "the database cannot be reached now; nothing was changed; try again shortly",
         )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        tracing::error!(error = %e, "API request failed in the store");
+        ApiError::unavailable()
     }
 }
 
