@@ -123,11 +123,7 @@ async fn main() {
         &script,
         format!(
             "local paths = {{{}}}\nrequest = function()\n  return wrk.format(nil, paths[math.random(#paths)])\nend\n",
-            paths
-                .iter()
-                .map(|p| format!("{p:?}"))
-                .collect::<Vec<_>>()
-                .join(",")
+            common::lua_strings(&paths)
         ),
     )
     .unwrap();

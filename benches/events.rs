@@ -119,11 +119,7 @@ async fn run() {
         &script,
         format!(
             "local bodies = {{{}}}\nlocal n = 0\nwrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, nil, nil, bodies[(n % #bodies) + 1])\nend\n",
-            bodies
-                .iter()
-                .map(|b| format!("{b:?}"))
-                .collect::<Vec<_>>()
-                .join(",")
+            common::lua_strings(&bodies)
         ),
     )
     .unwrap();

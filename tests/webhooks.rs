@@ -318,7 +318,53 @@ async fn feedback_complaints_and_bounces_are_queued(db: Db) {
     assert!(rows[3].2.contains("5.1.1"), "{rows:?}");
 }
 
+/// An endpoint that takes longer than 10 s to answer has not taken the event: the request
+/// is abandoned at 10 s and the event sent again (the receiver sees it twice).
+async fn a_silent_endpoint_times_out_and_is_tried_again(db: Db) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (c, seen) = (calls.clone(), ids.clone());
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let (c, seen) = (c.clone(), seen.clone());
+            async move {
+                let id = headers["rapport-event-id"].to_str().unwrap().to_string();
+                seen.lock().unwrap().push(id);
+                if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = project(&url, &url);
+    let Some(app) = spawn(db, dir.path()).await else {
+        return common::skip_postgres("a_silent_endpoint_times_out_and_is_tried_again");
+    };
+    let started = std::time::Instant::now();
+    app.subscribed("tim@example.com", &[]).await;
+    for _ in 0..600 {
+        if calls.load(Ordering::SeqCst) >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let ids = ids.lock().unwrap().clone();
+    assert_eq!(ids.len(), 2, "tried again after the time-out: {ids:?}");
+    assert_eq!(ids[0], ids[1]);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(10),
+        "not before the 10 s time-out"
+    );
+}
+
 on_both_databases!(
+    a_silent_endpoint_times_out_and_is_tried_again,
     events_reach_the_receiver_signed_and_retried,
     erasure_takes_the_queued_webhooks_with_it,
     feedback_complaints_and_bounces_are_queued

@@ -58,3 +58,12 @@ pub async fn pool(db: &str) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
     sqlx::AnyPool::connect(db).await.unwrap()
 }
+
+/// `"a","b",…`: strings as the items of a Lua table, for wrk scripts.
+pub fn lua_strings(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
