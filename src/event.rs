@@ -62,7 +62,8 @@ impl EventKind {
 )]
 #[strum(serialize_all = "snake_case")]
 pub enum HookEvent {
-    /// A person confirmed (or was added as subscribed by the API or an import).
+    /// A person confirmed, or was added as subscribed through the API (imports are bulk
+    /// and not told).
     Subscribed,
     Unsubscribed,
     /// A person changed answers in the profile centre or through the API.
@@ -99,11 +100,6 @@ pub struct EventSummary {
     pub last_at: i64,
     pub count: i64,
 }
-
-/// The `GROUP BY` of an event summary over `events`: per (kind, campaign, tag), and external
-/// events also per time (see [`EventSummary`]). Shared by the one-profile and the batch query.
-pub const SUMMARY_GROUPS: &str =
-    "kind, campaign, tag, CASE WHEN kind = 'external' THEN created_at END";
 
 /// The event names rapport records itself, which `[events] names` may not reuse.
 pub fn built_in() -> &'static [&'static str] {

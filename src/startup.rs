@@ -85,11 +85,10 @@ impl Application {
             .map_err(|e| StartError::Bind(bind, e))?;
         store.set_hook_routes(crate::webhook::routes(&site.project));
         for w in &site.project.webhooks {
-            if std::env::var(&w.secret_env).is_ok_and(|s| !s.is_empty()) {
-                tracing::info!(endpoint = %w.url, "webhooks go to this endpoint");
-            } else {
-                tracing::warn!(endpoint = %w.url, variable = %w.secret_env,
-                    "the webhook secret is not set: this endpoint's events are queued but not sent until it is");
+            match w.secret() {
+                Ok(_) => tracing::info!(endpoint = %w.url, "webhooks go to this endpoint"),
+                Err(why) => tracing::warn!(endpoint = %w.url,
+                    "{why}: this endpoint's deliveries fail, and are retried for 24 hours, until it is"),
             }
         }
         let site_handle = SiteHandle::new(site);

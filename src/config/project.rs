@@ -45,12 +45,25 @@ struct WebhookToml {
 }
 
 /// An endpoint told about what happens (`[[webhook]]`). The secret is not here: it is read
-/// from the environment variable `secret_env` names when the server starts.
+/// from the environment variable `secret_env` names ([`Webhook::secret`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub url: url::Url,
     pub events: Vec<crate::event::HookEvent>,
     pub secret_env: String,
+}
+
+impl Webhook {
+    /// The signing secret from the environment, or what to set when it is missing.
+    pub fn secret(&self) -> Result<String, String> {
+        match std::env::var(&self.secret_env) {
+            Ok(s) if !s.is_empty() => Ok(s),
+            _ => Err(format!(
+                "the secret variable {} is not set in the server's environment",
+                self.secret_env
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -139,6 +139,15 @@ pub fn rate(n: i64, d: i64) -> String {
     }
 }
 
+/// Clicks per opener; empty when nothing was delivered or opened.
+fn click_to_open(c: &RateCounts) -> String {
+    if c.delivered == 0 {
+        String::new()
+    } else {
+        rate(c.unique_clicks, c.unique_opens)
+    }
+}
+
 fn rate_row(c: &RateCounts) -> [String; 15] {
     [
         c.campaign.clone(),
@@ -151,12 +160,7 @@ fn rate_row(c: &RateCounts) -> [String; 15] {
         rate(c.unique_opens, c.delivered),
         c.unique_clicks.to_string(),
         rate(c.unique_clicks, c.delivered),
-        // Clicks per opener; empty when nothing was delivered or opened.
-        if c.delivered == 0 {
-            String::new()
-        } else {
-            rate(c.unique_clicks, c.unique_opens)
-        },
+        click_to_open(c),
         c.unsubscribes.to_string(),
         rate(c.unsubscribes, c.delivered),
         c.feedback_yes.to_string(),
@@ -210,25 +214,54 @@ pub async fn response_rates_csv<W: Write>(
     write_rows(out, &RESPONSE_RATE_COLUMNS, rows, |c| rate_row(&c)).await
 }
 
-/// One response-rate row as a JSON object with the CSV's column names: counts as numbers,
-/// rates as numbers (4 decimals) or `null` where the CSV has an empty cell.
-pub fn rate_json(c: &RateCounts) -> serde_json::Value {
-    let cells = rate_row(c);
-    let mut o = serde_json::Map::new();
-    for (i, (name, cell)) in RESPONSE_RATE_COLUMNS.iter().zip(cells).enumerate() {
-        let v = if cell.is_empty() {
-            serde_json::Value::Null
-        } else if i < 3 {
-            cell.into()
-        } else if let Ok(n) = cell.parse::<i64>() {
-            n.into()
-        } else {
-            cell.parse::<f64>()
-                .map_or(serde_json::Value::Null, Into::into)
-        };
-        o.insert(name.to_string(), v);
+/// One response-rate row as the API shows it: the CSV's columns, counts as numbers, rates
+/// as the CSV writes them (fractions of `delivered`, 4 decimals) or `null` where the CSV
+/// has an empty cell.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct RateRow {
+    pub campaign: String,
+    /// The run's period key (`--by run`).
+    pub run: Option<String>,
+    /// The segment (`--by segment`).
+    pub segment: Option<String>,
+    pub recipients: i64,
+    pub delivered: i64,
+    pub bounced: i64,
+    pub unique_opens: i64,
+    pub open_rate: Option<f64>,
+    pub unique_clicks: i64,
+    pub click_rate: Option<f64>,
+    pub click_to_open_rate: Option<f64>,
+    pub unsubscribes: i64,
+    pub unsubscribe_rate: Option<f64>,
+    pub feedback_yes: i64,
+    pub feedback_no: i64,
+}
+
+impl RateRow {
+    /// The row of these counts.
+    pub fn of(c: &RateCounts) -> RateRow {
+        // The CSV's rounding, so that both say the same.
+        let value = |cell: String| cell.parse::<f64>().ok();
+        let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        RateRow {
+            campaign: c.campaign.clone(),
+            run: text(&c.run),
+            segment: text(&c.segment),
+            recipients: c.recipients,
+            delivered: c.delivered,
+            bounced: c.bounced,
+            unique_opens: c.unique_opens,
+            open_rate: value(rate(c.unique_opens, c.delivered)),
+            unique_clicks: c.unique_clicks,
+            click_rate: value(rate(c.unique_clicks, c.delivered)),
+            click_to_open_rate: value(click_to_open(c)),
+            unsubscribes: c.unsubscribes,
+            unsubscribe_rate: value(rate(c.unsubscribes, c.delivered)),
+            feedback_yes: c.feedback_yes,
+            feedback_no: c.feedback_no,
+        }
     }
-    o.into()
 }
 
 /// Writes the opt-in funnel CSV, one row per UTC day with any activity.

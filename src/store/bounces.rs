@@ -118,7 +118,7 @@ impl Store {
             _ => None,
         };
         if let Some((event, note)) = told {
-            self.queue_hooks(&mut tx, event, &[note], at, at).await?;
+            self.queue_hooks(&mut tx, event, &[note], at).await?;
         }
         let suppress = match kind {
             "bounce" => Some("bounced"),
@@ -165,7 +165,7 @@ impl Store {
                 "reason": format!("{soft_limit} soft bounces without an open or click between"),
                 "when": "reported later",
             }));
-            self.queue_hooks(&mut tx, crate::event::HookEvent::Bounced, &[note], at, at)
+            self.queue_hooks(&mut tx, crate::event::HookEvent::Bounced, &[note], at)
                 .await?;
         }
         if status == "complained" && changed.is_some() {

@@ -16,6 +16,11 @@ pub struct EventOrigin {
     pub sent_at: Option<i64>,
 }
 
+/// The `GROUP BY` of an event summary over `events`: per (kind, campaign, tag), and external
+/// events also per time (see [`EventSummary`]). Shared by the one-profile and the batch query.
+pub(super) const SUMMARY_GROUPS: &str =
+    "kind, campaign, tag, CASE WHEN kind = 'external' THEN created_at END";
+
 /// One event another system reported (`POST /api/v1/events`), checked and ready to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reported {
@@ -105,7 +110,7 @@ impl Store {
         let sql = format!(
             "SELECT kind, campaign, tag, MAX(created_at) AS last_at, COUNT(*) AS n FROM events \
              WHERE profile_id = $1 AND automated = 0 GROUP BY {}",
-            crate::event::SUMMARY_GROUPS
+            SUMMARY_GROUPS
         );
         let rows = sqlx::query(&sql)
             .bind(profile_id)
@@ -163,7 +168,7 @@ impl Store {
                 profile_id,
                 data: serde_json::json!({ "campaign": origin.campaign, "vote": vote, "comment": comment }),
             };
-            self.queue_hooks(&mut tx, crate::event::HookEvent::Feedback, &[note], at, at)
+            self.queue_hooks(&mut tx, crate::event::HookEvent::Feedback, &[note], at)
                 .await?;
         }
         tx.commit().await?;

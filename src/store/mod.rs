@@ -234,6 +234,15 @@ impl Store {
         positional(self.backend, sql)
     }
 
+    /// What a queue's claim adds to its `SELECT … LIMIT n`: on PostgreSQL concurrent
+    /// claimers skip each other's rows; SQLite has one writer.
+    pub(crate) fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
+    }
+
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend

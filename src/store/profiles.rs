@@ -348,7 +348,7 @@ impl Store {
         insert_consent(&mut *tx, id, "opt_in", meta, at).await?;
         let profile = profile_in(&mut *tx, id).await?;
         let note = subscribed_note(&profile, &meta.source);
-        self.queue_hooks(&mut tx, HookEvent::Subscribed, &[note], at, at)
+        self.queue_hooks(&mut tx, HookEvent::Subscribed, &[note], at)
             .await?;
         tx.commit().await?;
         Ok(Some(profile))
@@ -437,7 +437,7 @@ impl Store {
         };
         if changed.is_some() {
             let note = subscribed_note(&profile, &meta.source);
-            self.queue_hooks(&mut tx, HookEvent::Subscribed, &[note], at, at)
+            self.queue_hooks(&mut tx, HookEvent::Subscribed, &[note], at)
                 .await?;
         }
         tx.commit().await?;
@@ -488,7 +488,7 @@ impl Store {
                 profile_id: id,
                 data: serde_json::json!({ "campaign": origin.campaign, "source": meta.source }),
             };
-            self.queue_hooks(&mut tx, HookEvent::Unsubscribed, &[note], at, at)
+            self.queue_hooks(&mut tx, HookEvent::Unsubscribed, &[note], at)
                 .await?;
         }
         tx.commit().await?;
@@ -561,7 +561,7 @@ impl Store {
                 profile_id: id,
                 data: serde_json::json!({ "changed": fields, "answers": profile.answers.to_json() }),
             };
-            self.queue_hooks(&mut tx, HookEvent::ProfileUpdated, &[note], at, at)
+            self.queue_hooks(&mut tx, HookEvent::ProfileUpdated, &[note], at)
                 .await?;
         }
         tx.commit().await?;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::{AudienceQuery, Backend, EventSummary, Store, StoreError, now};
+use super::{AudienceQuery, EventSummary, Store, StoreError, now};
 use crate::profile::Profile;
 
 /// Why a run exists.
@@ -261,10 +261,7 @@ impl Store {
         lease: i64,
     ) -> Result<Vec<Claimed>, StoreError> {
         let at = now();
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
+        let lock = self.skip_locked();
         let sql = self.positional(format!(
             "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = $1 \
              WHERE id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= $2 \
@@ -446,7 +443,7 @@ impl Store {
                 data: serde_json::json!({ "campaign": d.campaign, "reason": error, "when": "at the send" }),
             };
             let at = now();
-            self.queue_hooks(&mut tx, crate::event::HookEvent::Bounced, &[note], at, at)
+            self.queue_hooks(&mut tx, crate::event::HookEvent::Bounced, &[note], at)
                 .await?;
         }
         tx.commit().await?;
@@ -520,7 +517,7 @@ impl Store {
             "SELECT profile_id, kind, campaign, tag, MAX(created_at) AS last_at, COUNT(*) AS n \
              FROM events WHERE profile_id IN ({}) AND automated = 0 GROUP BY profile_id, {}",
             super::params(1, ids.len()),
-            crate::event::SUMMARY_GROUPS
+            super::events::SUMMARY_GROUPS
         ));
         let mut q = sqlx::query(&sql);
         for id in ids {

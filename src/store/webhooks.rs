@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Backend, Store, StoreError, now};
+use super::{Store, StoreError, now};
 use crate::event::HookEvent;
 
 /// Which endpoints hear of which event types: set from `[[webhook]]` at start and on reload
@@ -94,15 +94,21 @@ impl Store {
         self.hooks.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Queues `event` about each of `notes` for every endpoint that listens, inside the
-    /// caller's transaction (`conn`), first due at `due`. Nothing when nobody listens.
+    /// Whether any endpoint listens for `event` (callers with notes to build skip the work
+    /// when none does).
+    pub fn listens(&self, event: HookEvent) -> bool {
+        !self.hook_routes().targets(event).is_empty()
+    }
+
+    /// Queues `event` about each of `notes`, which happened at `at`, for every endpoint
+    /// that listens, inside the caller's transaction (`conn`), due at once. Nothing when
+    /// nobody listens.
     pub(super) async fn queue_hooks(
         &self,
         conn: &mut sqlx::AnyConnection,
         event: HookEvent,
         notes: &[HookNote],
         at: i64,
-        due: i64,
     ) -> Result<(), StoreError> {
         let routes = self.hook_routes();
         let targets = routes.targets(event);
@@ -132,8 +138,8 @@ impl Store {
                     .bind(note.profile_id)
                     .bind(note.data.to_string())
                     .bind(at)
-                    .bind(due)
-                    .bind(due + HOOK_RETRY_WINDOW)
+                    .bind(created)
+                    .bind(created + HOOK_RETRY_WINDOW)
                     .bind(created);
             }
             q.execute(&mut *conn).await?;
@@ -149,11 +155,11 @@ impl Store {
         notes: &[HookNote],
         at: i64,
     ) -> Result<(), StoreError> {
-        if self.hook_routes().targets(event).is_empty() || notes.is_empty() {
+        if !self.listens(event) || notes.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        self.queue_hooks(&mut tx, event, notes, at, at).await?;
+        self.queue_hooks(&mut tx, event, notes, at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -162,10 +168,7 @@ impl Store {
     /// completed with the person's current address.
     pub async fn claim_hooks(&self, limit: i64, lease: i64) -> Result<Vec<HookClaim>, StoreError> {
         let at = now();
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
+        let lock = self.skip_locked();
         let sql = self.positional(format!(
             "UPDATE webhook_deliveries SET status = 'sending', attempts = attempts + 1, lease_until = $1 \
              WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'queued' AND next_attempt_at <= $2 \
@@ -182,7 +185,7 @@ impl Store {
             .iter()
             .filter_map(|r| r.try_get::<Option<i64>, _>("profile_id").ok().flatten())
             .collect();
-        let emails = self.emails_of(&ids).await?;
+        let people = self.profiles_by_ids(&ids).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let profile: Option<i64> = r.try_get("profile_id")?;
@@ -191,8 +194,10 @@ impl Store {
                 StoreError::Corrupt(format!("webhook_deliveries.data {data:?}: {e}"))
             })?;
             if let Value::Object(m) = &mut data {
-                let email = profile.and_then(|p| emails.get(&p).cloned());
-                m.insert("email".into(), email.map_or(Value::Null, Value::String));
+                let email = profile
+                    .and_then(|p| people.get(&p))
+                    .map(|p| p.email.as_str());
+                m.insert("email".into(), email.map_or(Value::Null, Value::from));
             }
             let at: i64 = r.try_get("happened_at")?;
             let at = chrono::DateTime::from_timestamp(at, 0)
@@ -211,27 +216,6 @@ impl Store {
             });
         }
         out.sort_by_key(|c| c.id);
-        Ok(out)
-    }
-
-    async fn emails_of(&self, ids: &[i64]) -> Result<HashMap<i64, String>, StoreError> {
-        let mut out = HashMap::new();
-        let mut ids = ids.to_vec();
-        ids.sort_unstable();
-        ids.dedup();
-        for chunk in ids.chunks(super::rows_per_statement(1)) {
-            let sql = self.positional(format!(
-                "SELECT id, email FROM profiles WHERE id IN ({})",
-                super::params(1, chunk.len())
-            ));
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                out.insert(r.try_get("id")?, r.try_get("email")?);
-            }
-        }
         Ok(out)
     }
 
@@ -317,8 +301,9 @@ impl Store {
             "SELECT endpoint, \
                SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed, \
                SUM(CASE WHEN status <> 'failed' THEN 1 ELSE 0 END) AS retrying, \
-               MAX(last_error) AS last_error \
-             FROM webhook_deliveries \
+               (SELECT l.last_error FROM webhook_deliveries l WHERE l.endpoint = w.endpoint \
+                AND l.last_error IS NOT NULL ORDER BY l.id DESC LIMIT 1) AS last_error \
+             FROM webhook_deliveries w \
              WHERE status = 'failed' OR (status IN ('queued', 'sending') AND last_error IS NOT NULL) \
              GROUP BY endpoint ORDER BY 2 DESC, 3 DESC, endpoint",
         )

@@ -253,9 +253,11 @@ async fn write(
             Some((d.profile_id, what))
         })
         .collect();
-    // People's clicks are told to the webhooks that listen for them.
+    // People's clicks are told to the webhooks that listen for them (when any does).
+    let clicked = crate::event::HookEvent::Clicked;
     let clicks: Vec<crate::store::HookNote> = rows
         .iter()
+        .filter(|_| store.listens(clicked))
         .filter(|(_, d, automated)| !automated && !bursts.contains(&d.id))
         .filter_map(|(h, d, _)| {
             let link = h.link.as_ref()?;
@@ -269,9 +271,7 @@ async fn write(
             })
         })
         .collect();
-    store
-        .queue_hooks_now(crate::event::HookEvent::Clicked, &clicks, t)
-        .await?;
+    store.queue_hooks_now(clicked, &clicks, t).await?;
     Ok(trigger_many(store, &site.get(), &happened).await? > 0)
 }
 

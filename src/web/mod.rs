@@ -104,8 +104,9 @@ impl AppState {
             .subscribe_per_minute
             .and_then(NonZeroU32::new)
             .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))));
-        let per_second = NonZeroU32::new(settings.api_rate.max(1)).expect("not zero");
-        let burst = NonZeroU32::new(settings.api_rate.max(1).saturating_mul(4)).expect("not zero");
+        // RAPPORT_API_RATE is read as at least 1.
+        let per_second = NonZeroU32::new(settings.api_rate).expect("not zero");
+        let burst = per_second.saturating_mul(NonZeroU32::new(4).expect("not zero"));
         let api_limiter = Arc::new(RateLimiter::keyed(
             Quota::per_second(per_second).allow_burst(burst),
         ));

@@ -4,6 +4,7 @@
 //! POSTs them (10 s time-out), and retries failures with exponential backoff and jitter for
 //! 24 hours before keeping them as failed (`rapport webhooks failed`, `webhooks retry ID`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,9 +109,32 @@ impl Sender {
         let claimed = self.store.claim_hooks(BATCH, lease).await?;
         let n = claimed.len();
         let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+        // Each endpoint's URL and secret, looked up once for the batch, not per request.
+        let site = self.site.get();
+        let mut targets: HashMap<String, Result<(url::Url, String), String>> = HashMap::new();
+        for c in &claimed {
+            targets.entry(c.endpoint.clone()).or_insert_with(|| {
+                let hook = site
+                    .project
+                    .webhooks
+                    .iter()
+                    .find(|w| w.url.as_str() == c.endpoint)
+                    .ok_or_else(|| {
+                        format!(
+                            "{} is no longer a [[webhook]] in campaigns.toml",
+                            c.endpoint
+                        )
+                    })?;
+                Ok((hook.url.clone(), hook.secret()?))
+            });
+        }
+        let targets = &targets;
         let sending = futures_util::stream::iter(claimed)
             .map(|c| async move {
-                let a = self.post(&c).await;
+                let a = match &targets[&c.endpoint] {
+                    Ok((url, secret)) => self.post(&c, url, secret).await,
+                    Err(why) => Answer::Refused(why.clone()),
+                };
                 (c, a)
             })
             .buffer_unordered(IN_FLIGHT)
@@ -149,31 +173,10 @@ impl Sender {
         Ok(n)
     }
 
-    async fn post(&self, c: &HookClaim) -> Answer {
-        let site = self.site.get();
-        let Some(hook) = site
-            .project
-            .webhooks
-            .iter()
-            .find(|w| w.url.as_str() == c.endpoint)
-        else {
-            return Answer::Refused(format!(
-                "{} is no longer a [[webhook]] in campaigns.toml",
-                c.endpoint
-            ));
-        };
-        let secret = match std::env::var(&hook.secret_env) {
-            Ok(s) if !s.is_empty() => s,
-            _ => {
-                return Answer::Refused(format!(
-                    "the secret variable {} is not set in the server's environment",
-                    hook.secret_env
-                ));
-            }
-        };
+    async fn post(&self, c: &HookClaim, url: &url::Url, secret: &str) -> Answer {
         let sent = self
             .client
-            .post(hook.url.clone())
+            .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("Rapport-Event-Id", &c.event_id)
             .header(

@@ -4,10 +4,9 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use serde_json::Value;
 
 use super::{ApiError, Authorized, ReportsRead};
-use crate::report::{GroupByArg, Period, ReportError};
+use crate::report::{GroupByArg, Period, RateRow, ReportError};
 use crate::web::AppState;
 
 /// The query: `by=campaign|run|segment`, `from` and `to` as `YYYY-MM-DD` (UTC days, both
@@ -26,30 +25,7 @@ pub struct RatesQuery {
 /// The rows of the response-rate report.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct RateRows {
-    #[schema(value_type = Vec<RateRow>)]
-    rows: Vec<Value>,
-}
-
-/// One row: the CSV's columns, counts as numbers, rates as fractions of `delivered` (4
-/// decimals) or `null` when nothing was delivered.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-#[allow(dead_code)] // Describes the rows for the OpenAPI document.
-pub struct RateRow {
-    campaign: String,
-    run: Option<String>,
-    segment: Option<String>,
-    recipients: i64,
-    delivered: i64,
-    bounced: i64,
-    unique_opens: i64,
-    open_rate: Option<f64>,
-    unique_clicks: i64,
-    click_rate: Option<f64>,
-    click_to_open_rate: Option<f64>,
-    unsubscribes: i64,
-    unsubscribe_rate: Option<f64>,
-    feedback_yes: i64,
-    feedback_no: i64,
+    rows: Vec<RateRow>,
 }
 
 /// `GET /api/v1/reports/response-rates` (`reports:read`): `{"rows": [...]}`, each row with
@@ -86,6 +62,6 @@ pub async fn response_rates(
             ReportError::Store(s) => ApiError::from(s),
             other => invalid("by", other),
         })?;
-    let rows: Vec<Value> = rows.iter().map(crate::report::rate_json).collect();
+    let rows = rows.iter().map(RateRow::of).collect();
     Ok(Json(RateRows { rows }))
 }
