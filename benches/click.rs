@@ -12,7 +12,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use rapport::profile::{Answers, Email, Status};
@@ -76,23 +76,7 @@ async fn main() {
         .output()
         .unwrap();
     let outbox = dir.path().join("outbox");
-    let port = common::free_port();
-    let mut serve = Command::new(&bin)
-        .arg("--dir")
-        .arg(root)
-        .args([
-            "--database-url",
-            &db,
-            "serve",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("RAPPORT_OUTBOX_DIR", &outbox)
-        .env("RAPPORT_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut serve, port) = common::serve(root, &db, &outbox, &[]);
     for _ in 0..600 {
         let sent = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
         if sent >= clickers {

@@ -10,10 +10,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use rapport::profile::{Answers, Email, Status};
 use rapport::store::Store;
 
 const BATCH: usize = 100;
@@ -74,18 +73,7 @@ async fn run() {
     let db = common::database_url(dir.path());
     let store = Store::open(&db).await.unwrap();
     let people: usize = common::knob("PEOPLE", 10_000);
-    let rows: Vec<(Email, Answers)> = (0..people)
-        .map(|i| {
-            (
-                Email::parse(&format!("p{i}@bench.example")).unwrap(),
-                Answers::default(),
-            )
-        })
-        .collect();
-    store
-        .insert_profiles(&rows, Status::Subscribed, "bench")
-        .await
-        .unwrap();
+    common::subscribers(&store, people).await;
     let token = Command::new(&bin)
         .arg("--dir")
         .arg(root)
@@ -123,25 +111,12 @@ async fn run() {
         ),
     )
     .unwrap();
-    let port = common::free_port();
-    let mut serve = Command::new(&bin)
-        .arg("--dir")
-        .arg(root)
-        .args([
-            "--database-url",
-            &db,
-            "serve",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("RAPPORT_OUTBOX_DIR", dir.path().join("outbox"))
-        .env("RAPPORT_LOG", "warn")
-        .env("RAPPORT_API_RATE", "1000000")
-        .env("RAPPORT_WORKER", "off")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut serve, port) = common::serve(
+        root,
+        &db,
+        &dir.path().join("outbox"),
+        &[("RAPPORT_API_RATE", "1000000"), ("RAPPORT_WORKER", "off")],
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let bare_port = common::free_port();
     tokio::spawn(bare(bare_port));

@@ -9,13 +9,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use rapport::profile::{Answers, Email, Status};
 use rapport::store::{HookNote, Store};
 
 /// Counts requests and the ids it saw; answers 204.
@@ -64,7 +63,6 @@ fn main() {
 
 async fn run() {
     let root = common::root();
-    let bin = common::release_binary();
     let n: usize = common::knob("HOOKS", 20_000);
     let dir = tempfile::tempdir().unwrap();
     let db = common::database_url(dir.path());
@@ -87,18 +85,7 @@ async fn run() {
     let site = rapport::site::Site::load(project.path()).unwrap();
     let store = Store::open(&db).await.unwrap();
     store.set_hook_routes(rapport::webhook::routes(&site.project));
-    let people: Vec<(Email, Answers)> = (0..1_000)
-        .map(|i| {
-            (
-                Email::parse(&format!("p{i}@bench.example")).unwrap(),
-                Answers::default(),
-            )
-        })
-        .collect();
-    store
-        .insert_profiles(&people, Status::Subscribed, "bench")
-        .await
-        .unwrap();
+    common::subscribers(&store, 1_000).await;
     let first: i64 = sqlx::query_scalar("SELECT MIN(id) FROM profiles")
         .fetch_one(&common::pool(&db).await)
         .await
@@ -123,24 +110,12 @@ async fn run() {
     tokio::spawn(receiver(port, count.clone(), ids.clone()));
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let serve_port = common::free_port();
-    let mut serve = Command::new(&bin)
-        .arg("--dir")
-        .arg(project.path())
-        .args([
-            "--database-url",
-            &db,
-            "serve",
-            "--bind",
-            &format!("127.0.0.1:{serve_port}"),
-        ])
-        .env("RAPPORT_OUTBOX_DIR", dir.path().join("outbox"))
-        .env("RAPPORT_LOG", "warn")
-        .env("BENCH_HOOK_SECRET", "whsec")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut serve, _) = common::serve(
+        project.path(),
+        &db,
+        &dir.path().join("outbox"),
+        &[("BENCH_HOOK_SECRET", "whsec")],
+    );
     let took = wait_for(&count, n).await;
     serve.kill().unwrap();
     serve.wait().unwrap();

@@ -67,3 +67,46 @@ pub fn lua_strings(items: &[String]) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+/// The release `rapport serve` on the project in `dir` and database `db`, on a free
+/// loopback port (returned), writing mail to `outbox`, quiet, with extra settings.
+pub fn serve(
+    dir: &Path,
+    db: &str,
+    outbox: &Path,
+    vars: &[(&str, &str)],
+) -> (std::process::Child, u16) {
+    use std::process::{Command, Stdio};
+    let port = free_port();
+    let mut cmd = Command::new(release_binary());
+    cmd.arg("--dir").arg(dir).args([
+        "--database-url",
+        db,
+        "serve",
+        "--bind",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    cmd.env("RAPPORT_OUTBOX_DIR", outbox)
+        .env("RAPPORT_LOG", "warn")
+        .envs(vars.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    (cmd.spawn().unwrap(), port)
+}
+
+/// `n` subscribed people `p{i}@bench.example` with no answers.
+pub async fn subscribers(store: &rapport::store::Store, n: usize) {
+    use rapport::profile::{Answers, Email, Status};
+    let rows: Vec<(Email, Answers)> = (0..n)
+        .map(|i| {
+            (
+                Email::parse(&format!("p{i}@bench.example")).unwrap(),
+                Answers::default(),
+            )
+        })
+        .collect();
+    store
+        .insert_profiles(&rows, Status::Subscribed, "bench")
+        .await
+        .unwrap();
+}
