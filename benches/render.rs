@@ -65,7 +65,7 @@ fn main() {
             profile.id,
             rapport::track::Origin::Campaign("newsletter"),
         );
-        let person = site.personalise(campaign, &profile, &Everything, links, 1_800_000_000);
+        let person = site.personalise(campaign, &profile, &Everything, links, 1_800_000_000, &[]);
         assert_eq!(person.sections.len(), 3);
         let r = site
             .templates

@@ -33,34 +33,6 @@ use lettre::transport::smtp::extension::ClientId;
 use rapport::profile::{Answers, Email, Status};
 use rapport::store::Store;
 
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sink(port: u16, dump: Option<&Path>) -> Kill {
-    let mut cmd = Command::new("/usr/sbin/smtp-sink");
-    cmd.args(["-u", "nobody"]);
-    if let Some(d) = dump {
-        cmd.arg("-d").arg(format!("{}/%M.", d.display()));
-    }
-    cmd.arg(format!("127.0.0.1:{port}"))
-        .arg("1024")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let k = Kill(cmd.spawn().expect("smtp-sink (apt-get install postfix)"));
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    k
-}
-
 /// Messages/s of `conns` bare lettre connections sending `message` for 3 s; `pipelined`
 /// puts rapport's stream (corking, RFC 2920 pipelining) under each connection.
 async fn raw_rate(port: u16, conns: usize, message: &lettre::Message, pipelined: bool) -> f64 {
@@ -101,26 +73,7 @@ async fn raw_rate(port: u16, conns: usize, message: &lettre::Message, pipelined:
     total as f64 / 3.0
 }
 
-/// CPU seconds (user + system) a process has used so far: /proc/PID/stat's utime and stime,
-/// in clock ticks of 1/100 s (Linux's USER_HZ).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
+/// Peak resident memory of a process, in MB (VmHWM).
 fn peak_rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -191,7 +144,7 @@ async fn main() {
     // Connections sending junk to the bounce listener during the end-to-end run (0: none).
     let flood: usize = common::knob("FLOOD", 0);
     let port = common::free_port();
-    let _sink = sink(port, None);
+    let _sink = common::sink(port, None);
 
     // A message of the size rapport sends: the example newsletter for one person.
     let site = rapport::site::Site::load(root).unwrap();
@@ -218,6 +171,7 @@ async fn main() {
         &rapport::segment::NoFacts,
         rapport::track::Origin::Campaign("newsletter"),
         1_800_000_000,
+        &[],
     );
     let msg = mailer
         .campaign(
@@ -277,7 +231,7 @@ async fn main() {
         .unwrap();
     print!("{}", String::from_utf8_lossy(&out.stdout));
     let run_id = store.runs_of("newsletter").await.unwrap()[0].0;
-    let sink_cpu_before = cpu_seconds(_sink.0.id());
+    let sink_cpu_before = common::cpu_seconds(_sink.0.id());
     let bind = format!("127.0.0.1:{}", common::free_port());
     let bounce_port = common::free_port();
     let t = Instant::now();
@@ -293,7 +247,7 @@ async fn main() {
         cmd.env("RAPPORT_BOUNCE_DOMAIN", "bounces.example.com")
             .env("RAPPORT_BOUNCE_BIND", format!("127.0.0.1:{bounce_port}"));
     }
-    let serve = Kill(cmd.spawn().unwrap());
+    let serve = common::Kill(cmd.spawn().unwrap());
     let pid = serve.0.id();
     let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(flood > 0));
     let flooded = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -340,8 +294,8 @@ async fn main() {
                     n as f64 * 65_536.0 / 1e6
                 );
             }
-            let serve_cpu = cpu_seconds(pid);
-            let sink_cpu = cpu_seconds(_sink.0.id()) - sink_cpu_before;
+            let serve_cpu = common::cpu_seconds(pid);
+            let sink_cpu = common::cpu_seconds(_sink.0.id()) - sink_cpu_before;
             let secs = t.elapsed().as_secs_f64();
             let sending = first_sent.map_or(secs, |f| f.elapsed().as_secs_f64());
             println!(
@@ -386,9 +340,9 @@ async fn main() {
     )
     .unwrap();
     let wport = common::free_port();
-    let _wsink = sink(wport, Some(dump.path()));
+    let _wsink = common::sink(wport, Some(dump.path()));
     let bind = format!("127.0.0.1:{}", common::free_port());
-    let _serve = Kill(
+    let _serve = common::Kill(
         Command::new(&bin)
             .arg("--dir")
             .arg(root)

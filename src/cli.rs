@@ -88,9 +88,10 @@ pub fn check(dir: &Path) -> ExitCode {
     }
     if problems.is_empty() {
         eprintln!(
-            "ok: {} campaign(s), {} segment(s) checked; every campaign rendered for every sample person",
+            "ok: {} campaign(s), {} segment(s), {} library item(s) checked; every campaign rendered for every sample person",
             site.campaigns.len(),
-            site.segments.iter().count()
+            site.segments.iter().count(),
+            site.library.items().len()
         );
         ExitCode::SUCCESS
     } else {

@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod demo;
 pub mod event;
 pub mod import;
+pub mod library;
 pub mod mail;
 pub mod profile;
 pub mod render;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::campaign::{self, Campaign};
 use crate::config::{Diagnostic, Diagnostics, Project};
+use crate::library::Library;
 use crate::render::Templates;
 use crate::segment::Segments;
 
@@ -20,6 +21,8 @@ pub struct Site {
     pub segments: Segments,
     pub templates: Templates,
     pub campaigns: Vec<Campaign>,
+    /// `content/*.md`.
+    pub library: Library,
 }
 
 impl Site {
@@ -60,9 +63,36 @@ impl Site {
                 return Err(Diagnostics(all));
             }
         };
-        let campaigns = campaign::build(&project, &segments, &|name| templates.has(name))
-            .map_err(Diagnostics)?;
+        let topics: Vec<String> = project.topics.iter().map(|t| t.key.clone()).collect();
+        let industries: Vec<String> = project
+            .form
+            .choices(crate::profile::Question::Industry)
+            .iter()
+            .map(|c| c.value.clone())
+            .collect();
+        let library = Library::load(
+            dir,
+            &crate::library::Names {
+                topics: &topics,
+                segments: &segments
+                    .names()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+                industries: &industries,
+            },
+        );
+        let campaigns = campaign::build(&project, &segments, &|name| templates.has(name));
+        let (campaigns, mut library) = match (campaigns, library) {
+            (Ok(c), Ok(l)) => (c, l),
+            (c, l) => {
+                all.extend(c.err().unwrap_or_default());
+                all.extend(l.err().unwrap_or_default());
+                return Err(Diagnostics(all));
+            }
+        };
         let mut templates = templates;
+        library.prepare_summaries(|html| templates.prepare_fragment(html));
         for c in &campaigns {
             // Syntax was checked with the campaign; this cannot fail for a built campaign.
             let _ = templates.register_subject(&c.id, &c.subject);
@@ -72,6 +102,7 @@ impl Site {
             segments,
             templates,
             campaigns,
+            library,
         })
     }
 
@@ -83,7 +114,9 @@ impl Site {
 
 impl Site {
     /// What one render of `campaign` needs about `profile`: segment memberships, chosen
-    /// sections, the month of the send (`at`, unix seconds) and the recipient's links.
+    /// sections, the month of the send (`at`, unix seconds), the recipient's links and,
+    /// for a campaign with `[campaign.library]`, their library items (`sent`: the URLs of
+    /// the items they were sent before).
     pub fn personalise<'a>(
         &self,
         campaign: &Campaign,
@@ -91,6 +124,7 @@ impl Site {
         facts: &dyn crate::segment::Facts,
         links: crate::render::PersonalLinks,
         at: i64,
+        sent: &[String],
     ) -> crate::render::Personal<'a> {
         let when = chrono::DateTime::from_timestamp(at, 0).unwrap_or_default();
         // Each segment is evaluated once: `in_segment`, the sections, and the worker's
@@ -100,8 +134,24 @@ impl Site {
             .iter()
             .map(|s| (s.name.clone(), s.matches(profile, facts)))
             .collect();
+        let library = if campaign.library > 0 {
+            let a = &profile.answers;
+            self.library.select(
+                &crate::library::Reader {
+                    topics: a.topics.as_deref().unwrap_or_default(),
+                    segments: &segments,
+                    industry: a.industry.as_deref(),
+                    sent,
+                    today: when.date_naive(),
+                },
+                campaign.library,
+            )
+        } else {
+            Vec::new()
+        };
         crate::render::Personal {
             profile,
+            library,
             sections: campaign.sections_in(&segments),
             segments,
             month: when.format("%B").to_string(),
@@ -161,6 +211,7 @@ mod tests {
             &crate::segment::NoFacts,
             links,
             1_800_000_000,
+            &[],
         );
         assert_eq!((p.month.as_str(), p.year), ("January", 2027));
     }

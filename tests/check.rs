@@ -547,3 +547,98 @@ fn undeclared_event_in_a_segment_or_a_follow_up() {
     let o = check(dir.path());
     assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
 }
+
+#[test]
+fn library_items_are_checked_with_their_place() {
+    // A wrong type, a date that does not parse and an unknown topic: each located.
+    let dir = example_copy();
+    write(
+        dir.path(),
+        "content/wrong-type.md",
+        "+++\ntitle = 3\nurl = \"https://x.example/a\"\n+++\nBody.\n",
+    );
+    write(
+        dir.path(),
+        "content/bad-date.md",
+        "+++\ntitle = \"A\"\nurl = \"https://x.example/b\"\ntopics = [\"training\"]\npublished = \"2026-02-30\"\n+++\nBody.\n",
+    );
+    write(
+        dir.path(),
+        "content/unknown-topic.md",
+        "+++\ntitle = \"A\"\nurl = \"https://x.example/c\"\ntopics = [\"training\", \"cooking\"]\n+++\nBody.\n",
+    );
+    let o = check(dir.path());
+    assert_problem(&o, "content/wrong-type.md", 2, Some(9), "string");
+    assert_problem(&o, "content/bad-date.md", 5, Some(13), "published");
+    assert_problem(&o, "content/unknown-topic.md", 4, Some(23), "unknown topic \"cooking\"");
+}
+
+#[test]
+fn a_shared_library_url_is_a_warning_and_no_content_folder_is_fine() {
+    let dir = example_copy();
+    let url = "https://learn.contoso.example/guides/backup-basics";
+    write(
+        dir.path(),
+        "content/copy.md",
+        &format!("+++\ntitle = \"Copy\"\nurl = \"{url}\"\n+++\nBody.\n"),
+    );
+    let o = check(dir.path());
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(
+        o.stderr.contains("warning:") && o.stderr.contains("count as one item"),
+        "{}",
+        o.stderr
+    );
+    std::fs::remove_dir_all(dir.path().join("content")).unwrap();
+    let o = check(dir.path());
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("0 library item(s)"), "{}", o.stderr);
+}
+
+#[test]
+fn library_topics_and_sunset_settings_are_checked() {
+    let dir = example_copy();
+    edit(dir.path(), "campaigns.toml", "items = 3", "items = 0");
+    edit(
+        dir.path(),
+        "campaigns.toml",
+        "campaign = \"still-interested\"",
+        "campaign = \"welcome\"",
+    );
+    edit(
+        dir.path(),
+        "campaigns.toml",
+        "security = \"Keeping your data safe\"",
+        "Security = \"Keeping your data safe\"",
+    );
+    let o = check(dir.path());
+    assert_problem(
+        &o,
+        "campaigns.toml",
+        line_of(dir.path(), "campaigns.toml", "Security = "),
+        Some(1),
+        "[topics] key",
+    );
+    // The topics are wrong, so the rest waits; fix them and look again.
+    edit(
+        dir.path(),
+        "campaigns.toml",
+        "Security = \"Keeping your data safe\"",
+        "security = \"Keeping your data safe\"",
+    );
+    let o = check(dir.path());
+    assert_problem(
+        &o,
+        "campaigns.toml",
+        line_of(dir.path(), "campaigns.toml", "items = 0"),
+        Some(11),
+        "items = 0: use 1 to 20",
+    );
+    assert_problem(
+        &o,
+        "campaigns.toml",
+        line_of(dir.path(), "campaigns.toml", "campaign = \"welcome\""),
+        Some(12),
+        "reconfirm",
+    );
+}

@@ -169,6 +169,19 @@ async fn opt_in_confirm_and_answer_steps(app: TestApp) {
         )
         .await;
     assert_eq!(page.status, 200);
+    // The example declares [topics]: the last step asks what to hear about and how often.
+    assert!(
+        page.body.contains("name=\"topics\"") && page.body.contains("name=\"frequency\""),
+        "step 5 next: {}",
+        page.body
+    );
+    let page = app
+        .post_form(
+            &centre,
+            &[("step", "5"), ("topics", "training"), ("frequency", "monthly")],
+        )
+        .await;
+    assert_eq!(page.status, 200);
     assert!(
         page.body.contains("Thank you") && page.body.contains("Finding time"),
         "{}",

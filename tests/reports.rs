@@ -345,13 +345,14 @@ async fn optin_funnel_per_day(db: common::Db) {
             "confirmation_rate",
             "new_profiles",
             "fully_profiled",
-            "fully_profiled_share"
+            "fully_profiled_share",
+            "lapsed"
         ]
     );
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     assert_eq!(
         t[1],
-        [today.as_str(), "2", "2", "1", "0.5000", "2", "0", "0.0000"]
+        [today.as_str(), "2", "2", "1", "0.5000", "2", "0", "0.0000", "0"]
     );
 }
 
@@ -521,7 +522,7 @@ async fn links_export_counts_people_per_run_and_link(db: common::Db) {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         csv.lines().next().unwrap(),
-        "campaign,run,url,tag,unique_clicks,click_rate"
+        "campaign,run,url,tag,unique_clicks,click_rate,item"
     );
     let t = rows(&csv);
     assert_eq!(t.len(), 2, "one link clicked in the run: {csv}");
@@ -529,7 +530,7 @@ async fn links_export_counts_people_per_run_and_link(db: common::Db) {
     let period = runs.iter().find(|r| r.0 == run.run_id).unwrap().1.clone();
     assert_eq!(t[1][0..2], ["newsletter", period.as_str()]);
     assert!(t[1][2].starts_with("https://"), "the stored URL: {csv}");
-    assert_eq!(t[1][4..], ["2", "0.6667"], "{csv}");
+    assert_eq!(t[1][4..], ["2", "0.6667", ""], "{csv}");
 
     let page = app
         .client

@@ -728,7 +728,11 @@ async fn a_request_during_the_send_of_its_confirmation_gets_its_own_email(db: Db
     assert_eq!(claimed[0].campaign, "@confirmation");
     app.subscribe("mid@example.com", &[("name", "Mia")]).await;
     app.store
-        .deliveries_sent(&[(claimed[0].clone(), "first@example.com".into())])
+        .deliveries_sent(&[rapport::store::Sent {
+            delivery: claimed[0].clone(),
+            message_id: "first@example.com".into(),
+            items: Vec::new(),
+        }])
         .await
         .unwrap();
     let raw = common::raw_pool(&app.database_url).await;

@@ -110,3 +110,56 @@ pub async fn subscribers(store: &rapport::store::Store, n: usize) {
         .await
         .unwrap();
 }
+
+/// A child process killed (and reaped) when dropped.
+pub struct Kill(pub std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Postfix's `smtp-sink` on loopback `port` (answering every message with 250), writing
+/// each message into `dump` when given; ready when this returns.
+pub fn sink(port: u16, dump: Option<&Path>) -> Kill {
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new("/usr/sbin/smtp-sink");
+    cmd.args(["-u", "nobody"]);
+    if let Some(d) = dump {
+        cmd.arg("-d").arg(format!("{}/%M.", d.display()));
+    }
+    cmd.arg(format!("127.0.0.1:{port}"))
+        .arg("1024")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let k = Kill(cmd.spawn().expect("smtp-sink (apt-get install postfix)"));
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    k
+}
+
+/// CPU seconds (user + system) a process has used so far: /proc/PID/stat's utime and stime,
+/// in clock ticks of 1/100 s (Linux's USER_HZ).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}

@@ -17,6 +17,9 @@ pub enum Kind {
     Newsletter,
     /// Sent once to each person after an event (+ delay), unless a segment says not to.
     FollowUp,
+    /// The sunset's re-permission message (`[sunset] campaign`): sent once to people silent
+    /// too long, with `{{keep_url}}`.
+    Reconfirm,
 }
 
 impl Kind {
@@ -26,6 +29,7 @@ impl Kind {
             Kind::Welcome => "welcome",
             Kind::Newsletter => "newsletter",
             Kind::FollowUp => "follow_up",
+            Kind::Reconfirm => "reconfirm",
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct Campaign {
     pub unless: Option<String>,
     /// `track_opens` as written: `None` leaves it to [`Campaign::pixel`].
     pub track_opens: Option<bool>,
+    /// `[campaign.library] items`: how many library items each message carries (0: none).
+    pub library: usize,
 }
 
 /// The text (in bytes) a message needs before the open pixel goes in by default. Content
@@ -156,6 +162,30 @@ pub fn build(
             out.push(campaign);
         }
     }
+    if let Some(sunset) = &project.sunset {
+        match out.iter().find(|c| c.id == sunset.campaign) {
+            Some(c) if c.kind == Kind::Reconfirm => {}
+            Some(c) => problems.push(Diagnostic::at(
+                &path,
+                &project.source,
+                sunset.campaign_at,
+                format!(
+                    "[sunset] campaign \"{}\" is a {} campaign; the sunset sends a kind = \"reconfirm\" one",
+                    c.id,
+                    c.kind.as_str()
+                ),
+            )),
+            None => problems.push(Diagnostic::at(
+                &path,
+                &project.source,
+                sunset.campaign_at,
+                format!(
+                    "[sunset] campaign \"{}\" is not a [[campaign]] of this file; add one with kind = \"reconfirm\"",
+                    sunset.campaign
+                ),
+            )),
+        }
+    }
     if problems.is_empty() {
         Ok(out)
     } else {
@@ -208,10 +238,11 @@ fn build_one(
         "welcome" => Kind::Welcome,
         "newsletter" => Kind::Newsletter,
         "follow_up" | "follow-up" => Kind::FollowUp,
+        "reconfirm" => Kind::Reconfirm,
         other => {
             at(
                 &c.kind,
-                format!("unknown campaign kind \"{other}\"; known: welcome, newsletter, follow_up"),
+                format!("unknown campaign kind \"{other}\"; known: welcome, newsletter, follow_up, reconfirm"),
             );
             return None;
         }
@@ -389,6 +420,29 @@ fn build_one(
         }
         _ => None,
     };
+    let library = match &c.library {
+        Some(l) => {
+            let n = *l.get_ref().items.get_ref();
+            if kind != Kind::Newsletter {
+                at(l, "[campaign.library] is for newsletters".into());
+                ok = false;
+                0
+            } else if !(1..=crate::library::MAX_ITEMS as i64).contains(&n) {
+                at(
+                    &l.get_ref().items,
+                    format!(
+                        "[campaign.library] items = {n}: use 1 to {}",
+                        crate::library::MAX_ITEMS
+                    ),
+                );
+                ok = false;
+                0
+            } else {
+                n as usize
+            }
+        }
+        None => 0,
+    };
     if !ok {
         return None;
     }
@@ -404,5 +458,6 @@ fn build_one(
         trigger,
         unless,
         track_opens: c.track_opens,
+        library,
     })
 }

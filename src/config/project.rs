@@ -25,6 +25,37 @@ struct CampaignsToml {
     events: Option<EventsToml>,
     #[serde(default, rename = "webhook")]
     webhooks: Vec<WebhookToml>,
+    /// `[topics] key = "Label"`: what the library is about, in the file's order.
+    #[serde(default)]
+    topics: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    sunset: Option<Spanned<SunsetToml>>,
+}
+
+/// `[sunset] after_days = 180, campaign = "still-interested"` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SunsetToml {
+    after_days: Spanned<i64>,
+    campaign: Spanned<String>,
+}
+
+/// The sunset: people silent for `after_days` are sent `campaign` (a `reconfirm`) once,
+/// and lapse when they do not click it within `profile::LAPSE_DAYS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sunset {
+    pub after_days: i64,
+    pub campaign: String,
+    /// Where `campaign` is written, for the check that it names a reconfirm campaign.
+    pub campaign_at: usize,
+}
+
+/// A library topic of `[topics]`: its key (in content files, answers and segments) and the
+/// label the profile centre shows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Topic {
+    pub key: String,
+    pub label: String,
 }
 
 /// `[events] names = [...]`: what other systems may report through the API.
@@ -122,6 +153,17 @@ pub struct CampaignToml {
     /// to earn it (see `campaign::Campaign::pixel`).
     #[serde(default)]
     pub track_opens: Option<bool>,
+    /// `[campaign.library] items = 3`: the newsletter gets the person's most relevant
+    /// library items as `library`.
+    #[serde(default)]
+    pub library: Option<Spanned<LibraryToml>>,
+}
+
+/// `[campaign.library]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LibraryToml {
+    pub items: Spanned<i64>,
 }
 
 /// `[[campaign.section]]`: content chosen for people in a segment.
@@ -180,6 +222,10 @@ pub struct Project {
     pub events: Vec<String>,
     /// The `[[webhook]]` endpoints.
     pub webhooks: Vec<Webhook>,
+    /// `[topics]`, in the file's order.
+    pub topics: Vec<Topic>,
+    /// `[sunset]`, when the file has one.
+    pub sunset: Option<Sunset>,
     /// The file's text, kept so that later checks can locate their findings.
     pub source: String,
 }
@@ -217,15 +263,35 @@ impl Project {
         let at = |offset: usize, msg: String| Diagnostic::at(path, &source, offset, msg);
 
         let sender = parse_sender(&raw.sender, &at, &mut problems);
+        let topics = parse_topics(&raw.topics, &at, &mut problems);
         let (form, confirm_subject) = match &raw.form {
-            None => (Some(Form::default()), default_confirm_subject()),
+            None => (
+                with_topics(Form::default(), &topics, &at, &mut problems),
+                default_confirm_subject(),
+            ),
             Some(f) => (
-                parse_form(f, &at, &mut problems),
+                parse_form(f, &at, &mut problems)
+                    .and_then(|form| with_topics(form, &topics, &at, &mut problems)),
                 f.confirm_subject
                     .clone()
                     .unwrap_or_else(default_confirm_subject),
             ),
         };
+        let sunset = raw.sunset.as_ref().and_then(|s| {
+            let days = *s.get_ref().after_days.get_ref();
+            if !(1..=3650).contains(&days) {
+                problems.push(at(
+                    s.get_ref().after_days.span().start,
+                    format!("[sunset] after_days = {days}: use a number of days from 1 to 3650 (180 is common)"),
+                ));
+                return None;
+            }
+            Some(Sunset {
+                after_days: days,
+                campaign: s.get_ref().campaign.get_ref().clone(),
+                campaign_at: s.get_ref().campaign.span().start,
+            })
+        });
         let events = parse_events(raw.events.as_ref(), &at, &mut problems);
         let webhooks = raw
             .webhooks
@@ -241,11 +307,100 @@ impl Project {
                 campaigns: raw.campaigns.into_iter().map(Spanned::into_inner).collect(),
                 events,
                 webhooks,
+                topics,
+                sunset,
                 source,
             }),
             _ => Err(problems),
         }
     }
+}
+
+/// Checks `[topics]`: keys shaped like choice values, labels not empty; in file order.
+fn parse_topics(
+    raw: &BTreeMap<Spanned<String>, Spanned<String>>,
+    at: &impl Fn(usize, String) -> Diagnostic,
+    problems: &mut Vec<Diagnostic>,
+) -> Vec<Topic> {
+    let mut topics: Vec<(usize, Topic)> = Vec::new();
+    for (key, label) in raw {
+        let k = key.get_ref();
+        let shaped = (1..=64).contains(&k.len())
+            && k.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !shaped {
+            problems.push(at(
+                key.span().start,
+                format!("[topics] key {k:?}: use 1 to 64 lower-case letters, digits, - and _ (training)"),
+            ));
+        } else if label.get_ref().trim().is_empty() {
+            problems.push(at(
+                label.span().start,
+                format!("[topics] {k} has an empty label; write what readers see, like \"Training and how-to guides\""),
+            ));
+        } else {
+            topics.push((
+                key.span().start,
+                Topic {
+                    key: k.clone(),
+                    label: label.get_ref().trim().to_string(),
+                },
+            ));
+        }
+    }
+    topics.sort_by_key(|(start, _)| *start);
+    topics.into_iter().map(|(_, t)| t).collect()
+}
+
+/// The form with the topics as the choices of `topics`, and, when there are topics and
+/// the steps ask neither `topics` nor `frequency`, a last step asking both (the profile
+/// centre then asks what to hear about and how often).
+fn with_topics(
+    form: Form,
+    topics: &[Topic],
+    at: &impl Fn(usize, String) -> Diagnostic,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<Form> {
+    let asks = |q: Question| form.questions().contains(&q);
+    if topics.is_empty() {
+        if asks(Question::Topics) {
+            problems.push(at(
+                0,
+                "[form] asks \"topics\" but campaigns.toml has no [topics]; add [topics] training = \"Training and how-to guides\", ...".into(),
+            ));
+            return None;
+        }
+        return Some(form);
+    }
+    let mut steps = form.steps().to_vec();
+    if !asks(Question::Topics) && !asks(Question::Frequency) {
+        steps.push(vec![Question::Topics, Question::Frequency]);
+    } else if !asks(Question::Topics) {
+        steps.push(vec![Question::Topics]);
+    }
+    let mut choices: Vec<(Question, Vec<Choice>)> = [
+        Question::Products,
+        Question::Industry,
+        Question::BusinessNeed,
+    ]
+    .into_iter()
+    .map(|q| (q, form.choices(q).to_vec()))
+    .collect();
+    choices.push((
+        Question::Topics,
+        topics
+            .iter()
+            .map(|t| Choice {
+                value: t.key.clone(),
+                label: t.label.clone(),
+            })
+            .collect(),
+    ));
+    // A configured version stays; a fingerprint is taken again, of the questions asked now.
+    let version = (!form.version().starts_with("auto-")).then(|| form.version().to_string());
+    Form::new(version, steps, choices)
+        .map_err(|e| problems.push(at(0, format!("[form] {e}"))))
+        .ok()
 }
 
 /// Checks `[events] names`: lower-case identifiers, each once, none of rapport's own.

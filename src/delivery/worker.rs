@@ -27,7 +27,7 @@ use crate::profile::{Profile, Status};
 use crate::render::Composed;
 use crate::segment::{EVERYONE, EventFacts};
 use crate::site::{Site, SiteHandle};
-use crate::store::{CONFIRMATION, Claimed, EventSummary, Store, StoreError, now};
+use crate::store::{CONFIRMATION, Claimed, EventSummary, Sent, Store, StoreError, now};
 
 /// Why a campaign message could not be built for a delivery.
 #[derive(Debug, thiserror::Error)]
@@ -69,11 +69,7 @@ fn link_key(campaign: &str, url: &str, tag: &str) -> String {
 }
 
 /// A send to record, and who waits for it to be recorded.
-type SentRecord = (
-    Claimed,
-    String,
-    tokio::sync::oneshot::Sender<Result<(), String>>,
-);
+type SentRecord = (Sent, tokio::sync::oneshot::Sender<Result<(), String>>);
 
 /// How long the recorder waits after a send is accepted for more to record with it.
 ///
@@ -111,8 +107,7 @@ fn start_recorder(store: Store) -> tokio::sync::mpsc::Sender<SentRecord> {
                     Err(_) => break,
                 }
             }
-            let (rows, acks): (Vec<(Claimed, String)>, Vec<_>) =
-                batch.into_iter().map(|(d, m, ack)| ((d, m), ack)).unzip();
+            let (rows, acks): (Vec<Sent>, Vec<_>) = batch.into_iter().unzip();
             let result = store
                 .deliveries_sent(&rows)
                 .await
@@ -140,6 +135,13 @@ pub struct Worker {
     recorder: tokio::sync::mpsc::Sender<SentRecord>,
     /// Stored link ids, so each link is looked up once per process.
     links: Arc<std::sync::Mutex<LinkIds>>,
+}
+
+/// What a batch knows about its recipients' history: their behaviour, for segments, and
+/// the library items they were sent.
+struct Batch<'a> {
+    events: &'a HashMap<i64, Vec<EventSummary>>,
+    sent_items: &'a HashMap<i64, Vec<String>>,
 }
 
 /// What happened to one delivery.
@@ -273,12 +275,23 @@ impl Worker {
         let ids: Vec<i64> = batch.iter().map(|d| d.profile_id).collect();
         let profiles = self.store.profiles_by_ids(&ids).await?;
         let events = self.store.event_summaries(&ids).await?;
+        // The library items each person was sent, where a campaign of the batch has a library.
+        let with_library = batch.iter().any(|d| {
+            site.campaign(&d.campaign)
+                .is_some_and(|c| c.library > 0)
+        });
+        let sent_items = if with_library {
+            self.store.library_sent(&ids).await?
+        } else {
+            HashMap::new()
+        };
         let n = batch.len();
         // Each delivery is its own task, so rendering spreads over every core; more are in
         // flight than there are SMTP connections, so rendering and recording overlap with
         // sending (the transport's pool bounds the connections).
         let profiles = Arc::new(profiles);
         let events = Arc::new(events);
+        let sent_items = Arc::new(sent_items);
         let slots = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency * 4));
         let mut tasks = tokio::task::JoinSet::new();
         let mut first_error = None;
@@ -288,12 +301,21 @@ impl Worker {
             while let Some(joined) = tasks.try_join_next() {
                 first_error = first_error.or(task_error(joined));
             }
-            let (worker, site, profiles, events) =
-                (self.clone(), site.clone(), profiles.clone(), events.clone());
+            let (worker, site, profiles, events, sent_items) = (
+                self.clone(),
+                site.clone(),
+                profiles.clone(),
+                events.clone(),
+                sent_items.clone(),
+            );
             tasks.spawn(async move {
                 let _permit = permit;
+                let history = Batch {
+                    events: &events,
+                    sent_items: &sent_items,
+                };
                 worker
-                    .deliver(&site, &d, profiles.get(&d.profile_id), &events)
+                    .deliver(&site, &d, profiles.get(&d.profile_id), &history)
                     .await
             });
         }
@@ -360,7 +382,8 @@ impl Worker {
         let (mut r, unknown) = render()?;
         if !unknown.is_empty() {
             for (url, tag) in &unknown {
-                let id = self.store.link_id(&campaign.id, url, tag).await?;
+                let item = site.library.by_url(url).map(|i| i.id.as_str());
+                let id = self.store.link_id(&campaign.id, url, tag, item).await?;
                 self.links
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -389,7 +412,7 @@ impl Worker {
         site: &Site,
         d: &Claimed,
         profile: Option<&Profile>,
-        events: &HashMap<i64, Vec<EventSummary>>,
+        history: &Batch<'_>,
     ) -> Result<Outcome, StoreError> {
         let Some(profile) = profile else {
             return self.skip(d, "the profile no longer exists".into()).await;
@@ -408,12 +431,14 @@ impl Worker {
             return Ok(postponed);
         }
         let composed = if d.campaign == CONFIRMATION {
-            self.confirmation(site, d, profile).await?
+            self.confirmation(site, d, profile)
+                .await?
+                .map(|c| (c, Vec::new()))
         } else {
-            self.campaign_message(site, d, profile, events).await?
+            self.campaign_message(site, d, profile, history).await?
         };
         match composed {
-            Ok(composed) => self.send(d, profile, composed).await,
+            Ok((composed, items)) => self.send(d, profile, composed, items).await,
             Err(closed) => Ok(closed),
         }
     }
@@ -481,16 +506,16 @@ impl Worker {
         }
     }
 
-    /// A campaign message for `profile`, unless they no longer get it (status, audience,
-    /// `unless`) or it cannot be built: then the delivery is closed, and the outcome is
-    /// returned instead.
+    /// A campaign message for `profile`, with the URLs of the library items it carries,
+    /// unless they no longer get it (status, audience, `unless`) or it cannot be built: then
+    /// the delivery is closed, and the outcome is returned instead.
     async fn campaign_message(
         &self,
         site: &Site,
         d: &Claimed,
         profile: &Profile,
-        events: &HashMap<i64, Vec<EventSummary>>,
-    ) -> Result<Result<Composed, Outcome>, StoreError> {
+        history: &Batch<'_>,
+    ) -> Result<Result<(Composed, Vec<String>), Outcome>, StoreError> {
         let skip = |why: String| async move { self.skip(d, why).await.map(Err) };
         if profile.status != Status::Subscribed {
             return skip(format!("the profile is {}", profile.status.as_str())).await;
@@ -506,9 +531,14 @@ impl Worker {
         };
         let t = now();
         let facts = EventFacts {
-            events: events.get(&profile.id).cloned().unwrap_or_default(),
+            events: history.events.get(&profile.id).cloned().unwrap_or_default(),
             now: t,
         };
+        let sent = history
+            .sent_items
+            .get(&profile.id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let person = self.mailer.person(
             site,
             campaign,
@@ -516,6 +546,7 @@ impl Worker {
             &facts,
             crate::track::Origin::Delivery(d.id),
             t,
+            sent,
         );
         let member = |segment: &str| person.segments.get(segment).copied().unwrap_or(false);
         if campaign.audience != EVERYONE
@@ -531,8 +562,9 @@ impl Worker {
         if let Some(unless) = campaign.unless.as_deref().filter(|u| member(u)) {
             return skip(format!("in the unless segment \"{unless}\"")).await;
         }
+        let items = person.library.iter().map(|i| i.url.clone()).collect();
         match self.tracked_message(site, campaign, &person, d).await {
-            Ok(c) => Ok(Ok(c)),
+            Ok(c) => Ok(Ok((c, items))),
             Err(e) => self.unbuildable(d, e.to_string()).await.map(Err),
         }
     }
@@ -543,6 +575,7 @@ impl Worker {
         d: &Claimed,
         profile: &Profile,
         composed: Composed,
+        items: Vec<String>,
     ) -> Result<Outcome, StoreError> {
         let domain = profile.email.domain();
         if let Some(t) = &self.throttle {
@@ -559,10 +592,12 @@ impl Worker {
         match sent {
             Ok(()) => {
                 let (ack, recorded) = tokio::sync::oneshot::channel();
-                let queued = self
-                    .recorder
-                    .send((d.clone(), composed.message_id, ack))
-                    .await;
+                let sent = Sent {
+                    delivery: d.clone(),
+                    message_id: composed.message_id,
+                    items,
+                };
+                let queued = self.recorder.send((sent, ack)).await;
                 match (queued, recorded.await) {
                     (Ok(()), Ok(Ok(()))) => Ok(Outcome::Sent),
                     (_, Ok(Err(e))) => {

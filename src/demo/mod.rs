@@ -88,6 +88,9 @@ pub async fn fill(
             servers: (answered >= 4).then(|| rng.random_range(0..4)),
             challenge: (answered >= 4)
                 .then(|| "Finding time to learn the tools we already pay for".to_string()),
+            // Demo profiles are never mailed, so the library's questions stay unanswered.
+            topics: None,
+            frequency: None,
         };
         let email = Email::parse(&format!(
             "{}.{}{i}@{}",
@@ -148,7 +151,7 @@ pub async fn fill(
     ];
     let mut link_ids = Vec::new();
     for (url, tag) in links {
-        link_ids.push((store.link_id("newsletter", url, tag).await?, tag));
+        link_ids.push((store.link_id("newsletter", url, tag, None).await?, tag));
     }
     let (mut runs, mut events) = (0, 0);
     for month in (1..=6).rev() {

@@ -264,8 +264,8 @@ fn parse_row(
     for (q, field) in columns.iter().zip(record.iter()) {
         let text = std::str::from_utf8(field)
             .map_err(|_| format!("the {} column is not valid UTF-8; skipped", q.key()))?;
-        if *q == Question::Products {
-            // Several products in one cell: separated by ; or |.
+        if q.kind() == crate::profile::Kind::MultiChoice {
+            // Several products or topics in one cell: separated by ; or |.
             pairs.extend(
                 text.split([';', '|'])
                     .map(|p| (q.key().to_string(), p.to_string())),

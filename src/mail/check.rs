@@ -44,6 +44,7 @@ pub fn check(site: &Site) -> (Vec<Diagnostic>, Vec<String>) {
                 "segment \"{s}\": no sample person matched it; make sure its rule can match someone"
             )
         })
+        .chain(site.library.warnings.iter().map(|w| w.to_string()))
         .collect();
     // Sample links are signed with a key of their own and point nowhere.
     let mailer = Mailer::new(
@@ -67,6 +68,7 @@ pub fn check(site: &Site) -> (Vec<Diagnostic>, Vec<String>) {
                 &sample.facts,
                 Origin::Campaign(&campaign.id),
                 SAMPLE_TIME,
+                &[],
             );
             let what = format!(
                 "campaign \"{}\", rendering for {}",

@@ -95,7 +95,9 @@ impl Mailer {
 
     /// What one message of `campaign` needs about `profile` at `at` (unix seconds): segment
     /// memberships, chosen sections, and the personal links (profile centre, unsubscribe,
-    /// feedback), signed for `origin` so that an unsubscribe or a vote counts for it.
+    /// feedback), signed for `origin` so that an unsubscribe or a vote counts for it, and
+    /// their library items (`sent`: the URLs of the items they were sent before).
+    #[allow(clippy::too_many_arguments)]
     pub fn person<'a>(
         &self,
         site: &Site,
@@ -104,10 +106,11 @@ impl Mailer {
         facts: &dyn Facts,
         origin: Origin<'_>,
         at: i64,
+        sent: &[String],
     ) -> Personal<'a> {
         let mailto = site.project.sender.from.email.to_string();
         let links = personal_links(&self.signer, &self.public_url, &mailto, profile.id, origin);
-        site.personalise(campaign, profile, facts, links, at)
+        site.personalise(campaign, profile, facts, links, at, sent)
     }
 
     /// Renders `campaign` for `person`; every link of the message goes through `seam`.
@@ -264,6 +267,15 @@ pub async fn preview(
     now: i64,
 ) -> Result<(Composed, Rendered), PreviewError> {
     let facts = store.event_facts(profile.id, now).await?;
+    let sent = if campaign.library > 0 {
+        store
+            .library_sent(&[profile.id])
+            .await?
+            .remove(&profile.id)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let person = mailer.person(
         site,
         campaign,
@@ -271,6 +283,7 @@ pub async fn preview(
         &facts,
         Origin::Campaign(&campaign.id),
         now,
+        &sent,
     );
     let rendered = mailer.render(
         site,

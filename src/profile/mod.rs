@@ -10,7 +10,9 @@ pub use form::{
     CONSENT_FIELD, Choice, FORM_ERROR_KEY, FieldErrors, Form, FormError, HONEYPOT_FIELD, Purpose,
     STEP_FIELD, Submission, label_for,
 };
-pub use question::{Answers, ENGAGEMENTS, Kind, Question, ROLES, Value};
+pub use question::{
+    Answers, ENGAGEMENTS, FREQUENCIES, Kind, QUARTERLY_GAP_DAYS, Question, ROLES, Value,
+};
 
 /// Where a profile is in its life: only `Subscribed` profiles receive campaigns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -21,7 +23,14 @@ pub enum Status {
     Unsubscribed,
     Bounced,
     Complained,
+    /// Silent too long: sent the sunset's re-permission message and did not click it
+    /// within [`LAPSE_DAYS`]. Kept, not mailed; the form or the profile centre brings
+    /// them back.
+    Lapsed,
 }
+
+/// Days a person has to click the sunset's re-permission message before they lapse.
+pub const LAPSE_DAYS: i64 = 14;
 
 impl Status {
     /// The name stored in the database and shown in exports.
@@ -32,6 +41,7 @@ impl Status {
             Status::Unsubscribed => "unsubscribed",
             Status::Bounced => "bounced",
             Status::Complained => "complained",
+            Status::Lapsed => "lapsed",
         }
     }
 
@@ -43,6 +53,7 @@ impl Status {
             Status::Unsubscribed,
             Status::Bounced,
             Status::Complained,
+            Status::Lapsed,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)

@@ -18,6 +18,10 @@ pub enum Question {
     Pcs,
     Servers,
     Engagement,
+    /// The library topics the person wants to hear about (`[topics]`).
+    Topics,
+    /// How often they want the newsletter: `monthly` or `quarterly`.
+    Frequency,
 }
 
 /// How a question is asked and checked.
@@ -54,6 +58,16 @@ pub const ROLES: &[(&str, &str)] = &[
     ("other", "Other"),
 ];
 
+/// Built-in choices for `frequency`: how often a reader wants the newsletter. A `quarterly`
+/// reader is skipped by a newsletter run less than [`QUARTERLY_GAP_DAYS`] after their last.
+pub const FREQUENCIES: &[(&str, &str)] = &[
+    ("monthly", "Monthly"),
+    ("quarterly", "Quarterly (fewer emails)"),
+];
+
+/// Days a `quarterly` reader goes without a newsletter after one was sent to them.
+pub const QUARTERLY_GAP_DAYS: i64 = 80;
+
 /// Built-in choices for `engagement`: the three ways to engage from the VoC programme.
 pub const ENGAGEMENTS: &[(&str, &str)] = &[
     ("learner", "Learner: training and how-to guides"),
@@ -63,7 +77,7 @@ pub const ENGAGEMENTS: &[(&str, &str)] = &[
 
 impl Question {
     /// Every question, in the table's order.
-    pub const ALL: [Question; 11] = [
+    pub const ALL: [Question; 13] = [
         Question::Email,
         Question::Name,
         Question::Role,
@@ -75,6 +89,8 @@ impl Question {
         Question::Pcs,
         Question::Servers,
         Question::Engagement,
+        Question::Topics,
+        Question::Frequency,
     ];
 
     /// The field name used in forms, the database and segment rules.
@@ -91,6 +107,8 @@ impl Question {
             Question::Pcs => "pcs",
             Question::Servers => "servers",
             Question::Engagement => "engagement",
+            Question::Topics => "topics",
+            Question::Frequency => "frequency",
         }
     }
 
@@ -113,6 +131,8 @@ impl Question {
             Question::Pcs => "Number of PCs",
             Question::Servers => "Number of servers",
             Question::Engagement => "How do you prefer to engage?",
+            Question::Topics => "What would you like to hear about?",
+            Question::Frequency => "How often?",
         }
     }
 
@@ -121,10 +141,12 @@ impl Question {
         match self {
             Question::Email => Kind::Email,
             Question::Name => Kind::Text { max: 100 },
-            Question::Role | Question::Industry | Question::BusinessNeed | Question::Engagement => {
-                Kind::Choice
-            }
-            Question::Products => Kind::MultiChoice,
+            Question::Role
+            | Question::Industry
+            | Question::BusinessNeed
+            | Question::Engagement
+            | Question::Frequency => Kind::Choice,
+            Question::Products | Question::Topics => Kind::MultiChoice,
             Question::Employees => Kind::Number {
                 min: 1,
                 max: 100_000,
@@ -143,6 +165,7 @@ impl Question {
         match self {
             Question::Role => Some(ROLES),
             Question::Engagement => Some(ENGAGEMENTS),
+            Question::Frequency => Some(FREQUENCIES),
             _ => None,
         }
     }
@@ -162,6 +185,10 @@ pub struct Answers {
     pub pcs: Option<i64>,
     pub servers: Option<i64>,
     pub engagement: Option<String>,
+    /// Keys of `[topics]`.
+    pub topics: Option<Vec<String>>,
+    /// `monthly` or `quarterly`; unanswered reads as monthly.
+    pub frequency: Option<String>,
 }
 
 /// One answer, typed; used to set an answer by question.
@@ -187,6 +214,8 @@ impl Answers {
             Question::Pcs => self.pcs.is_some(),
             Question::Servers => self.servers.is_some(),
             Question::Engagement => self.engagement.is_some(),
+            Question::Topics => self.topics.as_ref().is_some_and(|t| !t.is_empty()),
+            Question::Frequency => self.frequency.is_some(),
         }
     }
 
@@ -200,7 +229,9 @@ impl Answers {
             (Question::BusinessNeed, Value::Text(s)) => self.business_need = Some(s),
             (Question::Challenge, Value::Text(s)) => self.challenge = Some(s),
             (Question::Engagement, Value::Text(s)) => self.engagement = Some(s),
+            (Question::Frequency, Value::Text(s)) => self.frequency = Some(s),
             (Question::Products, Value::List(l)) => self.products = Some(l),
+            (Question::Topics, Value::List(l)) => self.topics = Some(l),
             (Question::Employees, Value::Number(n)) => self.employees = Some(n),
             (Question::Pcs, Value::Number(n)) => self.pcs = Some(n),
             (Question::Servers, Value::Number(n)) => self.servers = Some(n),
@@ -224,6 +255,8 @@ impl Answers {
             Question::Pcs => num(&self.pcs),
             Question::Servers => num(&self.servers),
             Question::Engagement => one(&self.engagement),
+            Question::Topics => self.topics.clone().unwrap_or_default(),
+            Question::Frequency => one(&self.frequency),
         }
     }
 
@@ -242,7 +275,9 @@ impl Answers {
             challenge,
             pcs,
             servers,
-            engagement
+            engagement,
+            topics,
+            frequency
         );
     }
 
@@ -254,7 +289,13 @@ impl Answers {
             "employees": self.employees, "industry": self.industry,
             "business_need": self.business_need, "challenge": self.challenge,
             "pcs": self.pcs, "servers": self.servers, "engagement": self.engagement,
+            "topics": self.topics, "frequency": self.frequency,
         })
+    }
+
+    /// Whether the person asked for fewer emails (`frequency = quarterly`).
+    pub fn quarterly(&self) -> bool {
+        self.frequency.as_deref() == Some("quarterly")
     }
 
     /// The first word of the name, for greetings; empty when no name is known.

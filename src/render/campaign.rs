@@ -40,6 +40,9 @@ pub struct PersonalLinks {
     pub unsubscribe_url: String,
     pub feedback_yes_url: String,
     pub feedback_no_url: String,
+    /// The sunset's "keep me subscribed" page; a (human) click on it in the re-permission
+    /// message keeps the person.
+    pub keep_url: String,
     /// `List-Unsubscribe` mailto target.
     pub unsubscribe_mailto: String,
 }
@@ -56,6 +59,8 @@ pub struct Personal<'a> {
     pub month: String,
     pub year: i32,
     pub links: PersonalLinks,
+    /// The library items chosen for them (`[campaign.library]`), most relevant first.
+    pub library: Vec<std::sync::Arc<crate::library::Item>>,
 }
 
 /// A rendered campaign message.
@@ -76,6 +81,7 @@ pub fn context(campaign: &Campaign, sender: &Sender, p: &Personal<'_>) -> Value 
             "name": a.name, "role": a.role, "products": a.products, "employees": a.employees,
             "industry": a.industry, "business_need": a.business_need, "challenge": a.challenge,
             "pcs": a.pcs, "servers": a.servers, "engagement": a.engagement,
+            "topics": a.topics, "frequency": a.frequency,
         },
         "email": p.profile.email.as_str(),
         "name": a.name,
@@ -90,7 +96,40 @@ pub fn context(campaign: &Campaign, sender: &Sender, p: &Personal<'_>) -> Value 
         "unsubscribe_url": p.links.unsubscribe_url,
         "feedback_yes_url": p.links.feedback_yes_url,
         "feedback_no_url": p.links.feedback_no_url,
+        "keep_url": p.links.keep_url,
+        "library": p.library,
     })
+}
+
+/// The links of a render that only the render knows, as (URL, tag): slot 0 is the keep
+/// link (tag `keep`), slot 1 + i the person's i-th library item (tagged with the item's
+/// first topic, or `library`).
+fn slots(p: &Personal<'_>) -> Vec<(String, Option<String>)> {
+    std::iter::once((p.links.keep_url.clone(), Some("keep".to_string())))
+        .chain(p.library.iter().map(|item| {
+            let tag = item.topics.first().map_or("library", String::as_str);
+            (item.url.clone(), Some(tag.to_string()))
+        }))
+        .collect()
+}
+
+/// The seam of a render whose links are found at send time: a slot's link gets the slot's
+/// tag where the template wrote none, as it does where links are prepared at load.
+struct SlotTags<'a> {
+    seam: &'a mut dyn LinkSeam,
+    slots: &'a [(String, Option<String>)],
+}
+
+impl LinkSeam for SlotTags<'_> {
+    fn track(&mut self, url: &str, tag: Option<&str>) -> String {
+        let tag = tag.or_else(|| {
+            self.slots
+                .iter()
+                .find(|(u, _)| u == url)
+                .and_then(|(_, t)| t.as_deref())
+        });
+        self.seam.track(url, tag)
+    }
 }
 
 impl Templates {
@@ -105,7 +144,21 @@ impl Templates {
     ) -> Result<Rendered, RenderError> {
         // One Context for every template of the message: Handlebars would otherwise
         // serialise the whole context again for each render.
-        let mut ctx = handlebars::Context::from(context(campaign, sender, person));
+        let slots = slots(person);
+        let mut data = context(campaign, sender, person);
+        if let Some(prepared) = &self.links {
+            // Links prepared at load: the render's own links are slot markers, and the
+            // library's summaries their prepared HTML.
+            data["keep_url"] = Value::String(prepared.slot_marker(0));
+            for (i, item) in person.library.iter().enumerate() {
+                let shown = &mut data["library"][i];
+                shown["url"] = Value::String(prepared.slot_marker(1 + i));
+                if let Some(summary) = &item.prepared_summary {
+                    shown["summary"] = Value::String(summary.clone());
+                }
+            }
+        }
+        let mut ctx = handlebars::Context::from(data);
         let compiled = format!("subject:{}", campaign.id);
         let subject = if self.plain.has_template(&compiled) {
             self.plain
@@ -140,8 +193,15 @@ impl Templates {
         let mut tracked = Vec::new();
         let mut replaced = Vec::new();
         let html = match &self.links {
-            Some(prepared) => prepared.fill(&html, seam, &mut tracked),
-            None => super::links::rewrite_links(&html, seam, &mut replaced),
+            Some(prepared) => prepared.fill(&html, seam, &mut tracked, &slots),
+            None => super::links::rewrite_links(
+                &html,
+                &mut SlotTags {
+                    seam,
+                    slots: &slots,
+                },
+                &mut replaced,
+            ),
         }
         .map_err(|e| RenderError::other(&campaign.template, e))?;
         let html = if self.inline_at_send {
@@ -152,10 +212,13 @@ impl Templates {
         };
         let text = if own_text {
             let mut text = self.render_plain(&text_name, ctx.data())?;
+            if let Some(prepared) = &self.links {
+                text = prepared.fill_slots(&text, &tracked, &slots);
+            }
             let pairs: Vec<(&str, &str)> = match &self.links {
                 Some(prepared) => tracked
                     .iter()
-                    .map(|(n, new)| (prepared.url(*n), new.as_str()))
+                    .map(|(n, new)| (prepared.url(*n, &slots), new.as_str()))
                     .collect(),
                 None => replaced
                     .iter()

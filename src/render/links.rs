@@ -20,6 +20,17 @@ use super::campaign::LinkSeam;
 /// (marker bytes are only what `prepare` put in, followed by this process's nonce).
 const MARK: char = '\u{1}';
 
+/// Marker numbers from here on name a render's slots (slot `k` is `SLOT_BASE + k`), not
+/// the links found at load.
+const SLOT_BASE: usize = 1 << 32;
+
+/// The `href`s that are ours to fill: each is a slot of the render (see
+/// [`PreparedLinks::slot_marker`]) when links are prepared.
+pub const SLOT_VARIABLES: &[&str] = &["{{keep_url}}", "{{url}}", "{{this.url}}"];
+
+/// Raw outputs that are ours: a library item's summary, its links prepared at load.
+const SUMMARY_VARIABLES: &[&str] = &["{{{summary}}}", "{{{this.summary}}}"];
+
 /// The links of the email templates, found at load time, and the markers standing in for
 /// them in the registered templates.
 #[derive(Debug)]
@@ -81,13 +92,21 @@ impl PreparedLinks {
     /// The template source with its links replaced by markers, or `None` when a link (or
     /// raw output) depends on data, so the links must be found at send time.
     /// `allow_raw_body` admits the layout's `{{{body}}}`, whose HTML is itself prepared.
+    ///
+    /// Two kinds of data are ours, not the marketer's, and admitted: an `href` that is only
+    /// one of [`SLOT_VARIABLES`] (at send time the value is a slot marker, see
+    /// [`PreparedLinks::slot_marker`]), and a library item's `{{{summary}}}`, whose links are
+    /// prepared when the library loads ([`PreparedLinks::prepare_fragment`]).
     pub fn prepare(&mut self, src: &str, allow_raw_body: bool) -> Option<String> {
         let raw_outputs = src.matches("{{{").count() + src.matches("{{&").count();
         let body_slots = if allow_raw_body {
             src.matches("{{{body}}}").count()
         } else {
             0
-        };
+        } + SUMMARY_VARIABLES
+            .iter()
+            .map(|v| src.matches(v).count())
+            .sum::<usize>();
         if src.contains(MARK) || raw_outputs > body_slots {
             return None;
         }
@@ -106,6 +125,14 @@ impl PreparedLinks {
                 }
                 let written_by_data =
                     |name: &str| el.get_attribute(name).is_some_and(|v| v.contains("{{"));
+                let slot = el
+                    .get_attribute("href")
+                    .is_some_and(|h| SLOT_VARIABLES.contains(&h.trim()));
+                if slot && !el.has_attribute("data-untracked") && !written_by_data("data-tag") {
+                    // Rendered, the href is a slot marker; the slot carries its own tag.
+                    el.remove_attribute("data-tag");
+                    return Ok(());
+                }
                 if !el.has_attribute("data-untracked")
                     && (written_by_data("href") || written_by_data("data-tag"))
                 {
@@ -133,19 +160,53 @@ impl PreparedLinks {
         Some(out)
     }
 
+    /// A fragment of finished HTML (a library item's summary) with its links replaced by
+    /// markers, as [`PreparedLinks::prepare`] does for templates; nothing in it is data.
+    /// `None` when it cannot be parsed or holds a marker character.
+    pub fn prepare_fragment(&mut self, html: &str) -> Option<String> {
+        if html.contains(MARK) {
+            return None;
+        }
+        let mut links = Vec::new();
+        let settings =
+            RewriteStrSettings::new().append_element_content_handler(element!("a[href]", |el| {
+                let Some((url, tag)) = take_anchor(el) else {
+                    return Ok(());
+                };
+                let marker = format!(
+                    "{MARK}{}:{}{MARK}",
+                    self.nonce,
+                    self.links.len() + links.len()
+                );
+                links.push((url, tag));
+                el.set_attribute("href", &marker)?;
+                Ok(())
+            }));
+        let out = rewrite_str(html, settings).ok()?;
+        self.links.extend(links);
+        Some(out)
+    }
+
+    /// The marker that stands for slot `k` of a render: a link whose URL and tag only the
+    /// render knows (a person's keep link, their library items; see `campaign::Slots`).
+    pub fn slot_marker(&self, k: usize) -> String {
+        format!("{MARK}{}:{}{MARK}", self.nonce, SLOT_BASE + k)
+    }
+
     /// `html` with every marker replaced by what `seam` makes of its link (attribute-encoded,
     /// as the send-time rewrite writes it); records (marker number, new URL) in order in
     /// `tracked`, for [`PreparedLinks::fill_text`] and [`PreparedLinks::url`].
+    /// `slots` are the render's own links (see [`PreparedLinks::slot_marker`]).
     pub fn fill(
         &self,
         html: &str,
         seam: &mut dyn LinkSeam,
         tracked: &mut Vec<(usize, String)>,
+        slots: &[(String, Option<String>)],
     ) -> Result<String, String> {
         self.swap_markers(html, |n, out| {
             let (url, tag) = self
-                .links
-                .get(n)
+                .link(n, slots)
                 .ok_or_else(|| format!("unknown link marker {n}"))?;
             let new = seam.track(url, tag.as_deref());
             out.push_str(&html_escape::encode_double_quoted_attribute(&new));
@@ -155,8 +216,38 @@ impl PreparedLinks {
     }
 
     /// The URL the template wrote for marker `n` (as [`PreparedLinks::fill`] recorded it).
-    pub fn url(&self, n: usize) -> &str {
-        self.links.get(n).map_or("", |(url, _)| url.as_str())
+    pub fn url<'a>(&'a self, n: usize, slots: &'a [(String, Option<String>)]) -> &'a str {
+        self.link(n, slots).map_or("", |(url, _)| url.as_str())
+    }
+
+    /// A text template's output with each slot marker (its `{{url}}`, `{{keep_url}}`)
+    /// replaced by the URL the HTML gave that slot (`tracked`), or the slot's own URL.
+    pub fn fill_slots(
+        &self,
+        text: &str,
+        tracked: &[(usize, String)],
+        slots: &[(String, Option<String>)],
+    ) -> String {
+        self.swap_markers(text, |n, out| {
+            match tracked.iter().find(|(m, _)| *m == n) {
+                Some((_, new)) => out.push_str(new),
+                None => out.push_str(self.url(n, slots)),
+            }
+            Ok::<(), ()>(())
+        })
+        .unwrap_or_else(|()| text.to_string())
+    }
+
+    /// The link of marker `n`: found at load, or slot `n - SLOT_BASE` of the render.
+    fn link<'a>(
+        &'a self,
+        n: usize,
+        slots: &'a [(String, Option<String>)],
+    ) -> Option<&'a (String, Option<String>)> {
+        match n.checked_sub(SLOT_BASE) {
+            Some(k) => slots.get(k),
+            None => self.links.get(n),
+        }
     }
 
     /// The text of a message's shape (see `shape`) with its markers replaced by the URLs
@@ -233,7 +324,7 @@ mod tests {
             .replace("{{this}}", "one");
         let mut seam = KeepLinks::default();
         let mut tracked = Vec::new();
-        let out = p.fill(&rendered, &mut seam, &mut tracked).unwrap();
+        let out = p.fill(&rendered, &mut seam, &mut tracked, &[]).unwrap();
         assert!(
             out.contains(r#"href="https://a.example/x?y=1&amp;z=2""#),
             "{out}"
@@ -251,7 +342,7 @@ mod tests {
         // What a text template's links are swapped with: each marker's own URL, the new one.
         let pairs: Vec<(&str, &str)> = tracked
             .iter()
-            .map(|(n, new)| (p.url(*n), new.as_str()))
+            .map(|(n, new)| (p.url(*n, &[]), new.as_str()))
             .collect();
         assert_eq!(
             pairs,
@@ -265,7 +356,7 @@ mod tests {
     #[test]
     fn links_written_by_data_are_left_to_send_time() {
         for src in [
-            r#"<a href="{{url}}">x</a>"#,
+            r#"<a href="{{link}}">x</a>"#,
             r#"<a href="https://a.example/{{path}}">x</a>"#,
             r#"<a href="https://a.example/" data-tag="{{tag}}">x</a>"#,
             r#"<a {{#if x}}data-untracked{{/if}} href="https://a.example/">x</a>"#,
@@ -292,7 +383,7 @@ mod tests {
         let prepared = p.prepare(src, false).unwrap();
         let mut tracked = Vec::new();
         let html = p
-            .fill(&prepared, &mut KeepLinks::default(), &mut tracked)
+            .fill(&prepared, &mut KeepLinks::default(), &mut tracked, &[])
             .unwrap();
         let text = p
             .fill_text(&nanohtml2text::html2text(&prepared), &tracked)
@@ -303,7 +394,7 @@ mod tests {
         let src = r#"<p><a href="https://a.example/">https://a.example/</a></p>"#;
         let prepared = p.prepare(src, false).unwrap();
         let mut tracked = Vec::new();
-        p.fill(&prepared, &mut KeepLinks::default(), &mut tracked)
+        p.fill(&prepared, &mut KeepLinks::default(), &mut tracked, &[])
             .unwrap();
         assert_eq!(
             p.fill_text(&nanohtml2text::html2text(&prepared), &tracked),
@@ -320,7 +411,7 @@ mod tests {
         let forged = format!("{MARK}0000000000000000:0{MARK}");
         let rendered = format!("{prepared}{forged}");
         let mut seam = KeepLinks::default();
-        let out = p.fill(&rendered, &mut seam, &mut Vec::new()).unwrap();
+        let out = p.fill(&rendered, &mut seam, &mut Vec::new(), &[]).unwrap();
         assert!(out.ends_with(&forged), "{out}");
         assert_eq!(seam.links.len(), 1, "only the template's own link");
     }

@@ -281,6 +281,13 @@ impl Templates {
         }
     }
 
+    /// `html` (a library item's summary, free of control characters) with its links
+    /// prepared like the templates' (see `links`); `None` when links are found at send time
+    /// (the summary is then sent as written and its links are found with the rest).
+    pub fn prepare_fragment(&mut self, html: &str) -> Option<String> {
+        self.links.as_mut()?.prepare_fragment(html)
+    }
+
     /// Whether a template of this name exists.
     pub fn has(&self, name: &str) -> bool {
         self.hbs.has_template(name)
@@ -438,6 +445,7 @@ mod tests {
                         &sample.facts,
                         links(7, 3),
                         1_800_000_000,
+                        &[],
                     );
                     let mut seam = Numbered(Vec::new());
                     let r = site
@@ -501,7 +509,7 @@ mod tests {
         let campaign = site.campaign("newsletter").unwrap();
         samples
             .iter()
-            .map(|s| site.personalise(campaign, &s.profile, &s.facts, links(1, 1), 1_800_000_000))
+            .map(|s| site.personalise(campaign, &s.profile, &s.facts, links(1, 1), 1_800_000_000, &[]))
             .find(|p| p.sections.iter().any(|x| x.template == "sections/training"))
             .expect("a sample gets the training section")
     }
@@ -587,6 +595,7 @@ mod tests {
                 &samples[0].facts,
                 links(id, id),
                 1_800_000_000,
+                &[],
             );
             site.templates
                 .render_campaign(

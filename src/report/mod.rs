@@ -32,7 +32,7 @@ pub const RESPONSE_RATE_COLUMNS: [&str; 15] = [
 ];
 
 /// The opt-in funnel CSV columns.
-pub const OPTIN_COLUMNS: [&str; 8] = [
+pub const OPTIN_COLUMNS: [&str; 9] = [
     "day",
     "form_views",
     "submissions",
@@ -41,6 +41,7 @@ pub const OPTIN_COLUMNS: [&str; 8] = [
     "new_profiles",
     "fully_profiled",
     "fully_profiled_share",
+    "lapsed",
 ];
 
 /// The deliverability CSV columns: one row per receiving domain.
@@ -289,6 +290,7 @@ pub async fn optin_csv<W: Write>(
             d.new_profiles.to_string(),
             d.fully_profiled.to_string(),
             rate(d.fully_profiled, d.new_profiles),
+            d.lapsed.to_string(),
         ])?;
     }
     w.flush()?;
@@ -379,18 +381,20 @@ pub async fn feedback_csv<W: Write>(
 }
 
 /// The columns of the links export.
-pub const LINK_COLUMNS: [&str; 6] = [
+pub const LINK_COLUMNS: [&str; 7] = [
     "campaign",
     "run",
     "url",
     "tag",
     "unique_clicks",
     "click_rate",
+    "item",
 ];
 
 /// Writes, per run created in the period and link clicked in it, how many of the run's
-/// delivered messages a person clicked it in, and that as a fraction of them. Returns the
-/// rows.
+/// delivered messages a person clicked it in, that as a fraction of them, and the library
+/// item the link leads to (the column is last, so readers of the first six keep working).
+/// Returns the rows.
 pub async fn links_csv<W: Write>(
     store: &Store,
     period: Period,
@@ -405,6 +409,7 @@ pub async fn links_csv<W: Write>(
             l.tag,
             l.unique_clicks.to_string(),
             rate(l.unique_clicks, l.delivered),
+            l.item,
         ]
     })
     .await

@@ -38,6 +38,12 @@ fn audience_query(site: &Site, campaign: &Campaign, at: i64) -> AudienceQuery {
     AudienceQuery::new(&rule, at)
 }
 
+/// The time after which a newsletter sent to a `quarterly` reader keeps them out of a run
+/// started at `at`.
+fn quarterly_since(at: i64) -> i64 {
+    at - crate::profile::QUARTERLY_GAP_DAYS * 86_400
+}
+
 /// The period key of a scheduled occurrence: its time in RFC 3339.
 fn period_key(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -93,6 +99,7 @@ pub async fn tick_in(
                     &campaign.id,
                     &audience_query(site, campaign, now()),
                     now(),
+                    quarterly_since(at.timestamp()),
                 )
                 .await?;
             tracing::info!(campaign = %campaign.id, period = %key, run_id, recipients, "scheduled run queued");
@@ -111,6 +118,7 @@ pub async fn tick_in(
                     &campaign_id,
                     &audience_query(site, campaign, now()),
                     now(),
+                    quarterly_since(at.timestamp()),
                 )
                 .await?;
             tracing::warn!(campaign = %campaign_id, run_id, recipients, "finished queuing an interrupted run");
@@ -176,6 +184,7 @@ pub async fn manual_run_once(
             &campaign.id,
             &audience_query(site, campaign, now()),
             now(),
+            quarterly_since(now()),
         )
         .await?;
     let queued = Queued {
@@ -275,7 +284,41 @@ pub fn event_kind(what: &Happened<'_>) -> Option<EventKind> {
     }
 }
 
-/// Runs [`tick`] every second, at the time `clock` says, until `stop` turns true.
+/// The sunset at `at` (when `[sunset]` is set): queues the re-permission campaign for
+/// everyone silent for `after_days`, due now, and makes `lapsed` those who did not click
+/// it within `profile::LAPSE_DAYS`. Returns (queued, lapsed).
+pub async fn sunset(store: &Store, site: &Site, at: i64) -> Result<(u64, usize), StoreError> {
+    let Some(sunset) = &site.project.sunset else {
+        return Ok((0, 0));
+    };
+    let Some(campaign) = site.campaign(&sunset.campaign) else {
+        return Ok((0, 0));
+    };
+    let silent = store
+        .silent_since(at - sunset.after_days * 86_400, &campaign.id)
+        .await?;
+    let mut queued = 0;
+    if !silent.is_empty() {
+        let run_id = store.standing_run(&campaign.id).await?;
+        queued = store
+            .queue_deliveries(run_id, &campaign.id, &silent, now())
+            .await?;
+        tracing::info!(campaign = %campaign.id, people = queued, "sunset: re-permission queued");
+    }
+    let lapsed = store
+        .lapse(&campaign.id, at - crate::profile::LAPSE_DAYS * 86_400)
+        .await?;
+    if !lapsed.is_empty() {
+        tracing::info!(people = lapsed.len(), "sunset: lapsed after no click on the re-permission message");
+    }
+    Ok((queued, lapsed.len()))
+}
+
+/// How often (by the scheduler's clock) the sunset looks for the silent and the lapsed.
+const SUNSET_EVERY: i64 = 3600;
+
+/// Runs [`tick`] every second, at the time `clock` says, until `stop` turns true; and the
+/// [`sunset`] every hour of that clock (at once when the clock is moved).
 pub async fn run(
     store: Store,
     site: crate::site::SiteHandle,
@@ -285,15 +328,26 @@ pub async fn run(
     on_queued: impl Fn(),
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut last_sunset: Option<i64> = None;
     loop {
         if *stop.borrow() {
             break;
         }
-        match tick_in(&store, &site.get(), clock.now(), grace, tz).await {
+        let at = clock.now();
+        match tick_in(&store, &site.get(), at, grace, tz).await {
             Ok(q) if !q.is_empty() => on_queued(),
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "scheduler tick failed; trying again in a second")
+            }
+        }
+        let t = at.timestamp();
+        if last_sunset.is_none_or(|last| t - last >= SUNSET_EVERY || t < last) {
+            last_sunset = Some(t);
+            match sunset(&store, &site.get(), t).await {
+                Ok((queued, _)) if queued > 0 => on_queued(),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "sunset failed; trying again in an hour"),
             }
         }
         tokio::select! {

@@ -582,6 +582,7 @@ fn field_matches(q: Question, test: &FieldTest, email: &Email, a: &Answers) -> b
             Question::BusinessNeed => a.business_need.as_deref(),
             Question::Challenge => a.challenge.as_deref(),
             Question::Engagement => a.engagement.as_deref(),
+            Question::Frequency => a.frequency.as_deref(),
             _ => None,
         }
     };
@@ -596,8 +597,12 @@ fn field_matches(q: Question, test: &FieldTest, email: &Email, a: &Answers) -> b
         (Scalar::Text(s), _, Some(t)) => t.eq_ignore_ascii_case(s),
         _ => false,
     };
-    if q == Question::Products {
-        let owned = a.products.as_deref().unwrap_or_default();
+    if q.kind() == crate::profile::Kind::MultiChoice {
+        let owned = match q {
+            Question::Topics => a.topics.as_deref(),
+            _ => a.products.as_deref(),
+        }
+        .unwrap_or_default();
         let has = |s: &str| owned.iter().any(|p| p.eq_ignore_ascii_case(s));
         return match test {
             FieldTest::Contains(s) => has(s),

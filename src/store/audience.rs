@@ -90,15 +90,16 @@ impl Compiler {
             other => other.key(),
         };
         let numeric = matches!(q.kind(), Kind::Number { .. });
-        if q == Question::Products {
-            // products holds a JSON array of configured values: look for the quoted value.
+        if q.kind() == Kind::MultiChoice {
+            // A list (products, topics) is stored as a JSON array of configured values:
+            // look for the quoted value.
             let has = |c: &mut Compiler, v: &str| {
                 let needle = format!(
                     "%{}%",
                     like_escape(&serde_json::to_string(v).expect("strings serialise"))
                 );
                 format!(
-                    "(products IS NOT NULL AND products LIKE {} ESCAPE '\\')",
+                    "({col} IS NOT NULL AND {col} LIKE {} ESCAPE '\\')",
                     c.arg(Arg::Text(needle))
                 )
             };
@@ -118,8 +119,8 @@ impl Compiler {
                         balanced(&parts, " OR ")
                     }
                 }
-                FieldTest::Present(true) => "(products IS NOT NULL AND products <> '[]')".into(),
-                FieldTest::Present(false) => "(products IS NULL OR products = '[]')".into(),
+                FieldTest::Present(true) => format!("({col} IS NOT NULL AND {col} <> '[]')"),
+                FieldTest::Present(false) => format!("({col} IS NULL OR {col} = '[]')"),
                 _ => "(1 = 0)".into(),
             };
         }

@@ -8,6 +8,7 @@ mod audience;
 mod bounces;
 mod demo;
 mod events;
+mod library;
 mod reports;
 mod rights;
 mod sending;
@@ -30,7 +31,7 @@ pub use reports::{
     ClickRow, FeedbackRow, GroupBy, LinkRow, OptinDay, RateCounts, RunSummary, Totals,
 };
 pub use rights::PersonalData;
-pub use sending::{CONFIRMATION, Claimed, RunOrigin, RunProgress, STANDING};
+pub use sending::{CONFIRMATION, Claimed, RunOrigin, RunProgress, STANDING, Sent};
 pub use tokens::ApiToken;
 pub use tracking::{DeliveryRef, Hit, Link};
 pub use webhooks::{FailingEndpoint, HOOK_RETRY_WINDOW, HookClaim, HookNote, HookRoutes, HookRow};
@@ -223,9 +224,58 @@ impl Store {
     /// Applies the migrations of this backend that are not applied yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Sqlite => {
+                SQLITE_MIGRATIONS.run(&self.pool).await?;
+                self.upgrade_status_check().await?;
+            }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
         }
+        Ok(())
+    }
+
+    /// SQLite: admits the status `lapsed` in `profiles` when the table's CHECK constraint
+    /// predates it. SQLite cannot alter a constraint, so the table is rebuilt as its own
+    /// documentation describes (foreign keys off, which only works outside a transaction,
+    /// hence not in a migration file): a copy with the new constraint, the rows moved, the
+    /// old table dropped, the copy renamed, its indexes made again, all in one transaction.
+    async fn upgrade_status_check(&self) -> Result<(), StoreError> {
+        const OLD: &str = "'bounced', 'complained'))";
+        const NEW: &str = "'bounced', 'complained', 'lapsed'))";
+        let sql: Option<String> = sqlx::query_scalar(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'profiles'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(sql) = sql.filter(|s| s.contains(OLD)) else {
+            return Ok(());
+        };
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'profiles' AND sql IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let create = sql
+            .replacen("CREATE TABLE profiles", "CREATE TABLE profiles_lapsed", 1)
+            .replacen(OLD, NEW, 1);
+        let mut conn = self.pool.acquire().await?;
+        conn.execute("PRAGMA foreign_keys = OFF").await?;
+        let rebuilt = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            tx.execute(create.as_str()).await?;
+            tx.execute("INSERT INTO profiles_lapsed SELECT * FROM profiles")
+                .await?;
+            tx.execute("DROP TABLE profiles").await?;
+            tx.execute("ALTER TABLE profiles_lapsed RENAME TO profiles")
+                .await?;
+            for index in &indexes {
+                tx.execute(index.as_str()).await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        conn.execute("PRAGMA foreign_keys = ON").await?;
+        rebuilt?;
+        tracing::info!("profiles table rebuilt to admit the status lapsed");
         Ok(())
     }
 

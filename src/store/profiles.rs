@@ -12,7 +12,8 @@ use crate::profile::{Answers, Email, Profile, Status};
 macro_rules! profile_columns {
     () => {
         "id, email, status, name, role, products, employees, industry, business_need, challenge, \
-         pcs, servers, engagement, confirm_nonce, pending_nonce, created_at, updated_at"
+         pcs, servers, engagement, topics, frequency, confirm_nonce, pending_nonce, created_at, \
+         updated_at"
     };
 }
 
@@ -60,8 +61,10 @@ pub struct Confirmation {
     pub newly_confirmed: bool,
 }
 
-/// Binds the ten answers in column order: name, role, products, employees, industry,
-/// business_need, challenge, pcs, servers, engagement (every profile write uses it).
+/// Binds the twelve answers in column order: name, role, products, employees, industry,
+/// business_need, challenge, pcs, servers, engagement, topics, frequency (every profile
+/// write uses it).
+
 trait BindAnswers<'q>: Sized {
     fn bind_answers(self, a: &'q Answers) -> Self;
 }
@@ -73,7 +76,7 @@ macro_rules! impl_bind_answers {
             fn bind_answers(self, a: &'q Answers) -> Self {
                 self.bind(a.name.as_deref())
                     .bind(a.role.as_deref())
-                    .bind(products_json(a))
+                    .bind(list_json(&a.products))
                     .bind(a.employees)
                     .bind(a.industry.as_deref())
                     .bind(a.business_need.as_deref())
@@ -81,6 +84,8 @@ macro_rules! impl_bind_answers {
                     .bind(a.pcs)
                     .bind(a.servers)
                     .bind(a.engagement.as_deref())
+                    .bind(list_json(&a.topics))
+                    .bind(a.frequency.as_deref())
             }
         }
     };
@@ -94,23 +99,25 @@ fn new_nonce() -> String {
     hex::encode(bytes)
 }
 
-fn products_json(a: &Answers) -> Option<String> {
-    a.products
-        .as_ref()
+/// A list answer as stored: a JSON array.
+fn list_json(list: &Option<Vec<String>>) -> Option<String> {
+    list.as_ref()
         .map(|p| serde_json::to_string(p).expect("strings serialise"))
+}
+
+/// A stored list answer (`column` names it in the message when it is not a JSON array).
+fn list_from(row: &AnyRow, column: &str) -> Result<Option<Vec<String>>, StoreError> {
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|p| {
+        serde_json::from_str::<Vec<String>>(&p)
+            .map_err(|e| StoreError::Corrupt(format!("profiles.{column} {p:?}: {e}")))
+    })
+    .transpose()
 }
 
 pub(super) fn profile_from_row(row: &AnyRow) -> Result<Profile, StoreError> {
     let email: String = row.try_get("email")?;
     let status: String = row.try_get("status")?;
-    let products: Option<String> = row.try_get("products")?;
-    let products = match products {
-        Some(p) => Some(
-            serde_json::from_str::<Vec<String>>(&p)
-                .map_err(|e| StoreError::Corrupt(format!("profiles.products {p:?}: {e}")))?,
-        ),
-        None => None,
-    };
     Ok(Profile {
         id: row.try_get("id")?,
         email: Email::parse(&email)
@@ -120,7 +127,7 @@ pub(super) fn profile_from_row(row: &AnyRow) -> Result<Profile, StoreError> {
         answers: Answers {
             name: row.try_get("name")?,
             role: row.try_get("role")?,
-            products,
+            products: list_from(row, "products")?,
             employees: row.try_get("employees")?,
             industry: row.try_get("industry")?,
             business_need: row.try_get("business_need")?,
@@ -128,6 +135,8 @@ pub(super) fn profile_from_row(row: &AnyRow) -> Result<Profile, StoreError> {
             pcs: row.try_get("pcs")?,
             servers: row.try_get("servers")?,
             engagement: row.try_get("engagement")?,
+            topics: list_from(row, "topics")?,
+            frequency: row.try_get("frequency")?,
         },
         confirm_nonce: row.try_get("confirm_nonce")?,
         pending_nonce: row.try_get("pending_nonce")?,
@@ -164,10 +173,10 @@ where
 {
     Ok(sqlx::query_scalar(
         "INSERT INTO profiles (email, email_key, status, name, role, products, employees, \
-         industry, business_need, challenge, pcs, servers, engagement, confirm_nonce, source, \
-         created_at, updated_at, confirmed_at) \
-         VALUES ($1, $2, $16, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, \
-         CASE WHEN $16 = 'subscribed' THEN $15 END) \
+         industry, business_need, challenge, pcs, servers, engagement, topics, frequency, \
+         confirm_nonce, source, created_at, updated_at, confirmed_at) \
+         VALUES ($1, $2, $18, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+         $17, $17, CASE WHEN $18 = 'subscribed' THEN $17 END) \
          ON CONFLICT (email_key) DO NOTHING RETURNING id",
     )
     .bind(email.as_str())
@@ -416,7 +425,8 @@ impl Store {
                      industry = COALESCE(industry, $6), business_need = COALESCE(business_need, $7), \
                      challenge = COALESCE(challenge, $8), pcs = COALESCE(pcs, $9), \
                      servers = COALESCE(servers, $10), engagement = COALESCE(engagement, $11), \
-                     pending_answers = NULL, pending_nonce = NULL, updated_at = $12 WHERE id = $1",
+                     topics = COALESCE(topics, $12), frequency = COALESCE(frequency, $13), \
+                     pending_answers = NULL, pending_nonce = NULL, updated_at = $14 WHERE id = $1",
                 )
                 .bind(id)
                 .bind_answers(&answers)
@@ -517,17 +527,19 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let updated: Option<i64> = sqlx::query_scalar(
             "UPDATE profiles SET \
-             name = CASE WHEN $13 LIKE '%,name,%' THEN NULL ELSE COALESCE($2, name) END, \
-             role = CASE WHEN $13 LIKE '%,role,%' THEN NULL ELSE COALESCE($3, role) END, \
-             products = CASE WHEN $13 LIKE '%,products,%' THEN NULL ELSE COALESCE($4, products) END, \
-             employees = CASE WHEN $13 LIKE '%,employees,%' THEN NULL ELSE COALESCE($5, employees) END, \
-             industry = CASE WHEN $13 LIKE '%,industry,%' THEN NULL ELSE COALESCE($6, industry) END, \
-             business_need = CASE WHEN $13 LIKE '%,business_need,%' THEN NULL ELSE COALESCE($7, business_need) END, \
-             challenge = CASE WHEN $13 LIKE '%,challenge,%' THEN NULL ELSE COALESCE($8, challenge) END, \
-             pcs = CASE WHEN $13 LIKE '%,pcs,%' THEN NULL ELSE COALESCE($9, pcs) END, \
-             servers = CASE WHEN $13 LIKE '%,servers,%' THEN NULL ELSE COALESCE($10, servers) END, \
-             engagement = CASE WHEN $13 LIKE '%,engagement,%' THEN NULL ELSE COALESCE($11, engagement) END, \
-             updated_at = $12 WHERE id = $1 RETURNING id",
+             name = CASE WHEN $15 LIKE '%,name,%' THEN NULL ELSE COALESCE($2, name) END, \
+             role = CASE WHEN $15 LIKE '%,role,%' THEN NULL ELSE COALESCE($3, role) END, \
+             products = CASE WHEN $15 LIKE '%,products,%' THEN NULL ELSE COALESCE($4, products) END, \
+             employees = CASE WHEN $15 LIKE '%,employees,%' THEN NULL ELSE COALESCE($5, employees) END, \
+             industry = CASE WHEN $15 LIKE '%,industry,%' THEN NULL ELSE COALESCE($6, industry) END, \
+             business_need = CASE WHEN $15 LIKE '%,business_need,%' THEN NULL ELSE COALESCE($7, business_need) END, \
+             challenge = CASE WHEN $15 LIKE '%,challenge,%' THEN NULL ELSE COALESCE($8, challenge) END, \
+             pcs = CASE WHEN $15 LIKE '%,pcs,%' THEN NULL ELSE COALESCE($9, pcs) END, \
+             servers = CASE WHEN $15 LIKE '%,servers,%' THEN NULL ELSE COALESCE($10, servers) END, \
+             engagement = CASE WHEN $15 LIKE '%,engagement,%' THEN NULL ELSE COALESCE($11, engagement) END, \
+             topics = CASE WHEN $15 LIKE '%,topics,%' THEN NULL ELSE COALESCE($12, topics) END, \
+             frequency = CASE WHEN $15 LIKE '%,frequency,%' THEN NULL ELSE COALESCE($13, frequency) END, \
+             updated_at = $14 WHERE id = $1 RETURNING id",
         )
         .bind(id)
         .bind_answers(answers)
@@ -624,13 +636,13 @@ impl Store {
         let at = now();
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
-        for chunk in rows.chunks(super::rows_per_statement(16)) {
+        for chunk in rows.chunks(super::rows_per_statement(18)) {
             let mut sql = String::from(
                 "INSERT INTO profiles (email, email_key, status, name, role, products, employees, \
-                 industry, business_need, challenge, pcs, servers, engagement, source, created_at, \
-                 updated_at) VALUES ",
+                 industry, business_need, challenge, pcs, servers, engagement, topics, frequency, \
+                 source, created_at, updated_at) VALUES ",
             );
-            sql.push_str(&super::value_rows(1, chunk.len(), 16));
+            sql.push_str(&super::value_rows(1, chunk.len(), 18));
             sql.push_str(" ON CONFLICT (email_key) DO NOTHING");
             let sql = self.positional(sql);
             let mut q = sqlx::query(&sql);
@@ -671,23 +683,26 @@ impl Store {
         let at = now();
         let mut tx = self.pool.begin().await?;
         let mut written = 0;
-        for chunk in rows.chunks(super::rows_per_statement(15)) {
-            // Per row: the address, its key, ten answers, the source and the time twice.
+        for chunk in rows.chunks(super::rows_per_statement(17)) {
+            // Per row: the address, its key, twelve answers, the source and the time twice.
             let sql = self.positional(format!(
                 "INSERT INTO profiles (email, email_key, status, name, role, products, employees, industry, \
-                 business_need, challenge, pcs, servers, engagement, source, created_at, updated_at) VALUES {} \
+                 business_need, challenge, pcs, servers, engagement, topics, frequency, source, created_at, \
+                 updated_at) VALUES {} \
                  ON CONFLICT (email_key) DO UPDATE SET name = COALESCE(excluded.name, profiles.name), \
                  role = COALESCE(excluded.role, profiles.role), products = COALESCE(excluded.products, profiles.products), \
                  employees = COALESCE(excluded.employees, profiles.employees), industry = COALESCE(excluded.industry, profiles.industry), \
                  business_need = COALESCE(excluded.business_need, profiles.business_need), \
                  challenge = COALESCE(excluded.challenge, profiles.challenge), pcs = COALESCE(excluded.pcs, profiles.pcs), \
                  servers = COALESCE(excluded.servers, profiles.servers), \
-                 engagement = COALESCE(excluded.engagement, profiles.engagement), updated_at = excluded.updated_at \
+                 engagement = COALESCE(excluded.engagement, profiles.engagement), \
+                 topics = COALESCE(excluded.topics, profiles.topics), \
+                 frequency = COALESCE(excluded.frequency, profiles.frequency), updated_at = excluded.updated_at \
                  RETURNING id",
                 super::shaped_rows(
                     1,
                     chunk.len(),
-                    &format!("?, ?, 'subscribed'{}", ", ?".repeat(13))
+                    &format!("?, ?, 'subscribed'{}", ", ?".repeat(15))
                 )
             ));
             let mut q = sqlx::query_scalar::<_, i64>(&sql);

@@ -42,6 +42,8 @@ pub struct OptinDay {
     pub new_profiles: i64,
     /// Of those, how many have answered every question of the form.
     pub fully_profiled: i64,
+    /// Profiles that lapsed that day (the sunset: no click on the re-permission message).
+    pub lapsed: i64,
 }
 
 /// Per delivery: whether each thing happened (a person's open counts clicks too: images are
@@ -154,7 +156,9 @@ impl Store {
             .iter()
             .filter(|q| **q != Question::Email)
             .map(|q| match q {
-                Question::Products => "(products IS NOT NULL AND products <> '[]')".to_string(),
+                q if q.kind() == crate::profile::Kind::MultiChoice => {
+                    format!("({0} IS NOT NULL AND {0} <> '[]')", q.key())
+                }
                 other => format!("{} IS NOT NULL", other.key()),
             })
             .collect();
@@ -166,12 +170,13 @@ impl Store {
         let sql = format!(
             "SELECT day, CAST(SUM(views) AS BIGINT) AS views, CAST(SUM(submissions) AS BIGINT) AS submissions, \
              CAST(SUM(confirmations) AS BIGINT) AS confirmations, CAST(SUM(created) AS BIGINT) AS created, \
-             CAST(SUM(complete) AS BIGINT) AS complete FROM ( \
-               SELECT day, views, 0 AS submissions, 0 AS confirmations, 0 AS created, 0 AS complete FROM form_views \
+             CAST(SUM(complete) AS BIGINT) AS complete, CAST(SUM(lapsed) AS BIGINT) AS lapsed FROM ( \
+               SELECT day, views, 0 AS submissions, 0 AS confirmations, 0 AS created, 0 AS complete, 0 AS lapsed FROM form_views \
                UNION ALL SELECT created_at / 86400, 0, CASE WHEN action = 'opt_in_requested' THEN 1 ELSE 0 END, \
-                 CASE WHEN action = 'opt_in_confirmed' THEN 1 ELSE 0 END, 0, 0 FROM consents \
+                 CASE WHEN action = 'opt_in_confirmed' THEN 1 ELSE 0 END, 0, 0, 0 FROM consents \
                  WHERE action IN ('opt_in_requested', 'opt_in_confirmed') \
-               UNION ALL SELECT created_at / 86400, 0, 0, 0, 1, CASE WHEN {complete} THEN 1 ELSE 0 END FROM profiles \
+               UNION ALL SELECT created_at / 86400, 0, 0, 0, 1, CASE WHEN {complete} THEN 1 ELSE 0 END, 0 FROM profiles \
+               UNION ALL SELECT created_at / 86400, 0, 0, 0, 0, 0, 1 FROM events WHERE kind = 'lapsed' \
              ) f WHERE day >= $1 AND day <= $2 GROUP BY day ORDER BY day"
         );
         let rows = sqlx::query(&sql)
@@ -191,6 +196,7 @@ impl Store {
                     confirmations: n("confirmations")?,
                     new_profiles: n("created")?,
                     fully_profiled: n("complete")?,
+                    lapsed: n("lapsed")?,
                 })
             })
             .collect()
@@ -396,6 +402,8 @@ pub struct LinkRow {
     pub run: String,
     pub url: String,
     pub tag: String,
+    /// The library item the link leads to (its file name without `.md`), or empty.
+    pub item: String,
     /// Messages of the run in which a person (not a link scanner) clicked the link.
     pub unique_clicks: i64,
     /// Messages of the run accepted by the mail server.
@@ -409,11 +417,12 @@ impl Store {
     pub async fn link_clicks(&self, from: i64, to: i64) -> Result<Vec<LinkRow>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT r.campaign AS campaign, r.period_key AS run, l.url AS url, l.tag AS tag, \
+             COALESCE(l.item, '') AS item, \
              CAST(COUNT(DISTINCT CASE WHEN e.automated = 0 THEN e.delivery_id END) AS BIGINT) AS unique_clicks, \
              CAST((SELECT COUNT(*) FROM deliveries d WHERE d.run_id = r.id AND d.status = 'sent') AS BIGINT) AS delivered \
              FROM events e JOIN links l ON l.id = e.link_id JOIN campaign_runs r ON r.id = e.run_id \
              WHERE e.kind = 'click' AND r.created_at >= $1 AND r.created_at < $2 \
-             GROUP BY r.id, r.campaign, r.period_key, l.id, l.url, l.tag \
+             GROUP BY r.id, r.campaign, r.period_key, l.id, l.url, l.tag, l.item \
              ORDER BY r.campaign, r.id, unique_clicks DESC, l.url, l.tag",
         )
         .bind(from)

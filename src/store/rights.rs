@@ -71,7 +71,7 @@ impl Store {
         sqlx::query(
             "UPDATE profiles SET email = $2, email_key = $2, status = 'unsubscribed', name = NULL, role = NULL, \
              products = NULL, employees = NULL, industry = NULL, business_need = NULL, challenge = NULL, pcs = NULL, \
-             servers = NULL, engagement = NULL, confirm_nonce = NULL, source = 'erased', updated_at = $3 WHERE id = $1",
+             servers = NULL, engagement = NULL, topics = NULL, frequency = NULL, confirm_nonce = NULL, source = 'erased', updated_at = $3 WHERE id = $1",
         )
         .bind(p.id)
         .bind(&anonymous)

@@ -54,6 +54,15 @@ pub struct Claimed {
     pub attempts: i64,
 }
 
+/// A send the mail server accepted, to record: the delivery, the message's id and the
+/// URLs of the library items the message carried.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub delivery: Claimed,
+    pub message_id: String,
+    pub items: Vec<String>,
+}
+
 /// How a run stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunProgress {
@@ -171,30 +180,38 @@ impl Store {
 
     /// Queues a delivery for every subscribed profile in the audience, due `at`, in one
     /// statement; then marks the run queued. Idempotent: profiles already queued in the
-    /// run are skipped. Returns the run's number of recipients.
+    /// run are skipped. A reader who chose `quarterly` and was sent a newsletter (a
+    /// message of a scheduled or manual run) after `quarterly_since` is left out. Returns
+    /// the run's number of recipients.
     pub async fn queue_audience(
         &self,
         run_id: i64,
         campaign: &str,
         q: &AudienceQuery,
         at: i64,
+        quarterly_since: i64,
     ) -> Result<i64, StoreError> {
         let n = q.arg_count();
         let sql = self.positional(format!(
             "INSERT INTO deliveries (run_id, profile_id, campaign, status, attempts, next_attempt_at, created_at) \
              SELECT ${}, id, ${}, 'queued', 0, ${}, ${} FROM profiles WHERE status = 'subscribed' AND {} \
+             AND NOT (COALESCE(frequency, '') = 'quarterly' AND EXISTS (SELECT 1 FROM deliveries d \
+               JOIN campaign_runs r ON r.id = d.run_id WHERE d.profile_id = profiles.id \
+               AND d.status = 'sent' AND d.sent_at > ${} AND r.period_key <> '{STANDING}')) \
              ON CONFLICT (run_id, profile_id) DO NOTHING",
             n + 1,
             n + 2,
             n + 3,
             n + 3,
-            q.sql()
+            q.sql(),
+            n + 4,
         ));
         let mut tx = self.pool.begin().await?;
         q.bind_all(sqlx::query(&sql))
             .bind(run_id)
             .bind(campaign)
             .bind(at)
+            .bind(quarterly_since)
             .execute(&mut *tx)
             .await?;
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE run_id = $1")
@@ -325,7 +342,7 @@ impl Store {
     /// Records sends the mail server accepted, with their `sent` events, in one
     /// transaction; a confirmation asked for again while it was being sent is queued again
     /// (see `request_opt_in`) (the worker groups the sends that finish while the previous write runs).
-    pub async fn deliveries_sent(&self, sent: &[(Claimed, String)]) -> Result<(), StoreError> {
+    pub async fn deliveries_sent(&self, sent: &[Sent]) -> Result<(), StoreError> {
         if sent.is_empty() {
             return Ok(());
         }
@@ -343,15 +360,16 @@ impl Store {
                 super::value_rows(2, chunk.len(), 2)
             ));
             let mut q = sqlx::query(&sql).bind(at);
-            for (d, message_id) in chunk {
-                q = q.bind(d.id).bind(message_id.as_str());
+            for s in chunk {
+                q = q.bind(s.delivery.id).bind(s.message_id.as_str());
             }
             q.execute(&mut *tx).await?;
         }
         // A confirmation is not a campaign message: no `sent` event (segments, reports).
-        let campaign_sends: Vec<&(Claimed, String)> = sent
+        let campaign_sends: Vec<&Claimed> = sent
             .iter()
-            .filter(|(d, _)| d.campaign != CONFIRMATION)
+            .map(|s| &s.delivery)
+            .filter(|d| d.campaign != CONFIRMATION)
             .collect();
         for chunk in campaign_sends.chunks(super::rows_per_statement(5)) {
             let sql = self.positional(format!(
@@ -359,7 +377,7 @@ impl Store {
                 super::shaped_rows(1, chunk.len(), "?, 'sent', ?, ?, ?, ?")
             ));
             let mut q = sqlx::query(&sql);
-            for &(d, _) in chunk {
+            for d in chunk {
                 q = q
                     .bind(d.profile_id)
                     .bind(d.campaign.as_str())
@@ -369,6 +387,7 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        super::library::record_sent(self, &mut tx, sent, at).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -35,14 +35,22 @@ pub struct Hit<'a> {
 }
 
 impl Store {
-    /// The id of (campaign, url, tag), stored on first use.
-    pub async fn link_id(&self, campaign: &str, url: &str, tag: &str) -> Result<i64, StoreError> {
+    /// The id of (campaign, url, tag), stored on first use with the library item (its id)
+    /// the link leads to, if it leads to one.
+    pub async fn link_id(
+        &self,
+        campaign: &str,
+        url: &str,
+        tag: &str,
+        item: Option<&str>,
+    ) -> Result<i64, StoreError> {
         let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO links (campaign, url, tag) VALUES ($1, $2, $3) ON CONFLICT (campaign, url, tag) DO NOTHING RETURNING id",
+            "INSERT INTO links (campaign, url, tag, item) VALUES ($1, $2, $3, $4) ON CONFLICT (campaign, url, tag) DO NOTHING RETURNING id",
         )
         .bind(campaign)
         .bind(url)
         .bind(tag)
+        .bind(item)
         .fetch_optional(&self.pool)
         .await?;
         if let Some(id) = inserted {

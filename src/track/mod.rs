@@ -57,6 +57,7 @@ pub fn personal_links(
         unsubscribe_url: format!("{public_url}/unsubscribe/{unsubscribe}"),
         feedback_yes_url: format!("{public_url}/feedback/{feedback}?v=yes"),
         feedback_no_url: format!("{public_url}/feedback/{feedback}?v=no"),
+        keep_url: format!("{public_url}/keep/{profile}"),
         unsubscribe_mailto: format!("mailto:{mailto}?subject=unsubscribe%20{unsubscribe}"),
     }
 }

@@ -384,6 +384,7 @@ async fn deliverability(store: &Store) -> Result<serde_json::Value, StoreError> 
         .collect();
     Ok(json!({
         "bounced": people("bounced"), "complained": people("complained"),
+        "lapsed": people("lapsed"),
         "delivered": delivered, "complaints": complaints,
         "complaint_rate": percent(rate(complaints, delivered)),
         "gauge": complaint_gauge(rate(complaints, delivered)),

@@ -211,6 +211,7 @@ pub fn router(state: AppState) -> Router {
             get(routes::profile).post(routes::profile_update),
         )
         .route("/profile/{token}/data", get(routes::profile_data))
+        .route("/keep/{token}", get(routes::keep))
         .route("/c/{token}", get(routes::click))
         .route("/o/{token}", get(routes::open))
         .route(

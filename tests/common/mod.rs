@@ -506,6 +506,7 @@ pub fn example_copy() -> tempfile::TempDir {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     copy_tree(&root.join("segments"), &dir.path().join("segments"));
     copy_tree(&root.join("templates"), &dir.path().join("templates"));
+    copy_tree(&root.join("content"), &dir.path().join("content"));
     std::fs::copy(
         root.join("campaigns.toml"),
         dir.path().join("campaigns.toml"),

@@ -125,6 +125,17 @@ pub async fn profile_update(
             }
         })
         .collect();
+    if profile.status == crate::profile::Status::Lapsed {
+        // Saving from their own link after the sunset: they want our emails again.
+        let meta = crate::store::ConsentMeta {
+            source: "profile-centre".into(),
+            form_version: Some(form.version().to_string()),
+            ..Default::default()
+        };
+        if state.store.resume(profile.id, &meta).await? {
+            tracing::info!(profile_id = profile.id, "lapsed profile resumed");
+        }
+    }
     let Some(updated) = state
         .store
         .update_answers(profile.id, &sub.answers, &cleared)

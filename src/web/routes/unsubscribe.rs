@@ -1,5 +1,7 @@
-//! `GET|POST /unsubscribe/{token}`: a page with one button, and the POST that unsubscribes
-//! (also RFC 8058 one-click from mail clients).
+//! `GET|POST /unsubscribe/{token}`: a page that offers fewer emails, dropping single
+//! topics, or unsubscribing from everything, each a button; and the POST those buttons send.
+//! A POST without a choice (RFC 8058 one-click from mail clients) unsubscribes from
+//! everything.
 
 use std::net::SocketAddr;
 
@@ -33,6 +35,14 @@ pub async fn unsubscribe_page(
             None,
         );
     }
+    // The person's topics with their labels, to drop one by one.
+    let topics: Vec<_> = profile
+        .answers
+        .topics
+        .iter()
+        .flatten()
+        .filter_map(|key| site.project.topics.iter().find(|t| &t.key == key))
+        .collect();
     pages::page(
         &site,
         StatusCode::OK,
@@ -42,7 +52,95 @@ pub async fn unsubscribe_page(
             "heading": "Unsubscribe",
             "email": profile.email.as_str(),
             "action": format!("/unsubscribe/{token}"),
+            "offer_fewer": profile.status == Status::Subscribed && !profile.answers.quarterly(),
+            "topics": topics,
         }),
+    )
+}
+
+/// What the page's buttons ask for (`choice`) instead of unsubscribing from everything
+/// (what any other body, and the one-click POST, asks for).
+enum Choice {
+    /// `choice=fewer`: the newsletter once a quarter.
+    Fewer,
+    /// `choice=topics` with the topic keys to drop (`drop=KEY`, repeated).
+    Drop(Vec<String>),
+}
+
+impl Choice {
+    fn of(body: &[u8]) -> Option<Choice> {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+        let choice = pairs.iter().find(|(k, _)| k == "choice").map(|(_, v)| v.as_str());
+        match choice {
+            Some("fewer") => Some(Choice::Fewer),
+            Some("topics") => Some(Choice::Drop(
+                pairs
+                    .iter()
+                    .filter(|(k, _)| k == "drop")
+                    .map(|(_, v)| v.clone())
+                    .collect(),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// "Fewer emails" or dropping topics: the answers change (as in the profile centre) and the
+/// person stays subscribed.
+async fn change_instead(
+    state: &AppState,
+    profile: &crate::profile::Profile,
+    choice: Choice,
+) -> PageResult {
+    use crate::profile::{Answers, Question};
+    let site = state.site();
+    let (answers, cleared, said) = match choice {
+        Choice::Fewer => (
+            Answers {
+                frequency: Some("quarterly".into()),
+                ..Answers::default()
+            },
+            Vec::new(),
+            "You will get our newsletter once a quarter at most.".to_string(),
+        ),
+        Choice::Drop(drop) => {
+            let kept: Vec<String> = profile
+                .answers
+                .topics
+                .iter()
+                .flatten()
+                .filter(|t| !drop.contains(t))
+                .cloned()
+                .collect();
+            let said = if drop.is_empty() {
+                "No topic was ticked, so nothing changed.".to_string()
+            } else if kept.is_empty() {
+                "You chose no topics now; the newsletter brings what is newest.".to_string()
+            } else {
+                format!("Your topics now: {}.", kept.join(", "))
+            };
+            if kept.is_empty() {
+                (Answers::default(), vec![Question::Topics], said)
+            } else {
+                let answers = Answers {
+                    topics: Some(kept),
+                    ..Answers::default()
+                };
+                (answers, Vec::new(), said)
+            }
+        }
+    };
+    state
+        .store
+        .update_answers(profile.id, &answers, &cleared)
+        .await?;
+    tracing::info!(profile_id = profile.id, "email preferences changed instead of unsubscribing");
+    pages::message(
+        &site,
+        StatusCode::OK,
+        "Your preferences are saved",
+        &[&said, "You stay subscribed; every email has a link to change this again."],
+        None,
     )
 }
 
@@ -61,6 +159,11 @@ pub async fn unsubscribe(
     let one_click = body.as_deref().is_ok_and(|b| {
         form_urlencoded::parse(b).any(|(k, v)| k == "List-Unsubscribe" && v == "One-Click")
     });
+    if !one_click && profile.status == Status::Subscribed {
+        if let Some(choice) = body.as_deref().ok().and_then(Choice::of) {
+            return change_instead(&state, &profile, choice).await;
+        }
+    }
     let meta = ConsentMeta {
         source: if one_click {
             "list-unsubscribe-one-click"

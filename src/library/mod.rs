@@ -1,0 +1,504 @@
+//! The library: training, guides and experts' articles, one Markdown file each under
+//! `content/`, from which a newsletter with `[campaign.library]` is assembled per person.
+//!
+//! An item is a file `content/NAME.md` that starts with TOML front matter between `+++`
+//! lines (`title`, `url`, `topics`, optional `segments`, `industries`, `level`, `published`,
+//! `expires`); the Markdown after it is the item's summary, rendered to HTML once at load.
+//!
+//! [`Library::select`] picks a person's most relevant items: never one they were sent
+//! before, never one expired or not yet published; then by how many of the topics they
+//! chose the item has, whether it is written for one of their segments, for their industry,
+//! and for their level; newest first among equals. It runs for every message of a
+//! newsletter, so everything it compares is turned into bit masks and indexes at load
+//! (a thousand items cost a few microseconds per person; BENCHMARKS.md, "The library").
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::config::Diagnostic;
+
+/// The folder of library items inside the project directory.
+pub const CONTENT_DIR: &str = "content";
+
+/// The most items one newsletter may carry (`[campaign.library] items`).
+pub const MAX_ITEMS: usize = 20;
+
+/// Library items a person must have been sent before `advanced` items rank above
+/// `beginner` ones: the programme introduces training early and follows it up.
+pub const BEGINNER_ITEMS: usize = 6;
+
+/// Who an item is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Beginner,
+    Advanced,
+}
+
+/// One library item, as templates see it in `library`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    /// The file name without `.md`: how the links export names the item.
+    pub id: String,
+    pub title: String,
+    /// Where the item lives; its identity (a person is never sent one URL twice).
+    pub url: String,
+    /// The Markdown body as HTML.
+    pub summary: String,
+    pub topics: Vec<String>,
+    pub segments: Vec<String>,
+    pub industries: Vec<String>,
+    pub level: Option<Level>,
+    /// `YYYY-MM-DD`.
+    pub published: Option<String>,
+    pub expires: Option<String>,
+    /// The summary with its links prepared for tracking (see `render::links`), when the
+    /// templates prepare links at load.
+    #[serde(skip)]
+    pub prepared_summary: Option<String>,
+    #[serde(skip)]
+    file: PathBuf,
+    #[serde(skip)]
+    facts: Facts,
+}
+
+/// What selection compares, as masks over the library's topics, segments and industries.
+#[derive(Debug, Clone, Default)]
+struct Facts {
+    topics: u64,
+    segments: u64,
+    industries: u64,
+    published: Option<NaiveDate>,
+    expires: Option<NaiveDate>,
+}
+
+impl Item {
+    /// The file the item was read from.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+}
+
+/// The front matter as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FrontMatter {
+    title: Spanned<String>,
+    url: Spanned<String>,
+    #[serde(default)]
+    topics: Vec<Spanned<String>>,
+    #[serde(default)]
+    segments: Vec<Spanned<String>>,
+    #[serde(default)]
+    industries: Vec<Spanned<String>>,
+    #[serde(default)]
+    level: Option<Spanned<String>>,
+    #[serde(default)]
+    published: Option<Spanned<DateToml>>,
+    #[serde(default)]
+    expires: Option<Spanned<DateToml>>,
+}
+
+/// A date written as a TOML date (`2026-11-03`) or as a string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DateToml {
+    Date(toml::value::Datetime),
+    Text(String),
+}
+
+impl DateToml {
+    fn parse(&self) -> Result<NaiveDate, String> {
+        let text = match self {
+            DateToml::Date(d) => match (d.date, d.time) {
+                (Some(date), None) => date.to_string(),
+                _ => return Err(format!("{d} is not a date; write a day like 2026-11-03")),
+            },
+            DateToml::Text(s) => s.clone(),
+        };
+        NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+            .map_err(|e| format!("{text:?} is not a date ({e}); write a day like 2026-11-03"))
+    }
+}
+
+/// What the items may name: the declared topics, the segments and the industries of the
+/// form.
+pub struct Names<'a> {
+    pub topics: &'a [String],
+    pub segments: &'a [String],
+    pub industries: &'a [String],
+}
+
+/// Every item of `content/`, checked, newest first.
+#[derive(Debug, Default)]
+pub struct Library {
+    items: Vec<Arc<Item>>,
+    by_url: HashMap<String, usize>,
+    /// Mask bit → name, as the items' masks use them.
+    topics: Vec<String>,
+    segments: Vec<String>,
+    industries: Vec<String>,
+    /// Not errors, but worth a look (an item whose `url` another item has).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// One person as selection sees them.
+pub struct Reader<'a> {
+    /// The topics they chose.
+    pub topics: &'a [String],
+    /// Segment name → whether they are in it.
+    pub segments: &'a BTreeMap<String, bool>,
+    pub industry: Option<&'a str>,
+    /// The URLs of the items they were sent before.
+    pub sent: &'a [String],
+    /// The day of the send (items expire and are published by the day, in UTC).
+    pub today: NaiveDate,
+}
+
+impl Library {
+    /// Reads `DIR/content/*.md`; a missing folder is an empty library. Every problem is
+    /// returned, located in its file.
+    pub fn load(dir: &Path, names: &Names<'_>) -> Result<Library, Vec<Diagnostic>> {
+        let root = dir.join(CONTENT_DIR);
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&root) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "md") && p.is_file())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        files.sort();
+        if names.topics.len() > 64 {
+            return Err(vec![Diagnostic::file(
+                &dir.join(crate::config::CAMPAIGNS_FILE),
+                format!(
+                    "[topics] declares {} topics; the library takes 64 at most",
+                    names.topics.len()
+                ),
+            )]);
+        }
+        let mut library = Library {
+            topics: names.topics.to_vec(),
+            ..Library::default()
+        };
+        let mut problems = Vec::new();
+        for path in files {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    if let Some(item) = library.parse(&path, &text, names, &mut problems) {
+                        library.add(item);
+                    }
+                }
+                Err(e) => problems.push(Diagnostic::file(
+                    &path,
+                    format!("cannot read library item: {e}"),
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        library.items.sort_by(|a, b| {
+            b.facts
+                .published
+                .cmp(&a.facts.published)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        library.by_url = library
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (item.url.clone(), i))
+            .rev()
+            .collect();
+        Ok(library)
+    }
+
+    fn add(&mut self, item: Item) {
+        if let Some(other) = self.items.iter().find(|i| i.url == item.url) {
+            self.warnings.push(Diagnostic::file(
+                &item.file,
+                format!(
+                    "url {} is also the url of {}; they count as one item, so whoever was sent one is never sent the other",
+                    item.url,
+                    other.file.display()
+                ),
+            ));
+        }
+        self.items.push(Arc::new(item));
+    }
+
+    /// The bit of `name` in `list`, added when new; `None` past 64 names.
+    fn bit(list: &mut Vec<String>, name: &str) -> Option<u64> {
+        let at = match list.iter().position(|n| n == name) {
+            Some(at) => at,
+            None => {
+                list.push(name.to_string());
+                list.len() - 1
+            }
+        };
+        (at < 64).then(|| 1u64 << at)
+    }
+
+    /// One file: front matter, checks, summary.
+    fn parse(
+        &mut self,
+        path: &Path,
+        text: &str,
+        names: &Names<'_>,
+        problems: &mut Vec<Diagnostic>,
+    ) -> Option<Item> {
+        let before = problems.len();
+        let Some(rest) = text
+            .strip_prefix("+++\n")
+            .or_else(|| text.strip_prefix("+++\r\n"))
+        else {
+            problems.push(Diagnostic::file(
+                path,
+                "a library item starts with TOML front matter between +++ lines (title, url, topics, ...)",
+            ));
+            return None;
+        };
+        let start = text.len() - rest.len();
+        let Some(end) = rest.find("\n+++").map(|e| e + 1) else {
+            problems.push(Diagnostic::at(
+                path,
+                text,
+                text.len(),
+                "the front matter never ends; close it with a line +++",
+            ));
+            return None;
+        };
+        let front = &rest[..end];
+        let body = rest[end + 3..].trim_start_matches(['\r', '\n']);
+        let at = |offset: usize, message: String| Diagnostic::at(path, text, start + offset, message);
+        let raw: FrontMatter = match toml::from_str(front) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let offset = e.span().map_or(0, |s| s.start);
+                problems.push(at(offset, e.message().trim().replace('\n', " ")));
+                return None;
+            }
+        };
+        let title = raw.title.get_ref().trim();
+        if title.is_empty() {
+            problems.push(at(raw.title.span().start, "title is empty".into()));
+        }
+        let url = raw.url.get_ref().trim();
+        match url::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => problems.push(at(
+                raw.url.span().start,
+                format!("url {url:?} is not an http:// or https:// address"),
+            )),
+        }
+        let mut facts = Facts::default();
+        for t in &raw.topics {
+            if names.topics.contains(t.get_ref()) {
+                facts.topics |= Library::bit(&mut self.topics, t.get_ref()).unwrap_or(0);
+            } else {
+                problems.push(at(
+                    t.span().start,
+                    format!(
+                        "unknown topic \"{}\"; known: {} (declare it in [topics] of campaigns.toml)",
+                        t.get_ref(),
+                        if names.topics.is_empty() {
+                            "none yet".to_string()
+                        } else {
+                            names.topics.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        for s in &raw.segments {
+            if !names.segments.contains(s.get_ref()) {
+                problems.push(at(
+                    s.span().start,
+                    format!(
+                        "unknown segment \"{}\"; known: {}",
+                        s.get_ref(),
+                        names.segments.join(", ")
+                    ),
+                ));
+                continue;
+            }
+            match Library::bit(&mut self.segments, s.get_ref()) {
+                Some(b) => facts.segments |= b,
+                None => problems.push(at(
+                    s.span().start,
+                    "the library's items name more than 64 segments in all".into(),
+                )),
+            }
+        }
+        for i in &raw.industries {
+            if !names.industries.contains(i.get_ref()) {
+                problems.push(at(
+                    i.span().start,
+                    format!(
+                        "unknown industry \"{}\"; known: {}",
+                        i.get_ref(),
+                        names.industries.join(", ")
+                    ),
+                ));
+                continue;
+            }
+            match Library::bit(&mut self.industries, i.get_ref()) {
+                Some(b) => facts.industries |= b,
+                None => problems.push(at(
+                    i.span().start,
+                    "the library's items name more than 64 industries in all".into(),
+                )),
+            }
+        }
+        let level = raw.level.as_ref().and_then(|l| match l.get_ref().as_str() {
+            "beginner" => Some(Level::Beginner),
+            "advanced" => Some(Level::Advanced),
+            other => {
+                problems.push(at(
+                    l.span().start,
+                    format!("level \"{other}\": write \"beginner\" or \"advanced\""),
+                ));
+                None
+            }
+        });
+        let mut date = |d: &Option<Spanned<DateToml>>, key: &str| {
+            d.as_ref().and_then(|d| match d.get_ref().parse() {
+                Ok(day) => Some(day),
+                Err(e) => {
+                    problems.push(at(d.span().start, format!("{key}: {e}")));
+                    None
+                }
+            })
+        };
+        facts.published = date(&raw.published, "published");
+        facts.expires = date(&raw.expires, "expires");
+        if problems.len() > before {
+            return None;
+        }
+        let mut summary = String::new();
+        // Control characters have no place in HTML (and one of them marks links, see
+        // `render::links`).
+        let body: String = body
+            .chars()
+            .filter(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+            .collect();
+        pulldown_cmark::html::push_html(
+            &mut summary,
+            pulldown_cmark::Parser::new_ext(&body, pulldown_cmark::Options::ENABLE_TABLES),
+        );
+        let day = |d: Option<NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
+        Some(Item {
+            id: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            title: title.to_string(),
+            url: url.to_string(),
+            summary: summary.trim_end().to_string(),
+            topics: raw.topics.iter().map(|t| t.get_ref().clone()).collect(),
+            segments: raw.segments.iter().map(|t| t.get_ref().clone()).collect(),
+            industries: raw.industries.iter().map(|t| t.get_ref().clone()).collect(),
+            level,
+            published: day(facts.published),
+            expires: day(facts.expires),
+            prepared_summary: None,
+            file: path.to_path_buf(),
+            facts,
+        })
+    }
+
+    /// Gives each item its summary as `prepare` makes it (links made markers, see
+    /// `render::links`); called once, right after loading.
+    pub fn prepare_summaries(&mut self, mut prepare: impl FnMut(&str) -> Option<String>) {
+        for item in &mut self.items {
+            if let Some(item) = Arc::get_mut(item) {
+                item.prepared_summary = prepare(&item.summary);
+            }
+        }
+    }
+
+    /// Every item, newest first.
+    pub fn items(&self) -> &[Arc<Item>] {
+        &self.items
+    }
+
+    /// Whether there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The item at this URL (the first of its files, when two share it).
+    pub fn by_url(&self, url: &str) -> Option<&Arc<Item>> {
+        self.by_url.get(url).map(|&i| &self.items[i])
+    }
+
+    /// The `n` most relevant items for `reader` (see the module), most relevant first.
+    pub fn select(&self, reader: &Reader<'_>, n: usize) -> Vec<Arc<Item>> {
+        if n == 0 || self.items.is_empty() {
+            return Vec::new();
+        }
+        let mask = |names: &[String], has: &dyn Fn(&str) -> bool| {
+            names
+                .iter()
+                .take(64)
+                .enumerate()
+                .filter(|(_, name)| has(name))
+                .fold(0u64, |m, (i, _)| m | 1 << i)
+        };
+        let topics = mask(&self.topics, &|t| reader.topics.iter().any(|c| c == t));
+        let segments = mask(&self.segments, &|s| {
+            reader.segments.get(s).copied().unwrap_or(false)
+        });
+        let known_industry = reader.industry.is_some();
+        let industry = reader
+            .industry
+            .map(|i| mask(&self.industries, &|n| n == i))
+            .unwrap_or(0);
+        let sent: Vec<usize> = reader
+            .sent
+            .iter()
+            .filter_map(|u| self.by_url.get(u).copied())
+            .collect();
+        let level = if reader.sent.len() < BEGINNER_ITEMS {
+            Level::Beginner
+        } else {
+            Level::Advanced
+        };
+        // The best n so far as (score, index); the items are newest first, so among equal
+        // scores the lower index wins.
+        let mut best: Vec<(u32, usize)> = Vec::with_capacity(n + 1);
+        for (i, item) in self.items.iter().enumerate() {
+            let f = &item.facts;
+            if f.expires.is_some_and(|d| d <= reader.today)
+                || f.published.is_some_and(|d| d > reader.today)
+                || (f.segments != 0 && f.segments & segments == 0)
+                || (f.industries != 0 && known_industry && f.industries & industry == 0)
+                || sent.contains(&i)
+            {
+                continue;
+            }
+            let score = ((f.topics & topics).count_ones() << 8)
+                | (u32::from(f.segments != 0) << 2)
+                | (u32::from(f.industries & industry != 0) << 1)
+                | u32::from(item.level == Some(level));
+            if best.len() == n && best[n - 1].0 >= score {
+                continue;
+            }
+            let at = best.partition_point(|(s, _)| *s >= score);
+            best.insert(at, (score, i));
+            best.truncate(n);
+        }
+        best.into_iter()
+            .map(|(_, i)| self.items[i].clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
