@@ -81,6 +81,29 @@ fn template_piece() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Pieces of library items: front matter lines right and wrong, Markdown, raw HTML, control
+/// characters and anything at all.
+fn library_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("+++\n".to_string()),
+        Just("title = \"A guide\"\n".to_string()),
+        Just("url = \"https://learn.example/a\"\n".to_string()),
+        Just("topics = [\"training\", \"security\"]\n".to_string()),
+        Just("topics = [\"cooking\"]\n".to_string()),
+        Just("segments = [\"connectors\"]\n".to_string()),
+        Just("industries = [\"retail\"]\n".to_string()),
+        Just("level = \"advanced\"\n".to_string()),
+        Just("published = 2026-01-01\n".to_string()),
+        Just("expires = \"2026-02-30\"\n".to_string()),
+        Just("published = 2026-01-01T10:00:00Z\n".to_string()),
+        Just("[x]\n".to_string()),
+        Just("**bold** [link](https://a.example/?q=1&r=2) ".to_string()),
+        Just("<a href=\"https://b.example/\">raw</a>\n".to_string()),
+        Just("\u{1}\u{FDD0}{{x}}".to_string()),
+        any::<String>(),
+    ]
+}
+
 fn pieces(p: impl Strategy<Value = String>, n: usize) -> impl Strategy<Value = String> {
     prop::collection::vec(p, 0..n).prop_map(|v| v.concat())
 }
@@ -106,6 +129,40 @@ proptest! {
         });
     }
 
+    /// Library items: loaded (or refused with located problems) and selected from, never a
+    /// panic; every problem names a line inside its file.
+    #[test]
+    fn library_items_never_crash(files in prop::collection::vec(pieces(library_piece(), 16), 1..4)) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("content")).unwrap();
+        for (i, text) in files.iter().enumerate() {
+            std::fs::write(dir.path().join(format!("content/i{i}.md")), text).unwrap();
+        }
+        let topics: Vec<String> = ["training", "security"].map(String::from).to_vec();
+        let segments: Vec<String> = vec!["connectors".into()];
+        let industries: Vec<String> = vec!["retail".into()];
+        let names = rapport::library::Names { topics: &topics, segments: &segments, industries: &industries };
+        match rapport::library::Library::load(dir.path(), &names) {
+            Ok(library) => {
+                let memberships = [("connectors".to_string(), true)].into_iter().collect();
+                let picked = library.select(&rapport::library::Reader {
+                    topics: &topics,
+                    segments: &memberships,
+                    industry: Some("retail"),
+                    sent: &[],
+                    today: chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
+                }, 3);
+                prop_assert!(picked.len() <= 3);
+            }
+            Err(problems) => {
+                for p in problems {
+                    let text = std::fs::read_to_string(&p.file).unwrap_or_default();
+                    prop_assert!(p.line >= 1 && p.line <= text.lines().count().max(1) + 1, "{p}");
+                }
+            }
+        }
+    }
+
     /// Form fields as strangers send them, through the form's parser for both purposes.
     #[test]
     fn form_fields_never_crash(
@@ -113,7 +170,8 @@ proptest! {
             (prop_oneof![
                 Just("email".to_string()), Just("name".to_string()), Just("employees".to_string()),
                 Just("products".to_string()), Just("industry".to_string()), Just("consent".to_string()),
-                Just("step".to_string()), Just("website".to_string()), any::<String>(),
+                Just("step".to_string()), Just("website".to_string()), Just("topics".to_string()),
+                Just("frequency".to_string()), any::<String>(),
             ], any::<String>()),
             0..12,
         ),
