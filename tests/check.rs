@@ -570,7 +570,13 @@ fn library_items_are_checked_with_their_place() {
     let o = check(dir.path());
     assert_problem(&o, "content/wrong-type.md", 2, Some(9), "string");
     assert_problem(&o, "content/bad-date.md", 5, Some(13), "published");
-    assert_problem(&o, "content/unknown-topic.md", 4, Some(23), "unknown topic \"cooking\"");
+    assert_problem(
+        &o,
+        "content/unknown-topic.md",
+        4,
+        Some(23),
+        "unknown topic \"cooking\"",
+    );
 }
 
 #[test]

@@ -22,10 +22,7 @@ on_both_databases!(
 /// A library whose order is known: training items of three ages, one expired, one for
 /// connectors only, one for retail only, one about security.
 const ITEMS: &[(&str, &str)] = &[
-    (
-        "t-old",
-        "topics = [\"training\"]\npublished = 2025-01-01",
-    ),
+    ("t-old", "topics = [\"training\"]\npublished = 2025-01-01"),
     ("t-mid", "topics = [\"training\"]\npublished = 2025-02-01"),
     ("t-new", "topics = [\"training\"]\npublished = 2025-03-01"),
     (
@@ -40,7 +37,10 @@ const ITEMS: &[(&str, &str)] = &[
         "retail-only",
         "topics = [\"growth\"]\nindustries = [\"retail\"]\npublished = 2025-01-06",
     ),
-    ("security", "topics = [\"security\"]\npublished = 2025-01-07"),
+    (
+        "security",
+        "topics = [\"security\"]\npublished = 2025-01-07",
+    ),
 ];
 
 fn url_of(id: &str) -> String {
@@ -145,13 +145,19 @@ async fn each_reader_gets_their_own_items_never_twice_and_preview_agrees(db: Db)
         ["t-new", "t-mid"]
     );
     // Bob: his topic and industry first; Cy, in construction, never gets the retail item.
-    assert_eq!(items_in(&newsletters_to(&app, "bob@")[0].html)[0], "retail-only");
+    assert_eq!(
+        items_in(&newsletters_to(&app, "bob@")[0].html)[0],
+        "retail-only"
+    );
     let cy = items_in(&newsletters_to(&app, "cy@")[0].html);
     assert!(!cy.contains(&"retail-only".to_string()), "{cy:?}");
     // Nobody outside the connectors gets the connectors' item.
     for who in ["ann@", "bob@", "cy@"] {
         let got = items_in(&newsletters_to(&app, who)[0].html);
-        assert!(!got.contains(&"connectors-only".to_string()), "{who} {got:?}");
+        assert!(
+            !got.contains(&"connectors-only".to_string()),
+            "{who} {got:?}"
+        );
         assert!(!got.contains(&"t-expired".to_string()), "{who} {got:?}");
     }
 
@@ -278,7 +284,10 @@ async fn topics_and_frequency_from_the_form_the_import_the_api_and_segments(db: 
     let (code, out, err) = app.cli(&["import", csv.path().to_str().unwrap(), "--source", "crm"]);
     let said = format!("{out}{err}");
     assert_eq!(code, 1, "{said}");
-    assert!(said.contains(":3: topics") && said.contains("cooking"), "{said}");
+    assert!(
+        said.contains(":3: topics") && said.contains("cooking"),
+        "{said}"
+    );
     let eve = app
         .store
         .profile_by_email(&rapport::profile::Email::parse("eve@example.com").unwrap())
@@ -289,7 +298,13 @@ async fn topics_and_frequency_from_the_form_the_import_the_api_and_segments(db: 
     assert_eq!(eve.answers.frequency.as_deref(), Some("monthly"));
 
     // The API: topics as a JSON list; segments test them.
-    let (code, token, err) = app.cli(&["token", "create", "crm", "--scopes", "profiles:write,profiles:read"]);
+    let (code, token, err) = app.cli(&[
+        "token",
+        "create",
+        "crm",
+        "--scopes",
+        "profiles:write,profiles:read",
+    ]);
     assert_eq!(code, 0, "{err}");
     let token = token.trim();
     let r = app
@@ -361,7 +376,11 @@ async fn the_unsubscribe_page_offers_fewer_emails_and_dropping_topics(db: Db) {
     let unsubscribe = mail.link("/unsubscribe/").expect("unsubscribe link");
     let page = app.get(&unsubscribe).await;
     assert!(page.body.contains("Fewer emails"), "{}", page.body);
-    assert!(page.body.contains("name=\"drop\" value=\"security\""), "{}", page.body);
+    assert!(
+        page.body.contains("name=\"drop\" value=\"security\""),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("Unsubscribe from everything"));
 
     let ivy = || async {
@@ -474,10 +493,12 @@ async fn the_silent_are_asked_once_then_lapse_and_come_back(db: Db) {
     let raw = common::raw_pool(&app.database_url).await;
     // As if they subscribed ten minutes ago and were asked two minutes ago: a click now is
     // a person's (one within seconds of the send is a link scanner's).
-    sqlx::query("UPDATE deliveries SET sent_at = sent_at - 120 WHERE campaign = 'still-interested'")
-        .execute(&raw)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE deliveries SET sent_at = sent_at - 120 WHERE campaign = 'still-interested'",
+    )
+    .execute(&raw)
+    .await
+    .unwrap();
     sqlx::query("UPDATE profiles SET confirmed_at = confirmed_at - 600")
         .execute(&raw)
         .await
@@ -512,11 +533,23 @@ async fn the_silent_are_asked_once_then_lapse_and_come_back(db: Db) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(status("lee@example.com").await, rapport::profile::Status::Lapsed);
-    assert_eq!(status("ned@example.com").await, rapport::profile::Status::Lapsed);
-    assert_eq!(status("max@example.com").await, rapport::profile::Status::Subscribed);
+    assert_eq!(
+        status("lee@example.com").await,
+        rapport::profile::Status::Lapsed
+    );
+    assert_eq!(
+        status("ned@example.com").await,
+        rapport::profile::Status::Lapsed
+    );
+    assert_eq!(
+        status("max@example.com").await,
+        rapport::profile::Status::Subscribed
+    );
     let admin = app.admin("/admin").await;
-    assert!(admin.contains("2 lapsed"), "the dashboard counts the lapsed");
+    assert!(
+        admin.contains("2 lapsed"),
+        "the dashboard counts the lapsed"
+    );
     let optin = app.admin("/admin/reports/optin.csv").await;
     let header = optin.lines().next().unwrap();
     assert!(header.ends_with(",lapsed"), "{header}");
@@ -536,13 +569,21 @@ async fn the_silent_are_asked_once_then_lapse_and_come_back(db: Db) {
 
     // Back through the form (a confirmation), and through the profile centre.
     app.subscribed("lee@example.com", &[]).await;
-    assert_eq!(status("lee@example.com").await, rapport::profile::Status::Subscribed);
+    assert_eq!(
+        status("lee@example.com").await,
+        rapport::profile::Status::Subscribed
+    );
     let centre = newsletters_to(&app, "ned@")[0]
         .link("/profile/")
         .expect("profile link");
-    let r = app.post_form(&centre, &[("step", "5"), ("frequency", "monthly")]).await;
+    let r = app
+        .post_form(&centre, &[("step", "5"), ("frequency", "monthly")])
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(status("ned@example.com").await, rapport::profile::Status::Subscribed);
+    assert_eq!(
+        status("ned@example.com").await,
+        rapport::profile::Status::Subscribed
+    );
     // When the sunset looks again, they stay.
     let later = now + chrono::Duration::days(181 + 15) + chrono::Duration::hours(2);
     let site = Site::load(dir.path()).unwrap();
@@ -550,6 +591,12 @@ async fn the_silent_are_asked_once_then_lapse_and_come_back(db: Db) {
         .await
         .unwrap();
     assert_eq!((asked_again, lapsed), (0, 0));
-    assert_eq!(status("lee@example.com").await, rapport::profile::Status::Subscribed);
-    assert_eq!(status("ned@example.com").await, rapport::profile::Status::Subscribed);
+    assert_eq!(
+        status("lee@example.com").await,
+        rapport::profile::Status::Subscribed
+    );
+    assert_eq!(
+        status("ned@example.com").await,
+        rapport::profile::Status::Subscribed
+    );
 }

@@ -178,7 +178,11 @@ async fn opt_in_confirm_and_answer_steps(app: TestApp) {
     let page = app
         .post_form(
             &centre,
-            &[("step", "5"), ("topics", "training"), ("frequency", "monthly")],
+            &[
+                ("step", "5"),
+                ("topics", "training"),
+                ("frequency", "monthly"),
+            ],
         )
         .await;
     assert_eq!(page.status, 200);

@@ -352,7 +352,17 @@ async fn optin_funnel_per_day(db: common::Db) {
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     assert_eq!(
         t[1],
-        [today.as_str(), "2", "2", "1", "0.5000", "2", "0", "0.0000", "0"]
+        [
+            today.as_str(),
+            "2",
+            "2",
+            "1",
+            "0.5000",
+            "2",
+            "0",
+            "0.0000",
+            "0"
+        ]
     );
 }
 

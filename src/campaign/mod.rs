@@ -242,7 +242,9 @@ fn build_one(
         other => {
             at(
                 &c.kind,
-                format!("unknown campaign kind \"{other}\"; known: welcome, newsletter, follow_up, reconfirm"),
+                format!(
+                    "unknown campaign kind \"{other}\"; known: welcome, newsletter, follow_up, reconfirm"
+                ),
             );
             return None;
         }

@@ -331,7 +331,9 @@ fn parse_topics(
         if !shaped {
             problems.push(at(
                 key.span().start,
-                format!("[topics] key {k:?}: use 1 to 64 lower-case letters, digits, - and _ (training)"),
+                format!(
+                    "[topics] key {k:?}: use 1 to 64 lower-case letters, digits, - and _ (training)"
+                ),
             ));
         } else if label.get_ref().trim().is_empty() {
             problems.push(at(

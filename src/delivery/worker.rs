@@ -276,10 +276,9 @@ impl Worker {
         let profiles = self.store.profiles_by_ids(&ids).await?;
         let events = self.store.event_summaries(&ids).await?;
         // The library items each person was sent, where a campaign of the batch has a library.
-        let with_library = batch.iter().any(|d| {
-            site.campaign(&d.campaign)
-                .is_some_and(|c| c.library > 0)
-        });
+        let with_library = batch
+            .iter()
+            .any(|d| site.campaign(&d.campaign).is_some_and(|c| c.library > 0));
         let sent_items = if with_library {
             self.store.library_sent(&ids).await?
         } else {

@@ -68,13 +68,16 @@ pub struct Item {
 }
 
 /// What selection compares, as masks over the library's topics, segments and industries.
-#[derive(Debug, Clone, Default)]
+/// The library keeps them side by side in one vector, in the items' order, so that a
+/// selection reads a few kilobytes in a row rather than a thousand scattered items.
+#[derive(Debug, Clone, Copy, Default)]
 struct Facts {
     topics: u64,
     segments: u64,
     industries: u64,
     published: Option<NaiveDate>,
     expires: Option<NaiveDate>,
+    level: Option<Level>,
 }
 
 impl Item {
@@ -138,6 +141,8 @@ pub struct Names<'a> {
 #[derive(Debug, Default)]
 pub struct Library {
     items: Vec<Arc<Item>>,
+    /// Each item's facts, in the items' order.
+    facts: Vec<Facts>,
     by_url: HashMap<String, usize>,
     /// Mask bit → name, as the items' masks use them.
     topics: Vec<String>,
@@ -209,6 +214,7 @@ impl Library {
                 .cmp(&a.facts.published)
                 .then_with(|| a.id.cmp(&b.id))
         });
+        library.facts = library.items.iter().map(|i| i.facts).collect();
         library.by_url = library
             .items
             .iter()
@@ -276,7 +282,8 @@ impl Library {
         };
         let front = &rest[..end];
         let body = rest[end + 3..].trim_start_matches(['\r', '\n']);
-        let at = |offset: usize, message: String| Diagnostic::at(path, text, start + offset, message);
+        let at =
+            |offset: usize, message: String| Diagnostic::at(path, text, start + offset, message);
         let raw: FrontMatter = match toml::from_str(front) {
             Ok(raw) => raw,
             Err(e) => {
@@ -378,6 +385,7 @@ impl Library {
         };
         facts.published = date(&raw.published, "published");
         facts.expires = date(&raw.expires, "expires");
+        facts.level = level;
         if problems.len() > before {
             return None;
         }
@@ -473,8 +481,7 @@ impl Library {
         // The best n so far as (score, index); the items are newest first, so among equal
         // scores the lower index wins.
         let mut best: Vec<(u32, usize)> = Vec::with_capacity(n + 1);
-        for (i, item) in self.items.iter().enumerate() {
-            let f = &item.facts;
+        for (i, f) in self.facts.iter().enumerate() {
             if f.expires.is_some_and(|d| d <= reader.today)
                 || f.published.is_some_and(|d| d > reader.today)
                 || (f.segments != 0 && f.segments & segments == 0)
@@ -486,7 +493,7 @@ impl Library {
             let score = ((f.topics & topics).count_ones() << 8)
                 | (u32::from(f.segments != 0) << 2)
                 | (u32::from(f.industries & industry != 0) << 1)
-                | u32::from(item.level == Some(level));
+                | u32::from(f.level == Some(level));
             if best.len() == n && best[n - 1].0 >= score {
                 continue;
             }

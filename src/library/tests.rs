@@ -26,16 +26,28 @@ fn library(files: &[(&str, &str)]) -> Result<Library, Vec<Diagnostic>> {
 }
 
 fn item(url: &str, extra: &str) -> String {
-    format!("+++\ntitle = \"T {url}\"\nurl = \"https://x.example/{url}\"\n{extra}\n+++\nSome **bold** text.\n")
+    format!(
+        "+++\ntitle = \"T {url}\"\nurl = \"https://x.example/{url}\"\n{extra}\n+++\nSome **bold** text.\n"
+    )
 }
 
-fn select(lib: &Library, topics: &[&str], segs: &[&str], industry: Option<&str>, sent: &[&str], n: usize) -> Vec<String> {
+fn select(
+    lib: &Library,
+    topics: &[&str],
+    segs: &[&str],
+    industry: Option<&str>,
+    sent: &[&str],
+    n: usize,
+) -> Vec<String> {
     let topics: Vec<String> = topics.iter().map(|s| s.to_string()).collect();
     let segments: BTreeMap<String, bool> = ["small", "large"]
         .iter()
         .map(|s| (s.to_string(), segs.contains(s)))
         .collect();
-    let sent: Vec<String> = sent.iter().map(|u| format!("https://x.example/{u}")).collect();
+    let sent: Vec<String> = sent
+        .iter()
+        .map(|u| format!("https://x.example/{u}"))
+        .collect();
     lib.select(
         &Reader {
             topics: &topics,
@@ -53,7 +65,11 @@ fn select(lib: &Library, topics: &[&str], segs: &[&str], industry: Option<&str>,
 
 #[test]
 fn reads_items_and_renders_the_summary() {
-    let lib = library(&[("a.md", &item("a", "topics = [\"training\"]\npublished = 2030-01-02"))]).unwrap();
+    let lib = library(&[(
+        "a.md",
+        &item("a", "topics = [\"training\"]\npublished = 2030-01-02"),
+    )])
+    .unwrap();
     let a = &lib.items()[0];
     assert_eq!(a.id, "a");
     assert_eq!(a.summary, "<p>Some <strong>bold</strong> text.</p>");
@@ -64,17 +80,68 @@ fn reads_items_and_renders_the_summary() {
 #[test]
 fn orders_by_topic_segment_industry_level_then_newest() {
     let lib = library(&[
-        ("old-training.md", &item("ot", "topics = [\"training\"]\npublished = 2029-01-01")),
-        ("new-training.md", &item("nt", "topics = [\"training\"]\npublished = 2030-01-01")),
-        ("community.md", &item("c", "topics = [\"community\"]\npublished = 2030-05-01")),
-        ("for-small.md", &item("s", "topics = [\"community\"]\nsegments = [\"small\"]\npublished = 2029-01-01")),
-        ("for-large.md", &item("l", "topics = [\"training\"]\nsegments = [\"large\"]\npublished = 2030-05-01")),
-        ("retail.md", &item("r", "topics = [\"community\"]\nindustries = [\"retail\"]\npublished = 2028-01-01")),
-        ("builders.md", &item("b", "topics = [\"training\"]\nindustries = [\"construction\"]\npublished = 2030-05-02")),
-        ("advanced.md", &item("adv", "topics = [\"security\"]\nlevel = \"advanced\"\npublished = 2030-05-01")),
-        ("beginner.md", &item("beg", "topics = [\"security\"]\nlevel = \"beginner\"\npublished = 2029-05-01")),
-        ("expired.md", &item("x", "topics = [\"training\"]\nexpires = 2030-06-01")),
-        ("future.md", &item("f", "topics = [\"training\"]\npublished = 2030-06-02")),
+        (
+            "old-training.md",
+            &item("ot", "topics = [\"training\"]\npublished = 2029-01-01"),
+        ),
+        (
+            "new-training.md",
+            &item("nt", "topics = [\"training\"]\npublished = 2030-01-01"),
+        ),
+        (
+            "community.md",
+            &item("c", "topics = [\"community\"]\npublished = 2030-05-01"),
+        ),
+        (
+            "for-small.md",
+            &item(
+                "s",
+                "topics = [\"community\"]\nsegments = [\"small\"]\npublished = 2029-01-01",
+            ),
+        ),
+        (
+            "for-large.md",
+            &item(
+                "l",
+                "topics = [\"training\"]\nsegments = [\"large\"]\npublished = 2030-05-01",
+            ),
+        ),
+        (
+            "retail.md",
+            &item(
+                "r",
+                "topics = [\"community\"]\nindustries = [\"retail\"]\npublished = 2028-01-01",
+            ),
+        ),
+        (
+            "builders.md",
+            &item(
+                "b",
+                "topics = [\"training\"]\nindustries = [\"construction\"]\npublished = 2030-05-02",
+            ),
+        ),
+        (
+            "advanced.md",
+            &item(
+                "adv",
+                "topics = [\"security\"]\nlevel = \"advanced\"\npublished = 2030-05-01",
+            ),
+        ),
+        (
+            "beginner.md",
+            &item(
+                "beg",
+                "topics = [\"security\"]\nlevel = \"beginner\"\npublished = 2029-05-01",
+            ),
+        ),
+        (
+            "expired.md",
+            &item("x", "topics = [\"training\"]\nexpires = 2030-06-01"),
+        ),
+        (
+            "future.md",
+            &item("f", "topics = [\"training\"]\npublished = 2030-06-02"),
+        ),
     ])
     .unwrap();
     // Topics first (newest first among them); items for another segment or industry never.
@@ -90,29 +157,57 @@ fn orders_by_topic_segment_industry_level_then_newest() {
     // Unknown industry: industry items are not excluded.
     assert!(select(&lib, &["training"], &[], None, &[], 3).contains(&"builders".to_string()));
     // Items sent before never come again; expired or future ones never come.
-    let all = select(&lib, &["training", "security", "community"], &["small", "large"], None, &["nt"], 20);
+    let all = select(
+        &lib,
+        &["training", "security", "community"],
+        &["small", "large"],
+        None,
+        &["nt"],
+        20,
+    );
     assert!(!all.contains(&"new-training".to_string()), "{all:?}");
-    assert!(!all.iter().any(|i| i == "expired" || i == "future"), "{all:?}");
+    assert!(
+        !all.iter().any(|i| i == "expired" || i == "future"),
+        "{all:?}"
+    );
     assert_eq!(all.len(), 8, "{all:?}");
     // After six items, advanced ranks above beginner.
     let six = ["a1", "a2", "a3", "a4", "a5", "a6"];
-    assert_eq!(select(&lib, &["security"], &[], None, &six, 1), ["advanced"]);
+    assert_eq!(
+        select(&lib, &["security"], &[], None, &six, 1),
+        ["advanced"]
+    );
     assert_eq!(select(&lib, &["security"], &[], None, &[], 1), ["beginner"]);
 }
 
 #[test]
 fn locates_bad_front_matter() {
     let e = library(&[
-        ("a.md", "+++\ntitle = 3\nurl = \"https://x.example/a\"\n+++\nx"),
-        ("b.md", "+++\ntitle = \"B\"\nurl = \"https://x.example/b\"\npublished = \"2026-13-45\"\n+++\nx"),
-        ("c.md", "+++\ntitle = \"C\"\nurl = \"https://x.example/c\"\ntopics = [\"cooking\"]\n+++\nx"),
+        (
+            "a.md",
+            "+++\ntitle = 3\nurl = \"https://x.example/a\"\n+++\nx",
+        ),
+        (
+            "b.md",
+            "+++\ntitle = \"B\"\nurl = \"https://x.example/b\"\npublished = \"2026-13-45\"\n+++\nx",
+        ),
+        (
+            "c.md",
+            "+++\ntitle = \"C\"\nurl = \"https://x.example/c\"\ntopics = [\"cooking\"]\n+++\nx",
+        ),
         ("d.md", "no front matter"),
     ])
     .unwrap_err();
     assert_eq!(e.len(), 4, "{e:?}");
     assert_eq!((e[0].line, e[0].col), (2, 9), "{e:?}");
-    assert!(e[1].message.contains("published") && e[1].line == 4, "{e:?}");
-    assert!(e[2].message.contains("unknown topic \"cooking\"") && e[2].line == 4, "{e:?}");
+    assert!(
+        e[1].message.contains("published") && e[1].line == 4,
+        "{e:?}"
+    );
+    assert!(
+        e[2].message.contains("unknown topic \"cooking\"") && e[2].line == 4,
+        "{e:?}"
+    );
     assert!(e[3].message.contains("front matter"), "{e:?}");
 }
 

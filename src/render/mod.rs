@@ -509,7 +509,16 @@ mod tests {
         let campaign = site.campaign("newsletter").unwrap();
         samples
             .iter()
-            .map(|s| site.personalise(campaign, &s.profile, &s.facts, links(1, 1), 1_800_000_000, &[]))
+            .map(|s| {
+                site.personalise(
+                    campaign,
+                    &s.profile,
+                    &s.facts,
+                    links(1, 1),
+                    1_800_000_000,
+                    &[],
+                )
+            })
             .find(|p| p.sections.iter().any(|x| x.template == "sections/training"))
             .expect("a sample gets the training section")
     }

@@ -32,9 +32,14 @@ const OPEN: char = '\u{FDD0}';
 /// Closes it.
 const CLOSE: char = '\u{FDD1}';
 
-/// Shapes kept at most; past it the cache starts again (a template whose every message
-/// has its own shape gains nothing from it, and must not grow it without bound).
-const MAX_SHAPES: usize = 256;
+/// Bytes of shapes and texts kept at most; past it the cache starts again (a template whose
+/// every message has its own shape gains nothing from it, and must not grow it without
+/// bound). A newsletter with library items has a shape per selection of items, and the
+/// first issue of a library gives a selection per combination of chosen topics, segments
+/// and industry: hundreds of shapes of about 15 KB each. A count of 256 shapes thrashed
+/// there (the cache was cleared before any shape came round again, BENCHMARKS.md, "The
+/// library"); 32 MiB holds a couple of thousand.
+const MAX_SHAPE_BYTES: usize = 32 << 20;
 
 /// Whether a template's source can be rendered marked: it holds no marker character
 /// itself, and no element whose text keeps markup or entities as written.
@@ -181,29 +186,46 @@ pub(super) fn strip(marked: &str) -> String {
 /// The texts of the shapes met so far. Cleared with the templates on reload.
 #[derive(Debug, Default)]
 pub(super) struct ShapeTexts {
-    texts: Mutex<HashMap<String, Arc<str>, foldhash::fast::RandomState>>,
+    texts: Mutex<Kept>,
+}
+
+/// The shapes and their texts, and the bytes they hold.
+#[derive(Debug, Default)]
+struct Kept {
+    texts: HashMap<String, Arc<str>, foldhash::fast::RandomState>,
+    bytes: usize,
 }
 
 impl ShapeTexts {
     /// The text of `shape` as `convert` makes it, derived once per shape.
     pub fn text_of(&self, shape: &str, convert: impl FnOnce(&str) -> String) -> Arc<str> {
         let lock = || self.texts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(text) = lock().get(shape) {
+        if let Some(text) = lock().texts.get(shape) {
             return text.clone();
         }
         let text: Arc<str> = convert(shape).into();
-        let mut texts = lock();
-        if texts.len() >= MAX_SHAPES {
-            texts.clear();
+        let size = shape.len() + text.len();
+        let mut kept = lock();
+        if kept.bytes + size > MAX_SHAPE_BYTES {
+            kept.texts.clear();
+            kept.bytes = 0;
         }
-        texts.insert(shape.to_string(), text.clone());
+        if kept.texts.insert(shape.to_string(), text.clone()).is_none() {
+            kept.bytes += size;
+        }
         text
     }
 
     /// How many shapes are kept.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.texts.lock().unwrap().len()
+        self.texts.lock().unwrap().texts.len()
+    }
+
+    /// How many bytes of shapes and texts are kept.
+    #[cfg(test)]
+    pub fn bytes(&self) -> usize {
+        self.texts.lock().unwrap().bytes
     }
 }
 
@@ -332,9 +354,10 @@ mod tests {
             });
         }
         assert_eq!(calls, 1);
-        for i in 0..MAX_SHAPES + 10 {
-            texts.text_of(&format!("<p>{i}</p>"), nanohtml2text::html2text);
+        let big = "x".repeat(1 << 20);
+        for i in 0..40 {
+            texts.text_of(&format!("<p>{i}{big}</p>"), nanohtml2text::html2text);
         }
-        assert!(texts.len() <= MAX_SHAPES);
+        assert!(texts.bytes() <= MAX_SHAPE_BYTES);
     }
 }

@@ -309,7 +309,10 @@ pub async fn sunset(store: &Store, site: &Site, at: i64) -> Result<(u64, usize),
         .lapse(&campaign.id, at - crate::profile::LAPSE_DAYS * 86_400)
         .await?;
     if !lapsed.is_empty() {
-        tracing::info!(people = lapsed.len(), "sunset: lapsed after no click on the re-permission message");
+        tracing::info!(
+            people = lapsed.len(),
+            "sunset: lapsed after no click on the re-permission message"
+        );
     }
     Ok((queued, lapsed.len()))
 }

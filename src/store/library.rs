@@ -8,30 +8,28 @@ use sqlx::Row;
 use super::{Sent, Store, StoreError};
 
 /// Records the library items of accepted sends, inside the transaction that records the
-/// sends (an item counts as sent to a person once its message is accepted).
+/// sends (an item counts as sent to a person once its message is accepted): one row per
+/// message, its items' URLs one per line.
 pub(super) async fn record_sent(
     store: &Store,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     sent: &[Sent],
     at: i64,
 ) -> Result<(), StoreError> {
-    let rows: Vec<(i64, i64, &str)> = sent
-        .iter()
-        .flat_map(|s| {
-            s.items
-                .iter()
-                .map(|url| (s.delivery.profile_id, s.delivery.id, url.as_str()))
-        })
-        .collect();
+    let rows: Vec<&Sent> = sent.iter().filter(|s| !s.items.is_empty()).collect();
     for chunk in rows.chunks(super::rows_per_statement(4)) {
         let sql = store.positional(format!(
-            "INSERT INTO library_sent (profile_id, url, delivery_id, sent_at) VALUES {} \
-             ON CONFLICT (profile_id, url) DO NOTHING",
+            "INSERT INTO library_sent (delivery_id, profile_id, urls, sent_at) VALUES {} \
+             ON CONFLICT (delivery_id) DO UPDATE SET urls = excluded.urls, sent_at = excluded.sent_at",
             super::value_rows(1, chunk.len(), 4)
         ));
         let mut q = sqlx::query(&sql);
-        for (profile, delivery, url) in chunk {
-            q = q.bind(*profile).bind(*url).bind(*delivery).bind(at);
+        for s in chunk {
+            q = q
+                .bind(s.delivery.id)
+                .bind(s.delivery.profile_id)
+                .bind(s.items.join("\n"))
+                .bind(at);
         }
         q.execute(&mut **tx).await?;
     }
@@ -44,7 +42,7 @@ impl Store {
         let mut out: HashMap<i64, Vec<String>> = HashMap::new();
         for chunk in ids.chunks(super::rows_per_statement(1)) {
             let sql = self.positional(format!(
-                "SELECT profile_id, url FROM library_sent WHERE profile_id IN ({}) ORDER BY sent_at, url",
+                "SELECT profile_id, urls FROM library_sent WHERE profile_id IN ({}) ORDER BY sent_at, delivery_id",
                 super::params(1, chunk.len())
             ));
             let mut q = sqlx::query(&sql);
@@ -52,7 +50,10 @@ impl Store {
                 q = q.bind(*id);
             }
             for row in q.fetch_all(&self.pool).await? {
-                out.entry(row.try_get(0)?).or_default().push(row.try_get(1)?);
+                let urls: String = row.try_get(1)?;
+                out.entry(row.try_get(0)?)
+                    .or_default()
+                    .extend(urls.lines().map(str::to_string));
             }
         }
         Ok(out)

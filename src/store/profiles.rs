@@ -64,7 +64,6 @@ pub struct Confirmation {
 /// Binds the twelve answers in column order: name, role, products, employees, industry,
 /// business_need, challenge, pcs, servers, engagement, topics, frequency (every profile
 /// write uses it).
-
 trait BindAnswers<'q>: Sized {
     fn bind_answers(self, a: &'q Answers) -> Self;
 }

@@ -339,7 +339,8 @@ impl Store {
         self.reclaim_claims("deliveries").await
     }
 
-    /// Records sends the mail server accepted, with their `sent` events, in one
+    /// Records sends the mail server accepted, with their `sent` events and the library
+    /// items their messages carried, in one
     /// transaction; a confirmation asked for again while it was being sent is queued again
     /// (see `request_opt_in`) (the worker groups the sends that finish while the previous write runs).
     pub async fn deliveries_sent(&self, sent: &[Sent]) -> Result<(), StoreError> {

@@ -70,7 +70,10 @@ enum Choice {
 impl Choice {
     fn of(body: &[u8]) -> Option<Choice> {
         let pairs: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
-        let choice = pairs.iter().find(|(k, _)| k == "choice").map(|(_, v)| v.as_str());
+        let choice = pairs
+            .iter()
+            .find(|(k, _)| k == "choice")
+            .map(|(_, v)| v.as_str());
         match choice {
             Some("fewer") => Some(Choice::Fewer),
             Some("topics") => Some(Choice::Drop(
@@ -134,12 +137,18 @@ async fn change_instead(
         .store
         .update_answers(profile.id, &answers, &cleared)
         .await?;
-    tracing::info!(profile_id = profile.id, "email preferences changed instead of unsubscribing");
+    tracing::info!(
+        profile_id = profile.id,
+        "email preferences changed instead of unsubscribing"
+    );
     pages::message(
         &site,
         StatusCode::OK,
         "Your preferences are saved",
-        &[&said, "You stay subscribed; every email has a link to change this again."],
+        &[
+            &said,
+            "You stay subscribed; every email has a link to change this again.",
+        ],
         None,
     )
 }
