@@ -323,46 +323,28 @@ impl Library {
                 ));
             }
         }
-        for s in &raw.segments {
-            if !names.segments.contains(s.get_ref()) {
-                problems.push(at(
-                    s.span().start,
-                    format!(
-                        "unknown segment \"{}\"; known: {}",
-                        s.get_ref(),
-                        names.segments.join(", ")
-                    ),
-                ));
-                continue;
+        let mut mask = |given: &[Spanned<String>], known: &[String], list: &mut Vec<String>, what: &str| {
+            let mut m = 0;
+            for g in given {
+                if !known.contains(g.get_ref()) {
+                    problems.push(at(
+                        g.span().start,
+                        format!("unknown {what} \"{}\"; known: {}", g.get_ref(), known.join(", ")),
+                    ));
+                    continue;
+                }
+                match Library::bit(list, g.get_ref()) {
+                    Some(b) => m |= b,
+                    None => problems.push(at(
+                        g.span().start,
+                        format!("the library's items name more than 64 {what} values in all"),
+                    )),
+                }
             }
-            match Library::bit(&mut self.segments, s.get_ref()) {
-                Some(b) => facts.segments |= b,
-                None => problems.push(at(
-                    s.span().start,
-                    "the library's items name more than 64 segments in all".into(),
-                )),
-            }
-        }
-        for i in &raw.industries {
-            if !names.industries.contains(i.get_ref()) {
-                problems.push(at(
-                    i.span().start,
-                    format!(
-                        "unknown industry \"{}\"; known: {}",
-                        i.get_ref(),
-                        names.industries.join(", ")
-                    ),
-                ));
-                continue;
-            }
-            match Library::bit(&mut self.industries, i.get_ref()) {
-                Some(b) => facts.industries |= b,
-                None => problems.push(at(
-                    i.span().start,
-                    "the library's items name more than 64 industries in all".into(),
-                )),
-            }
-        }
+            m
+        };
+        facts.segments = mask(&raw.segments, names.segments, &mut self.segments, "segment");
+        facts.industries = mask(&raw.industries, names.industries, &mut self.industries, "industry");
         let level = raw.level.as_ref().and_then(|l| match l.get_ref().as_str() {
             "beginner" => Some(Level::Beginner),
             "advanced" => Some(Level::Advanced),

@@ -59,6 +59,23 @@ fn take_anchor(el: &mut Element<'_, '_>) -> Option<(String, Option<String>)> {
     (lower.starts_with("http://") || lower.starts_with("https://")).then_some((url, tag))
 }
 
+/// Load time: an anchor's link (see [`take_anchor`]) replaced by the marker of its number
+/// (`before` links were found before this piece), and added to `links`.
+fn mark(
+    el: &mut Element<'_, '_>,
+    nonce: &str,
+    before: usize,
+    links: &mut Vec<(String, Option<String>)>,
+) -> lol_html::HandlerResult {
+    let Some((url, tag)) = take_anchor(el) else {
+        return Ok(());
+    };
+    let marker = format!("{MARK}{nonce}:{}{MARK}", before + links.len());
+    links.push((url, tag));
+    el.set_attribute("href", &marker)?;
+    Ok(())
+}
+
 /// Send time: passes every `http(s)` link of rendered `html` through `seam`; records
 /// (original, new) pairs. For templates whose links could not be prepared at load.
 pub(super) fn rewrite_links(
@@ -140,17 +157,7 @@ impl PreparedLinks {
                     return Ok(());
                 }
                 // Not http(s), or `data-untracked`: left alone, as at send time.
-                let Some((url, tag)) = take_anchor(el) else {
-                    return Ok(());
-                };
-                let marker = format!(
-                    "{MARK}{}:{}{MARK}",
-                    self.nonce,
-                    self.links.len() + links.len()
-                );
-                links.push((url, tag));
-                el.set_attribute("href", &marker)?;
-                Ok(())
+                mark(el, &self.nonce, self.links.len(), &mut links)
             }));
         let out = rewrite_str(src, settings).ok()?;
         if dynamic {
@@ -170,17 +177,7 @@ impl PreparedLinks {
         let mut links = Vec::new();
         let settings =
             RewriteStrSettings::new().append_element_content_handler(element!("a[href]", |el| {
-                let Some((url, tag)) = take_anchor(el) else {
-                    return Ok(());
-                };
-                let marker = format!(
-                    "{MARK}{}:{}{MARK}",
-                    self.nonce,
-                    self.links.len() + links.len()
-                );
-                links.push((url, tag));
-                el.set_attribute("href", &marker)?;
-                Ok(())
+                mark(el, &self.nonce, self.links.len(), &mut links)
             }));
         let out = rewrite_str(html, settings).ok()?;
         self.links.extend(links);
