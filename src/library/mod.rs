@@ -323,28 +323,38 @@ impl Library {
                 ));
             }
         }
-        let mut mask = |given: &[Spanned<String>], known: &[String], list: &mut Vec<String>, what: &str| {
-            let mut m = 0;
-            for g in given {
-                if !known.contains(g.get_ref()) {
-                    problems.push(at(
-                        g.span().start,
-                        format!("unknown {what} \"{}\"; known: {}", g.get_ref(), known.join(", ")),
-                    ));
-                    continue;
+        let mut mask =
+            |given: &[Spanned<String>], known: &[String], list: &mut Vec<String>, what: &str| {
+                let mut m = 0;
+                for g in given {
+                    if !known.contains(g.get_ref()) {
+                        problems.push(at(
+                            g.span().start,
+                            format!(
+                                "unknown {what} \"{}\"; known: {}",
+                                g.get_ref(),
+                                known.join(", ")
+                            ),
+                        ));
+                        continue;
+                    }
+                    match Library::bit(list, g.get_ref()) {
+                        Some(b) => m |= b,
+                        None => problems.push(at(
+                            g.span().start,
+                            format!("the library's items name more than 64 {what} values in all"),
+                        )),
+                    }
                 }
-                match Library::bit(list, g.get_ref()) {
-                    Some(b) => m |= b,
-                    None => problems.push(at(
-                        g.span().start,
-                        format!("the library's items name more than 64 {what} values in all"),
-                    )),
-                }
-            }
-            m
-        };
+                m
+            };
         facts.segments = mask(&raw.segments, names.segments, &mut self.segments, "segment");
-        facts.industries = mask(&raw.industries, names.industries, &mut self.industries, "industry");
+        facts.industries = mask(
+            &raw.industries,
+            names.industries,
+            &mut self.industries,
+            "industry",
+        );
         let level = raw.level.as_ref().and_then(|l| match l.get_ref().as_str() {
             "beginner" => Some(Level::Beginner),
             "advanced" => Some(Level::Advanced),

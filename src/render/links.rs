@@ -175,8 +175,8 @@ impl PreparedLinks {
             return None;
         }
         let mut links = Vec::new();
-        let settings =
-            RewriteStrSettings::new().append_element_content_handler(element!("a[href]", |el| {
+        let settings = RewriteStrSettings::new()
+            .append_element_content_handler(element!("a[href]", |el| {
                 mark(el, &self.nonce, self.links.len(), &mut links)
             }));
         let out = rewrite_str(html, settings).ok()?;

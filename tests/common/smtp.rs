@@ -83,7 +83,7 @@ impl SmtpSink {
         files
             .iter()
             .filter_map(|p| std::fs::read(p).ok())
-            .filter(|b| !b.is_empty())
+            .filter(|b| complete(b))
             .map(|b| Mail::parse(&b))
             .collect()
     }
@@ -131,4 +131,18 @@ pub fn running_as_root() -> bool {
         .output()
         .map(|o| o.stdout.starts_with(b"0"))
         .unwrap_or(false)
+}
+
+/// Whether smtp-sink has written the whole message: it writes a dump file as the data
+/// arrives, so a file read too soon holds the start of a message. A multipart message
+/// (every message rapport sends) is whole once its closing boundary is there.
+fn complete(raw: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(raw);
+    let Some(end) = text.find("\r\n\r\n").or_else(|| text.find("\n\n")) else {
+        return false;
+    };
+    if !text[..end].to_ascii_lowercase().contains("multipart/") {
+        return !raw.is_empty();
+    }
+    text.trim_end().ends_with("--")
 }
