@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Instant;
 
 use rapport::profile::{Answers, Email, Status};
@@ -18,7 +17,6 @@ use rapport::store::Store;
 #[tokio::main]
 async fn main() {
     let root = common::root();
-    let bin = common::release_binary();
     let events: i64 = common::knob("EVENTS", 10_000_000);
     let people = 200_000usize;
     let dir = tempfile::tempdir().unwrap();
@@ -67,7 +65,7 @@ async fn main() {
     );
     for by in ["campaign", "run", "segment"] {
         let t = Instant::now();
-        let csv = export(&bin, root, &db, &["response-rates", "--by", by]);
+        let csv = export(root, &db, &["response-rates", "--by", by]);
         println!(
             "export response-rates --by {by}: {:.2} s, {} row(s); first: {}",
             t.elapsed().as_secs_f64(),
@@ -90,7 +88,7 @@ async fn main() {
     .await
     .unwrap();
     let t = Instant::now();
-    let csv = export(&bin, root, &db, &["feedback"]);
+    let csv = export(root, &db, &["feedback"]);
     println!(
         "export feedback over {votes} votes and 50,000 comments: {:.2} s, {} counted vote(s); first: {}",
         t.elapsed().as_secs_f64(),
@@ -100,18 +98,8 @@ async fn main() {
 }
 
 /// Runs `rapport export ARGS...` on the database and returns its CSV (fails loudly).
-fn export(bin: &std::path::Path, root: &std::path::Path, db: &str, args: &[&str]) -> String {
-    let out = Command::new(bin)
-        .arg("--dir")
-        .arg(root)
-        .args(["--database-url", db, "export"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn export(root: &std::path::Path, db: &str, args: &[&str]) -> String {
+    let mut all = vec!["export"];
+    all.extend_from_slice(args);
+    common::rapport(root, db, &all)
 }

@@ -11,10 +11,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rapport::profile::{Answers, Email, Status};
+use rapport::profile::Answers;
 use rapport::store::Store;
 
 const TOPICS: [&str; 5] = ["training", "security", "growth", "community", "experts"];
@@ -80,59 +80,33 @@ fn project(items: Option<usize>) -> tempfile::TempDir {
 /// One end-to-end run on the project in `dir`: (messages/s, serve CPU µs per message,
 /// messages whose library items were recorded).
 async fn run(dir: &Path, n: usize, port: u16) -> (f64, f64, i64) {
-    let bin = common::release_binary();
     let db_dir = tempfile::tempdir().unwrap();
     let db = common::database_url(db_dir.path());
     let store = Store::connect(&db).await.unwrap();
     store.migrate().await.unwrap();
     let engagements = ["learner", "connector", "collaborator"];
-    let mut batch = Vec::new();
-    for i in 0..n {
-        let a = Answers {
-            name: Some(format!("Person{i} Example")),
-            employees: Some((i % 200) as i64 + 1),
-            engagement: Some(engagements[i % 3].to_string()),
-            industry: Some(INDUSTRIES[i % 4].to_string()),
-            topics: Some(vec![
-                TOPICS[i % 5].to_string(),
-                TOPICS[(i / 3) % 5].to_string(),
-            ]),
-            ..Answers::default()
-        };
-        batch.push((Email::parse(&format!("p{i}@bench.example")).unwrap(), a));
-        if batch.len() == 10_000 || i + 1 == n {
-            store
-                .insert_profiles(&batch, Status::Subscribed, "bench")
-                .await
-                .unwrap();
-            batch.clear();
-        }
-    }
-    let out = Command::new(&bin)
-        .arg("--dir")
-        .arg(dir)
-        .args(["--database-url", &db, "run", "newsletter"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::people(&store, n, |i| Answers {
+        name: Some(format!("Person{i} Example")),
+        employees: Some((i % 200) as i64 + 1),
+        engagement: Some(engagements[i % 3].to_string()),
+        industry: Some(INDUSTRIES[i % 4].to_string()),
+        topics: Some(vec![
+            TOPICS[i % 5].to_string(),
+            TOPICS[(i / 3) % 5].to_string(),
+        ]),
+        ..Answers::default()
+    })
+    .await;
+    common::rapport(dir, &db, &["run", "newsletter"]);
     let run_id = store.runs_of("newsletter").await.unwrap()[0].0;
-    let bind = format!("127.0.0.1:{}", common::free_port());
-    let serve = common::Kill(
-        Command::new(&bin)
-            .arg("--dir")
-            .arg(dir)
-            .args(["--database-url", &db, "serve", "--bind", &bind])
-            .env("RAPPORT_SMTP_URL", format!("smtp://127.0.0.1:{port}"))
-            .env("RAPPORT_SMTP_POOL", "16")
-            .env("RAPPORT_LOG", "error")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let smtp = format!("smtp://127.0.0.1:{port}");
+    let (child, _) = common::serve(
+        dir,
+        &db,
+        &db_dir.path().join("outbox"),
+        &[("RAPPORT_SMTP_URL", &smtp), ("RAPPORT_SMTP_POOL", "16")],
     );
+    let serve = common::Kill(child);
     let watch = common::pool(&db).await;
     let mut first: Option<(Instant, f64)> = None;
     loop {

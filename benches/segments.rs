@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Instant;
 
-use rapport::profile::{Answers, Email, Status};
+use rapport::profile::Answers;
 use rapport::store::{AudienceQuery, EventKind, Store, now};
 
 #[tokio::main]
@@ -25,24 +25,14 @@ async fn main() {
     let t = Instant::now();
     let engagements = ["learner", "connector", "collaborator"];
     let industries = ["retail", "manufacturing", "healthcare", "other"];
-    let mut batch = Vec::with_capacity(10_000);
-    for i in 0..n {
-        let a = Answers {
-            name: Some(format!("Person {i}")),
-            employees: (i % 7 != 0).then_some((i % 300) as i64 + 1),
-            engagement: (i % 5 != 0).then(|| engagements[i % 3].to_string()),
-            industry: Some(industries[i % 4].to_string()),
-            ..Answers::default()
-        };
-        batch.push((Email::parse(&format!("p{i}@bench.example")).unwrap(), a));
-        if batch.len() == 10_000 || i + 1 == n {
-            store
-                .insert_profiles(&batch, Status::Subscribed, "bench")
-                .await
-                .unwrap();
-            batch.clear();
-        }
-    }
+    common::people(&store, n, |i| Answers {
+        name: Some(format!("Person {i}")),
+        employees: (i % 7 != 0).then_some((i % 300) as i64 + 1),
+        engagement: (i % 5 != 0).then(|| engagements[i % 3].to_string()),
+        industry: Some(industries[i % 4].to_string()),
+        ..Answers::default()
+    })
+    .await;
     for id in (1..=n as i64).step_by(20) {
         store
             .record_event(

@@ -206,30 +206,14 @@ async fn main() {
     let store = Store::connect(&db).await.unwrap();
     store.migrate().await.unwrap();
     let engagements = ["learner", "connector", "collaborator"];
-    let mut batch = Vec::new();
-    for i in 0..n {
-        let a = Answers {
-            name: Some(format!("Person{i} Example")),
-            employees: Some((i % 200) as i64 + 1),
-            engagement: Some(engagements[i % 3].to_string()),
-            ..Answers::default()
-        };
-        batch.push((Email::parse(&format!("p{i}@bench.example")).unwrap(), a));
-        if batch.len() == 10_000 || i + 1 == n {
-            store
-                .insert_profiles(&batch, Status::Subscribed, "bench")
-                .await
-                .unwrap();
-            batch.clear();
-        }
-    }
-    let out = Command::new(&bin)
-        .arg("--dir")
-        .arg(root)
-        .args(["--database-url", &db, "run", "newsletter"])
-        .output()
-        .unwrap();
-    print!("{}", String::from_utf8_lossy(&out.stdout));
+    common::people(&store, n, |i| Answers {
+        name: Some(format!("Person{i} Example")),
+        employees: Some((i % 200) as i64 + 1),
+        engagement: Some(engagements[i % 3].to_string()),
+        ..Answers::default()
+    })
+    .await;
+    print!("{}", common::rapport(root, &db, &["run", "newsletter"]));
     let run_id = store.runs_of("newsletter").await.unwrap()[0].0;
     let sink_cpu_before = common::cpu_seconds(_sink.0.id());
     let bind = format!("127.0.0.1:{}", common::free_port());

@@ -4,6 +4,7 @@
 mod common;
 
 use common::TestApp;
+use common::create_profile as create;
 use serde_json::Value;
 
 /// A new token with `scopes`, made as an operator makes it.
@@ -364,24 +365,6 @@ async fn campaigns_are_listed_and_runs_started_once_per_key(app: TestApp) {
     assert!(body["error"]["fields"]["from"].is_string(), "{body}");
     let (s, _) = get(&app, "/api/v1/reports/response-rates", &ops).await;
     assert_eq!(s, 403);
-}
-
-/// `POST /api/v1/profiles` with `body`: (status, JSON body).
-async fn create(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
-    let r = app
-        .client
-        .post(app.url("/api/v1/profiles"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (
-        status,
-        serde_json::from_str(&r.text().await.unwrap()).unwrap(),
-    )
 }
 
 async fn profiles_are_created_with_consent_through_the_form_rules(app: TestApp) {

@@ -96,19 +96,49 @@ pub fn serve(
 
 /// `n` subscribed people `p{i}@bench.example` with no answers.
 pub async fn subscribers(store: &rapport::store::Store, n: usize) {
-    use rapport::profile::{Answers, Email, Status};
-    let rows: Vec<(Email, Answers)> = (0..n)
-        .map(|i| {
-            (
-                Email::parse(&format!("p{i}@bench.example")).unwrap(),
-                Answers::default(),
-            )
-        })
-        .collect();
-    store
-        .insert_profiles(&rows, Status::Subscribed, "bench")
-        .await
+    people(store, n, |_| rapport::profile::Answers::default()).await;
+}
+
+/// `n` subscribed people `p{i}@bench.example` with the answers `answers(i)` gives, stored
+/// 10,000 at a time.
+pub async fn people(
+    store: &rapport::store::Store,
+    n: usize,
+    answers: impl Fn(usize) -> rapport::profile::Answers,
+) {
+    use rapport::profile::{Email, Status};
+    let mut batch = Vec::with_capacity(10_000.min(n));
+    for i in 0..n {
+        batch.push((
+            Email::parse(&format!("p{i}@bench.example")).unwrap(),
+            answers(i),
+        ));
+        if batch.len() == 10_000 || i + 1 == n {
+            store
+                .insert_profiles(&batch, Status::Subscribed, "bench")
+                .await
+                .unwrap();
+            batch.clear();
+        }
+    }
+}
+
+/// Runs the release `rapport --dir DIR --database-url DB ARGS...` to its end; its standard
+/// output (a failure stops the bench with the command's error output).
+pub fn rapport(dir: &Path, db: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(release_binary())
+        .arg("--dir")
+        .arg(dir)
+        .args(["--database-url", db])
+        .args(args)
+        .output()
         .unwrap();
+    assert!(
+        out.status.success(),
+        "rapport {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A child process killed (and reaped) when dropped.

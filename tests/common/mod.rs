@@ -184,6 +184,28 @@ pub async fn spawn_app_at(
     })
 }
 
+/// `POST /api/v1/profiles` with `body` and an API token: (status, JSON body).
+pub async fn create_profile(
+    app: &TestApp,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r = app
+        .client
+        .post(app.url("/api/v1/profiles"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&r.text().await.unwrap()).unwrap(),
+    )
+}
+
 /// A response's status and body.
 pub struct Page {
     pub status: u16,
