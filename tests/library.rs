@@ -570,6 +570,18 @@ async fn the_silent_are_asked_once_then_lapse_and_come_back(db: Db) {
         status("ned@example.com").await,
         rapport::profile::Status::Subscribed
     );
+    // Coming back is an opt-in with its proof, like any other.
+    let ned = app
+        .store
+        .profile_by_email(&rapport::profile::Email::parse("ned@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let last = app.store.consents(ned.id).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.0.as_str(), last.1.as_str()),
+        ("opt_in_confirmed", "profile-centre")
+    );
     // When the sunset looks again, they stay.
     let later = now + chrono::Duration::days(181 + 15) + chrono::Duration::hours(2);
     let site = Site::load(dir.path()).unwrap();

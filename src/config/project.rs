@@ -264,19 +264,16 @@ impl Project {
 
         let sender = parse_sender(&raw.sender, &at, &mut problems);
         let topics = parse_topics(&raw.topics, &at, &mut problems);
-        let (form, confirm_subject) = match &raw.form {
-            None => (
-                with_topics(Form::default(), &topics, &at, &mut problems),
-                default_confirm_subject(),
-            ),
+        let (parts, confirm_subject) = match &raw.form {
+            None => (Some(FormParts::default()), default_confirm_subject()),
             Some(f) => (
-                parse_form(f, &at, &mut problems)
-                    .and_then(|form| with_topics(form, &topics, &at, &mut problems)),
+                parse_form(f, &at, &mut problems),
                 f.confirm_subject
                     .clone()
                     .unwrap_or_else(default_confirm_subject),
             ),
         };
+        let form = parts.and_then(|p| p.with_topics(&topics, &at, &mut problems));
         let sunset = raw.sunset.as_ref().and_then(|s| {
             let days = *s.get_ref().after_days.get_ref();
             if !(1..=3650).contains(&days) {
@@ -354,55 +351,70 @@ fn parse_topics(
     topics.into_iter().map(|(_, t)| t).collect()
 }
 
-/// The form with the topics as the choices of `topics`, and, when there are topics and
-/// the steps ask neither `topics` nor `frequency`, a last step asking both (the profile
-/// centre then asks what to hear about and how often).
-fn with_topics(
-    form: Form,
-    topics: &[Topic],
-    at: &impl Fn(usize, String) -> Diagnostic,
-    problems: &mut Vec<Diagnostic>,
-) -> Option<Form> {
-    let asks = |q: Question| form.questions().contains(&q);
-    if topics.is_empty() {
-        if asks(Question::Topics) {
+/// A form as `[form]` gives it (or the built-in one), before it is checked and built.
+struct FormParts {
+    version: Option<String>,
+    steps: Vec<Vec<Question>>,
+    choices: Vec<(Question, Vec<Choice>)>,
+    /// Where `[form] steps` is written (0 for the built-in form), for the form's problems.
+    at: usize,
+}
+
+impl Default for FormParts {
+    /// The built-in form's questions and choice lists.
+    fn default() -> FormParts {
+        let form = Form::default();
+        FormParts {
+            version: None,
+            steps: form.steps().to_vec(),
+            choices: Question::ALL
+                .into_iter()
+                .filter(|q| q.builtin_choices().is_none() && !form.choices(*q).is_empty())
+                .map(|q| (q, form.choices(q).to_vec()))
+                .collect(),
+            at: 0,
+        }
+    }
+}
+
+impl FormParts {
+    /// The form, with the topics as the choices of `topics` and, when there are topics and
+    /// the steps ask neither `topics` nor `frequency`, a last step asking both (the profile
+    /// centre then asks what to hear about and how often).
+    fn with_topics(
+        mut self,
+        topics: &[Topic],
+        at: &impl Fn(usize, String) -> Diagnostic,
+        problems: &mut Vec<Diagnostic>,
+    ) -> Option<Form> {
+        let asks = |q: Question| self.steps.iter().flatten().any(|x| *x == q);
+        let (topics_asked, frequency_asked) = (asks(Question::Topics), asks(Question::Frequency));
+        if topics.is_empty() && topics_asked {
             problems.push(at(
-                0,
+                self.at,
                 "[form] asks \"topics\" but campaigns.toml has no [topics]; add [topics] training = \"Training and how-to guides\", ...".into(),
             ));
             return None;
         }
-        return Some(form);
+        if !topics.is_empty() {
+            match (topics_asked, frequency_asked) {
+                (false, false) => self.steps.push(vec![Question::Topics, Question::Frequency]),
+                (false, true) => self.steps.push(vec![Question::Topics]),
+                _ => {}
+            }
+            let list = topics
+                .iter()
+                .map(|t| Choice {
+                    value: t.key.clone(),
+                    label: t.label.clone(),
+                })
+                .collect();
+            self.choices.push((Question::Topics, list));
+        }
+        Form::new(self.version, self.steps, self.choices)
+            .map_err(|e| problems.push(at(self.at, format!("[form] {e}"))))
+            .ok()
     }
-    let mut steps = form.steps().to_vec();
-    if !asks(Question::Topics) && !asks(Question::Frequency) {
-        steps.push(vec![Question::Topics, Question::Frequency]);
-    } else if !asks(Question::Topics) {
-        steps.push(vec![Question::Topics]);
-    }
-    let mut choices: Vec<(Question, Vec<Choice>)> = [
-        Question::Products,
-        Question::Industry,
-        Question::BusinessNeed,
-    ]
-    .into_iter()
-    .map(|q| (q, form.choices(q).to_vec()))
-    .collect();
-    choices.push((
-        Question::Topics,
-        topics
-            .iter()
-            .map(|t| Choice {
-                value: t.key.clone(),
-                label: t.label.clone(),
-            })
-            .collect(),
-    ));
-    // A configured version stays; a fingerprint is taken again, of the questions asked now.
-    let version = (!form.version().starts_with("auto-")).then(|| form.version().to_string());
-    Form::new(version, steps, choices)
-        .map_err(|e| problems.push(at(0, format!("[form] {e}"))))
-        .ok()
 }
 
 /// Checks `[events] names`: lower-case identifiers, each once, none of rapport's own.
@@ -556,7 +568,7 @@ fn parse_form(
     f: &FormToml,
     at: &impl Fn(usize, String) -> Diagnostic,
     problems: &mut Vec<Diagnostic>,
-) -> Option<Form> {
+) -> Option<FormParts> {
     let known = || {
         Question::ALL
             .iter()
@@ -621,10 +633,12 @@ fn parse_form(
     if problems.len() > before {
         return None;
     }
-    let offset = f.steps.as_ref().map_or(0, |s| s.span().start);
-    Form::new(f.version.clone(), steps, choices)
-        .map_err(|e| problems.push(at(offset, format!("[form] {e}"))))
-        .ok()
+    Some(FormParts {
+        version: f.version.clone(),
+        steps,
+        choices,
+        at: f.steps.as_ref().map_or(0, |s| s.span().start),
+    })
 }
 
 #[cfg(test)]

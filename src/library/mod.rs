@@ -40,8 +40,9 @@ pub enum Level {
     Advanced,
 }
 
-/// One library item, as templates see it in `library`.
-#[derive(Debug, Clone, Serialize)]
+/// One library item. Templates see `id`, `title`, `url`, `summary`, `topics`, `level` and
+/// `published` in `library` (see `render::campaign`).
+#[derive(Debug, Clone)]
 pub struct Item {
     /// The file name without `.md`: how the links export names the item.
     pub id: String,
@@ -59,11 +60,8 @@ pub struct Item {
     pub expires: Option<String>,
     /// The summary with its links prepared for tracking (see `render::links`), when the
     /// templates prepare links at load.
-    #[serde(skip)]
     pub prepared_summary: Option<String>,
-    #[serde(skip)]
     file: PathBuf,
-    #[serde(skip)]
     facts: Facts,
 }
 

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use handlebars::{Context, Handlebars};
 
+use super::links::Slot;
 use super::{RenderError, Templates, html_to_text};
 use crate::campaign::{Campaign, Section};
 use crate::config::Sender;
@@ -71,8 +72,36 @@ pub struct Rendered {
     pub text: String,
 }
 
-/// The variables templates see; `templates/` documentation lists the same names.
-pub fn context(campaign: &Campaign, sender: &Sender, p: &Personal<'_>) -> Value {
+/// The variables templates see; `templates/` documentation lists the same names. Where
+/// links are `prepared` at load, the render's own links (`keep_url`, each library item's
+/// `url`) are slot markers (see [`slots`]) and a library item's `summary` is its prepared
+/// HTML.
+fn context(
+    campaign: &Campaign,
+    sender: &Sender,
+    p: &Personal<'_>,
+    prepared: Option<&super::links::PreparedLinks>,
+) -> Value {
+    let slot = |k: usize, url: &str| match prepared {
+        Some(links) => links.slot_marker(k),
+        None => url.to_string(),
+    };
+    let library: Vec<Value> = p
+        .library
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let summary = match prepared {
+                Some(_) => item.prepared_summary.as_deref().unwrap_or(&item.summary),
+                None => &item.summary,
+            };
+            json!({
+                "id": item.id, "title": item.title, "url": slot(1 + i, &item.url),
+                "summary": summary, "topics": item.topics, "level": item.level,
+                "published": item.published,
+            })
+        })
+        .collect();
     let a = &p.profile.answers;
     json!({
         "profile": {
@@ -96,19 +125,19 @@ pub fn context(campaign: &Campaign, sender: &Sender, p: &Personal<'_>) -> Value 
         "unsubscribe_url": p.links.unsubscribe_url,
         "feedback_yes_url": p.links.feedback_yes_url,
         "feedback_no_url": p.links.feedback_no_url,
-        "keep_url": p.links.keep_url,
-        "library": p.library,
+        "keep_url": slot(0, &p.links.keep_url),
+        "library": library,
     })
 }
 
 /// The links of a render that only the render knows, as (URL, tag): slot 0 is the keep
 /// link (tag `keep`), slot 1 + i the person's i-th library item (tagged with the item's
 /// first topic, or `library`).
-fn slots(p: &Personal<'_>) -> Vec<(String, Option<String>)> {
-    std::iter::once((p.links.keep_url.clone(), Some("keep".to_string())))
+fn slots<'a>(p: &'a Personal<'_>) -> Vec<Slot<'a>> {
+    std::iter::once((p.links.keep_url.as_str(), Some("keep")))
         .chain(p.library.iter().map(|item| {
             let tag = item.topics.first().map_or("library", String::as_str);
-            (item.url.clone(), Some(tag.to_string()))
+            (item.url.as_str(), Some(tag))
         }))
         .collect()
 }
@@ -117,7 +146,7 @@ fn slots(p: &Personal<'_>) -> Vec<(String, Option<String>)> {
 /// tag where the template wrote none, as it does where links are prepared at load.
 struct SlotTags<'a> {
     seam: &'a mut dyn LinkSeam,
-    slots: &'a [(String, Option<String>)],
+    slots: &'a [Slot<'a>],
 }
 
 impl LinkSeam for SlotTags<'_> {
@@ -125,8 +154,8 @@ impl LinkSeam for SlotTags<'_> {
         let tag = tag.or_else(|| {
             self.slots
                 .iter()
-                .find(|(u, _)| u == url)
-                .and_then(|(_, t)| t.as_deref())
+                .find(|(u, _)| *u == url)
+                .and_then(|(_, t)| *t)
         });
         self.seam.track(url, tag)
     }
@@ -145,20 +174,8 @@ impl Templates {
         // One Context for every template of the message: Handlebars would otherwise
         // serialise the whole context again for each render.
         let slots = slots(person);
-        let mut data = context(campaign, sender, person);
-        if let Some(prepared) = &self.links {
-            // Links prepared at load: the render's own links are slot markers, and the
-            // library's summaries their prepared HTML.
-            data["keep_url"] = Value::String(prepared.slot_marker(0));
-            for (i, item) in person.library.iter().enumerate() {
-                let shown = &mut data["library"][i];
-                shown["url"] = Value::String(prepared.slot_marker(1 + i));
-                if let Some(summary) = &item.prepared_summary {
-                    shown["summary"] = Value::String(summary.clone());
-                }
-            }
-        }
-        let mut ctx = handlebars::Context::from(data);
+        let mut ctx =
+            handlebars::Context::from(context(campaign, sender, person, self.links.as_ref()));
         let compiled = format!("subject:{}", campaign.id);
         let subject = if self.plain.has_template(&compiled) {
             self.plain

@@ -20,6 +20,9 @@ use super::campaign::LinkSeam;
 /// (marker bytes are only what `prepare` put in, followed by this process's nonce).
 const MARK: char = '\u{1}';
 
+/// A link only the render knows, as (URL, tag): see [`PreparedLinks::slot_marker`].
+pub type Slot<'a> = (&'a str, Option<&'a str>);
+
 /// Marker numbers from here on name a render's slots (slot `k` is `SLOT_BASE + k`), not
 /// the links found at load.
 const SLOT_BASE: usize = 1 << 32;
@@ -185,7 +188,7 @@ impl PreparedLinks {
     }
 
     /// The marker that stands for slot `k` of a render: a link whose URL and tag only the
-    /// render knows (a person's keep link, their library items; see `campaign::Slots`).
+    /// render knows (a person's keep link, their library items; see `campaign::slots`).
     pub fn slot_marker(&self, k: usize) -> String {
         format!("{MARK}{}:{}{MARK}", self.nonce, SLOT_BASE + k)
     }
@@ -199,13 +202,13 @@ impl PreparedLinks {
         html: &str,
         seam: &mut dyn LinkSeam,
         tracked: &mut Vec<(usize, String)>,
-        slots: &[(String, Option<String>)],
+        slots: &[Slot<'_>],
     ) -> Result<String, String> {
         self.swap_markers(html, |n, out| {
             let (url, tag) = self
                 .link(n, slots)
                 .ok_or_else(|| format!("unknown link marker {n}"))?;
-            let new = seam.track(url, tag.as_deref());
+            let new = seam.track(url, tag);
             out.push_str(&html_escape::encode_double_quoted_attribute(&new));
             tracked.push((n, new));
             Ok(())
@@ -213,8 +216,8 @@ impl PreparedLinks {
     }
 
     /// The URL the template wrote for marker `n` (as [`PreparedLinks::fill`] recorded it).
-    pub fn url<'a>(&'a self, n: usize, slots: &'a [(String, Option<String>)]) -> &'a str {
-        self.link(n, slots).map_or("", |(url, _)| url.as_str())
+    pub fn url<'a>(&'a self, n: usize, slots: &[Slot<'a>]) -> &'a str {
+        self.link(n, slots).map_or("", |(url, _)| url)
     }
 
     /// A text template's output with each slot marker (its `{{url}}`, `{{keep_url}}`)
@@ -223,7 +226,7 @@ impl PreparedLinks {
         &self,
         text: &str,
         tracked: &[(usize, String)],
-        slots: &[(String, Option<String>)],
+        slots: &[Slot<'_>],
     ) -> String {
         self.swap_markers(text, |n, out| {
             match tracked.iter().find(|(m, _)| *m == n) {
@@ -236,14 +239,13 @@ impl PreparedLinks {
     }
 
     /// The link of marker `n`: found at load, or slot `n - SLOT_BASE` of the render.
-    fn link<'a>(
-        &'a self,
-        n: usize,
-        slots: &'a [(String, Option<String>)],
-    ) -> Option<&'a (String, Option<String>)> {
+    fn link<'a>(&'a self, n: usize, slots: &[Slot<'a>]) -> Option<Slot<'a>> {
         match n.checked_sub(SLOT_BASE) {
-            Some(k) => slots.get(k),
-            None => self.links.get(n),
+            Some(k) => slots.get(k).copied(),
+            None => self
+                .links
+                .get(n)
+                .map(|(url, tag)| (url.as_str(), tag.as_deref())),
         }
     }
 

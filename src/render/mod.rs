@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::config::Diagnostic;
 
-pub use campaign::{KeepLinks, LinkSeam, Personal, PersonalLinks, Rendered, context};
+pub use campaign::{KeepLinks, LinkSeam, Personal, PersonalLinks, Rendered};
 pub use message::{Composed, MessageError, compose, html_to_text};
 
 /// The templates rapport ships; a file of the same name under `templates/` replaces one.

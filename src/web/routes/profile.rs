@@ -1,8 +1,10 @@
 //! `GET|POST /profile/{token}` and `/profile/{token}/data`: the profile centre, where a
 //! person answers the next questions, changes or removes answers, and downloads their data.
 
-use axum::extract::{RawQuery, State};
-use axum::http::{StatusCode, header};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 
 use super::PageResult;
@@ -68,6 +70,8 @@ fn next_in_centre(site: &Site, profile: &Profile, after: Option<usize>) -> Optio
 /// `POST /profile/{token}`: saves the answers given and shows the next unanswered step.
 pub async fn profile_update(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Verified { profile, token, .. }: Verified<ProfileLink>,
     FormBody(pairs): FormBody,
 ) -> PageResult {
@@ -126,11 +130,16 @@ pub async fn profile_update(
         })
         .collect();
     if profile.status == crate::profile::Status::Lapsed {
-        // Saving from their own link after the sunset: they want our emails again.
+        // Saving from their own link after the sunset: they want our emails again, and
+        // the consent record keeps the proof as every opt-in does.
         let meta = crate::store::ConsentMeta {
             source: "profile-centre".into(),
+            ip: Some(
+                crate::web::client::client_ip(peer, &headers, state.settings.trust_proxy)
+                    .to_string(),
+            ),
+            user_agent: crate::web::client::user_agent(&headers),
             form_version: Some(form.version().to_string()),
-            ..Default::default()
         };
         if state.store.resume(profile.id, &meta).await? {
             tracing::info!(profile_id = profile.id, "lapsed profile resumed");

@@ -68,8 +68,8 @@ enum Choice {
 }
 
 impl Choice {
-    fn of(body: &[u8]) -> Option<Choice> {
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    /// The choice a form body's `pairs` make, if any.
+    fn of(pairs: &[(String, String)]) -> Option<Choice> {
         let choice = pairs
             .iter()
             .find(|(k, _)| k == "choice")
@@ -165,11 +165,16 @@ pub async fn unsubscribe(
     body: Result<Bytes, BytesRejection>,
 ) -> PageResult {
     let site = state.site();
-    let one_click = body.as_deref().is_ok_and(|b| {
-        form_urlencoded::parse(b).any(|(k, v)| k == "List-Unsubscribe" && v == "One-Click")
-    });
+    // A body that is not a form (or none) asks for what one-click asks: no more email.
+    let pairs = body
+        .ok()
+        .and_then(|b| crate::web::form_body::decode(&b).ok())
+        .unwrap_or_default();
+    let one_click = pairs
+        .iter()
+        .any(|(k, v)| k == "List-Unsubscribe" && v == "One-Click");
     if !one_click && profile.status == Status::Subscribed {
-        if let Some(choice) = body.as_deref().ok().and_then(Choice::of) {
+        if let Some(choice) = Choice::of(&pairs) {
             return change_instead(&state, &profile, choice).await;
         }
     }
