@@ -2,11 +2,13 @@
 
 use super::HookNote;
 use crate::event::HookEvent;
+use std::sync::LazyLock;
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, now};
-use crate::profile::{Answers, Email, Profile, Status};
+use crate::profile::{Answers, Email, Profile, Question, Status};
 
 /// The columns `profile_from_row` reads, for `concat!` into queries.
 macro_rules! profile_columns {
@@ -61,9 +63,34 @@ pub struct Confirmation {
     pub newly_confirmed: bool,
 }
 
-/// Binds the twelve answers in column order: name, role, products, employees, industry,
-/// business_need, challenge, pcs, servers, engagement, topics, frequency (every profile
-/// write uses it).
+/// How many answers a profile row holds: every question but `email`.
+const ANSWERS: usize = Question::ALL.len() - 1;
+
+/// The answer columns, in the order [`BindAnswers`] binds them: every question but `email`,
+/// in `Question::ALL`'s order (a question's key is its column's name).
+fn answer_columns() -> impl Iterator<Item = &'static str> {
+    Question::ALL.iter().skip(1).map(|q| q.key())
+}
+
+/// `name, role, ...`: the answer columns, for INSERT column lists.
+static COLUMNS: LazyLock<String> =
+    LazyLock::new(|| answer_columns().collect::<Vec<_>>().join(", "));
+
+/// `SET` items over the answer columns, `item(column, its parameter number)`, the
+/// parameters numbered from `first` in column order; joined with commas.
+fn set_answers(first: usize, item: impl Fn(&str, usize) -> String) -> String {
+    answer_columns()
+        .enumerate()
+        .map(|(i, c)| item(c, first + i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `name = NULL, role = NULL, ...`: every answer removed (erasure).
+pub(super) static NO_ANSWERS: LazyLock<String> =
+    LazyLock::new(|| set_answers(0, |c, _| format!("{c} = NULL")));
+
+/// Binds the answers in column order (see [`answer_columns`]); every profile write uses it.
 trait BindAnswers<'q>: Sized {
     fn bind_answers(self, a: &'q Answers) -> Self;
 }
@@ -170,23 +197,28 @@ async fn insert_new_profile<'c, E>(
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO profiles (email, email_key, status, name, role, products, employees, \
-         industry, business_need, challenge, pcs, servers, engagement, topics, frequency, \
-         confirm_nonce, source, created_at, updated_at, confirmed_at) \
-         VALUES ($1, $2, $18, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-         $17, $17, CASE WHEN $18 = 'subscribed' THEN $17 END) \
-         ON CONFLICT (email_key) DO NOTHING RETURNING id",
-    )
-    .bind(email.as_str())
-    .bind(email.key())
-    .bind_answers(answers)
-    .bind(new_nonce())
-    .bind(source)
-    .bind(at)
-    .bind(status.as_str())
-    .fetch_optional(conn)
-    .await?)
+    // $1 address, $2 its key, the answers, then nonce, source, time and status.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let (n, s, t, st) = (ANSWERS + 3, ANSWERS + 4, ANSWERS + 5, ANSWERS + 6);
+        format!(
+            "INSERT INTO profiles (email, email_key, status, {}, confirm_nonce, source, created_at, \
+             updated_at, confirmed_at) VALUES ($1, $2, ${st}, {}, ${n}, ${s}, ${t}, ${t}, \
+             CASE WHEN ${st} = 'subscribed' THEN ${t} END) \
+             ON CONFLICT (email_key) DO NOTHING RETURNING id",
+            *COLUMNS,
+            super::params(3, ANSWERS)
+        )
+    });
+    Ok(sqlx::query_scalar(SQL.as_str())
+        .bind(email.as_str())
+        .bind(email.key())
+        .bind_answers(answers)
+        .bind(new_nonce())
+        .bind(source)
+        .bind(at)
+        .bind(status.as_str())
+        .fetch_optional(conn)
+        .await?)
 }
 
 pub(super) async fn insert_consent<'c, E>(
@@ -418,20 +450,21 @@ impl Store {
                 let answers: Answers = serde_json::from_str(&json).map_err(|e| {
                     StoreError::Corrupt(format!("profiles.pending_answers {json:?}: {e}"))
                 })?;
-                sqlx::query(
-                    "UPDATE profiles SET name = COALESCE(name, $2), role = COALESCE(role, $3), \
-                     products = COALESCE(products, $4), employees = COALESCE(employees, $5), \
-                     industry = COALESCE(industry, $6), business_need = COALESCE(business_need, $7), \
-                     challenge = COALESCE(challenge, $8), pcs = COALESCE(pcs, $9), \
-                     servers = COALESCE(servers, $10), engagement = COALESCE(engagement, $11), \
-                     topics = COALESCE(topics, $12), frequency = COALESCE(frequency, $13), \
-                     pending_answers = NULL, pending_nonce = NULL, updated_at = $14 WHERE id = $1",
-                )
-                .bind(id)
-                .bind_answers(&answers)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
+                // The waiting answers fill only the gaps: $2... in column order, then the time.
+                static SQL: LazyLock<String> = LazyLock::new(|| {
+                    format!(
+                        "UPDATE profiles SET {}, pending_answers = NULL, pending_nonce = NULL, \
+                         updated_at = ${} WHERE id = $1",
+                        set_answers(2, |c, n| format!("{c} = COALESCE({c}, ${n})")),
+                        ANSWERS + 2
+                    )
+                });
+                sqlx::query(SQL.as_str())
+                    .bind(id)
+                    .bind_answers(&answers)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         let sql = concat!(
@@ -524,28 +557,24 @@ impl Store {
                 .join(",")
         );
         let mut tx = self.pool.begin().await?;
-        let updated: Option<i64> = sqlx::query_scalar(
-            "UPDATE profiles SET \
-             name = CASE WHEN $15 LIKE '%,name,%' THEN NULL ELSE COALESCE($2, name) END, \
-             role = CASE WHEN $15 LIKE '%,role,%' THEN NULL ELSE COALESCE($3, role) END, \
-             products = CASE WHEN $15 LIKE '%,products,%' THEN NULL ELSE COALESCE($4, products) END, \
-             employees = CASE WHEN $15 LIKE '%,employees,%' THEN NULL ELSE COALESCE($5, employees) END, \
-             industry = CASE WHEN $15 LIKE '%,industry,%' THEN NULL ELSE COALESCE($6, industry) END, \
-             business_need = CASE WHEN $15 LIKE '%,business_need,%' THEN NULL ELSE COALESCE($7, business_need) END, \
-             challenge = CASE WHEN $15 LIKE '%,challenge,%' THEN NULL ELSE COALESCE($8, challenge) END, \
-             pcs = CASE WHEN $15 LIKE '%,pcs,%' THEN NULL ELSE COALESCE($9, pcs) END, \
-             servers = CASE WHEN $15 LIKE '%,servers,%' THEN NULL ELSE COALESCE($10, servers) END, \
-             engagement = CASE WHEN $15 LIKE '%,engagement,%' THEN NULL ELSE COALESCE($11, engagement) END, \
-             topics = CASE WHEN $15 LIKE '%,topics,%' THEN NULL ELSE COALESCE($12, topics) END, \
-             frequency = CASE WHEN $15 LIKE '%,frequency,%' THEN NULL ELSE COALESCE($13, frequency) END, \
-             updated_at = $14 WHERE id = $1 RETURNING id",
-        )
-        .bind(id)
-        .bind_answers(answers)
-        .bind(at)
-        .bind(mask)
-        .fetch_optional(&mut *tx)
-        .await?;
+        // $2... the answers in column order, then the time and the mask of cleared columns.
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            let mask = ANSWERS + 3;
+            format!(
+                "UPDATE profiles SET {}, updated_at = ${} WHERE id = $1 RETURNING id",
+                set_answers(2, |c, n| format!(
+                    "{c} = CASE WHEN ${mask} LIKE '%,{c},%' THEN NULL ELSE COALESCE(${n}, {c}) END"
+                )),
+                ANSWERS + 2
+            )
+        });
+        let updated: Option<i64> = sqlx::query_scalar(SQL.as_str())
+            .bind(id)
+            .bind_answers(answers)
+            .bind(at)
+            .bind(mask)
+            .fetch_optional(&mut *tx)
+            .await?;
         if updated.is_none() {
             tx.rollback().await?;
             return Ok(None);
@@ -635,13 +664,14 @@ impl Store {
         let at = now();
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
-        for chunk in rows.chunks(super::rows_per_statement(18)) {
-            let mut sql = String::from(
-                "INSERT INTO profiles (email, email_key, status, name, role, products, employees, \
-                 industry, business_need, challenge, pcs, servers, engagement, topics, frequency, \
-                 source, created_at, updated_at) VALUES ",
+        // Per row: the address, its key, the status, the answers, the source, the time twice.
+        let per_row = ANSWERS + 6;
+        for chunk in rows.chunks(super::rows_per_statement(per_row)) {
+            let mut sql = format!(
+                "INSERT INTO profiles (email, email_key, status, {}, source, created_at, updated_at) VALUES ",
+                *COLUMNS
             );
-            sql.push_str(&super::value_rows(1, chunk.len(), 18));
+            sql.push_str(&super::value_rows(1, chunk.len(), per_row));
             sql.push_str(" ON CONFLICT (email_key) DO NOTHING");
             let sql = self.positional(sql);
             let mut q = sqlx::query(&sql);
@@ -682,27 +712,28 @@ impl Store {
         let at = now();
         let mut tx = self.pool.begin().await?;
         let mut written = 0;
-        for chunk in rows.chunks(super::rows_per_statement(17)) {
-            // Per row: the address, its key, twelve answers, the source and the time twice.
+        // Per row: the address, its key, the answers, the source and the time twice; a known
+        // address gets the answers the row has (an empty cell erases nothing).
+        static UPSERT: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "ON CONFLICT (email_key) DO UPDATE SET {}, updated_at = excluded.updated_at RETURNING id",
+                set_answers(0, |c, _| format!(
+                    "{c} = COALESCE(excluded.{c}, profiles.{c})"
+                ))
+            )
+        });
+        let per_row = ANSWERS + 5;
+        for chunk in rows.chunks(super::rows_per_statement(per_row)) {
             let sql = self.positional(format!(
-                "INSERT INTO profiles (email, email_key, status, name, role, products, employees, industry, \
-                 business_need, challenge, pcs, servers, engagement, topics, frequency, source, created_at, \
-                 updated_at) VALUES {} \
-                 ON CONFLICT (email_key) DO UPDATE SET name = COALESCE(excluded.name, profiles.name), \
-                 role = COALESCE(excluded.role, profiles.role), products = COALESCE(excluded.products, profiles.products), \
-                 employees = COALESCE(excluded.employees, profiles.employees), industry = COALESCE(excluded.industry, profiles.industry), \
-                 business_need = COALESCE(excluded.business_need, profiles.business_need), \
-                 challenge = COALESCE(excluded.challenge, profiles.challenge), pcs = COALESCE(excluded.pcs, profiles.pcs), \
-                 servers = COALESCE(excluded.servers, profiles.servers), \
-                 engagement = COALESCE(excluded.engagement, profiles.engagement), \
-                 topics = COALESCE(excluded.topics, profiles.topics), \
-                 frequency = COALESCE(excluded.frequency, profiles.frequency), updated_at = excluded.updated_at \
-                 RETURNING id",
+                "INSERT INTO profiles (email, email_key, status, {}, source, created_at, updated_at) \
+                 VALUES {} {}",
+                *COLUMNS,
                 super::shaped_rows(
                     1,
                     chunk.len(),
-                    &format!("?, ?, 'subscribed'{}", ", ?".repeat(15))
-                )
+                    &format!("?, ?, 'subscribed'{}", ", ?".repeat(per_row - 2))
+                ),
+                *UPSERT
             ));
             let mut q = sqlx::query_scalar::<_, i64>(&sql);
             for (email, a) in chunk {

@@ -68,11 +68,11 @@ impl Store {
         let at = now();
         let anonymous = format!("erased-{}@erased.invalid", p.id);
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE profiles SET email = $2, email_key = $2, status = 'unsubscribed', name = NULL, role = NULL, \
-             products = NULL, employees = NULL, industry = NULL, business_need = NULL, challenge = NULL, pcs = NULL, \
-             servers = NULL, engagement = NULL, topics = NULL, frequency = NULL, confirm_nonce = NULL, source = 'erased', updated_at = $3 WHERE id = $1",
-        )
+        sqlx::query(&format!(
+            "UPDATE profiles SET email = $2, email_key = $2, status = 'unsubscribed', {}, \
+             confirm_nonce = NULL, source = 'erased', updated_at = $3 WHERE id = $1",
+            *super::profiles::NO_ANSWERS
+        ))
         .bind(p.id)
         .bind(&anonymous)
         .bind(at)
