@@ -49,8 +49,7 @@ async fn main() {
     let bin = common::release_binary();
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let store = Store::connect(&db).await.unwrap();
-    store.migrate().await.unwrap();
+    let store = Store::open(&db).await.unwrap();
     let clickers: usize = common::knob("CLICKERS", 2_000);
     let learner = Answers {
         engagement: Some("learner".into()),

@@ -21,8 +21,7 @@ async fn main() {
     let people = 200_000usize;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("export.db").display());
-    let store = Store::connect(&db).await.unwrap();
-    store.migrate().await.unwrap();
+    let store = Store::open(&db).await.unwrap();
     let t = Instant::now();
     let rows: Vec<(Email, Answers)> = (0..people)
         .map(|i| {

@@ -82,8 +82,7 @@ fn project(items: Option<usize>) -> tempfile::TempDir {
 async fn run(dir: &Path, n: usize, port: u16) -> (f64, f64, i64) {
     let db_dir = tempfile::tempdir().unwrap();
     let db = common::database_url(db_dir.path());
-    let store = Store::connect(&db).await.unwrap();
-    store.migrate().await.unwrap();
+    let store = Store::open(&db).await.unwrap();
     let engagements = ["learner", "connector", "collaborator"];
     common::people(&store, n, |i| Answers {
         name: Some(format!("Person{i} Example")),
@@ -111,13 +110,8 @@ async fn run(dir: &Path, n: usize, port: u16) -> (f64, f64, i64) {
     let mut first: Option<(Instant, f64)> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if first.is_none() {
-            let any: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM deliveries WHERE status = 'sent' LIMIT 1")
-                    .fetch_optional(&watch)
-                    .await
-                    .unwrap();
-            first = any.map(|_| (Instant::now(), common::cpu_seconds(serve.0.id())));
+        if first.is_none() && common::any_sent(&watch).await {
+            first = Some((Instant::now(), common::cpu_seconds(serve.0.id())));
         }
         let p = store.run_progress(run_id).await.unwrap();
         if p.finished() {

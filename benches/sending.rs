@@ -203,8 +203,7 @@ async fn main() {
     // End to end.
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let store = Store::connect(&db).await.unwrap();
-    store.migrate().await.unwrap();
+    let store = Store::open(&db).await.unwrap();
     let engagements = ["learner", "connector", "collaborator"];
     common::people(&store, n, |i| Answers {
         name: Some(format!("Person{i} Example")),
@@ -245,18 +244,12 @@ async fn main() {
     }
     // Polled through the in-flight indexes (one row looked up), so that watching the
     // run costs the machine nothing next to the run itself.
-    sqlx::any::install_default_drivers();
-    let watch = sqlx::AnyPool::connect(&db).await.unwrap();
+    let watch = common::pool(&db).await;
     let mut first_sent: Option<Instant> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if first_sent.is_none() {
-            let any: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM deliveries WHERE status = 'sent' LIMIT 1")
-                    .fetch_optional(&watch)
-                    .await
-                    .unwrap();
-            first_sent = any.map(|_| Instant::now());
+        if first_sent.is_none() && common::any_sent(&watch).await {
+            first_sent = Some(Instant::now());
         }
         let pending: Option<i64> = sqlx::query_scalar(
             "SELECT 1 WHERE EXISTS (SELECT 1 FROM deliveries WHERE status = 'queued') \

@@ -59,6 +59,16 @@ pub async fn pool(db: &str) -> sqlx::AnyPool {
     sqlx::AnyPool::connect(db).await.unwrap()
 }
 
+/// Whether any delivery has been sent yet: one row looked up through the in-flight
+/// indexes, so that watching a run costs the machine nothing next to the run itself.
+pub async fn any_sent(watch: &sqlx::AnyPool) -> bool {
+    sqlx::query_scalar::<_, i64>("SELECT 1 FROM deliveries WHERE status = 'sent' LIMIT 1")
+        .fetch_optional(watch)
+        .await
+        .unwrap()
+        .is_some()
+}
+
 /// `"a","b",…`: strings as the items of a Lua table, for wrk scripts.
 pub fn lua_strings(items: &[String]) -> String {
     items
