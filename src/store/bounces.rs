@@ -75,7 +75,7 @@ impl Store {
             } => ("soft_bounce", *status, *diagnostic),
             Returned::Complaint { feedback_type } => ("complaint", *feedback_type, ""),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // The first statement writes, so that on SQLite the transaction holds the write
         // lock from its start (a read first, then a write, fails at once when another
         // connection wrote in between, whatever the busy timeout). It records the report

@@ -36,7 +36,7 @@ impl Store {
         at: i64,
         profiles: &[i64],
     ) -> Result<(i64, Vec<(i64, i64)>), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let run_id: i64 = sqlx::query_scalar(
             "INSERT INTO campaign_runs (campaign, period_key, origin, status, recipients, created_at, queued_at) \
              VALUES ($1, $2, 'schedule', 'queued', $3, $4, $4) RETURNING id",
@@ -67,7 +67,7 @@ impl Store {
 
     /// Inserts events as given, in one transaction.
     pub async fn demo_events(&self, events: &[NewEvent<'_>]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for e in events {
             sqlx::query(
                 "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, link_id, tag, value, user_agent, automated, created_at) \
@@ -106,7 +106,7 @@ impl Store {
         profiles: &[i64],
         confirmed: &[i64],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO form_views (day, views) VALUES ($1, $2) ON CONFLICT (day) DO UPDATE SET views = form_views.views + $2")
             .bind(day)
             .bind(views)

@@ -53,7 +53,7 @@ impl Store {
         &self,
         groups: &[&[Reported]],
     ) -> Result<Vec<Vec<(i64, String)>>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let mut out = Vec::with_capacity(groups.len());
         for events in groups {
             out.push(self.insert_external(&mut tx, events).await?);
@@ -144,7 +144,7 @@ impl Store {
         automated: bool,
     ) -> Result<(), StoreError> {
         let at = super::now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, value, user_agent, created_at, automated) \
              VALUES ($1, 'feedback', $2, $6, $7, $3, $4, $5, $8)",

@@ -85,7 +85,7 @@ impl Store {
     /// (automated hits do not count). Returns their ids.
     pub async fn lapse(&self, campaign: &str, sent_before: i64) -> Result<Vec<i64>, StoreError> {
         let at = super::now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let ids: Vec<i64> = sqlx::query_scalar(
             "UPDATE profiles SET status = 'lapsed', updated_at = $3 WHERE status = 'subscribed' AND id IN ( \
                SELECT d.profile_id FROM deliveries d JOIN profiles p ON p.id = d.profile_id \
@@ -120,7 +120,7 @@ impl Store {
     /// subscribed again, with a consent record. False when they were not lapsed.
     pub async fn resume(&self, id: i64, meta: &super::ConsentMeta) -> Result<bool, StoreError> {
         let at = super::now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let changed: Option<i64> = sqlx::query_scalar(
             "UPDATE profiles SET status = 'subscribed', confirmed_at = $2, updated_at = $2 \
              WHERE id = $1 AND status = 'lapsed' RETURNING id",

@@ -214,6 +214,31 @@ impl Store {
         })
     }
 
+    /// Starts a transaction, safely even when the caller is cancelled half-way.
+    ///
+    /// sqlx 0.8 on PostgreSQL counts a transaction as open only once the answer to `BEGIN`
+    /// is read. A caller dropped while waiting for it (a visitor who closes the page while
+    /// the form is stored: hyper drops the handler) leaves the connection inside a
+    /// transaction that nothing ends, and the pool hands it to the next borrower: its
+    /// statements run inside that transaction, hold their row locks for good (the sending
+    /// worker then waits on them forever) and are lost when the connection closes (sqlx
+    /// issues 2054 and 4393, fixed in sqlx 0.9.1). Here `BEGIN` runs in a task of its own,
+    /// which the caller's cancellation does not stop: a transaction the caller no longer
+    /// wants is dropped whole, and sqlx queues its `ROLLBACK`. SQLite's `BEGIN` was made
+    /// safe in sqlx itself, so it starts in place (no hand-off to another task).
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin().await?),
+            Backend::Postgres => {
+                let pool = self.pool.clone();
+                let begun = tokio::spawn(async move { pool.begin().await })
+                    .await
+                    .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
+                Ok(begun?)
+            }
+        }
+    }
+
     /// Connects and applies the migrations: what every command and `serve` start with.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         let store = Store::connect(url).await?;
@@ -377,6 +402,57 @@ mod tests {
     }
 
     use super::*;
+
+    /// A `BEGIN` cut off at any point (the caller's future dropped, as hyper drops a
+    /// handler whose visitor hung up) leaves no transaction open on the connection the
+    /// pool hands out next: a second connection watching it sees it `idle`, never `idle in
+    /// transaction`. One connection in the pool, so the next borrower is that one.
+    #[tokio::test]
+    async fn a_cancelled_begin_leaves_no_transaction_behind() {
+        use sqlx::Connection;
+        let Ok(url) = std::env::var("RAPPORT_TEST_POSTGRES_URL") else {
+            return;
+        };
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .expect("connect");
+        let store = Store {
+            pool,
+            backend: Backend::Postgres,
+            hooks: Default::default(),
+        };
+        let mut watcher = sqlx::AnyConnection::connect(&url).await.expect("connect");
+        let mut cut_during_begin = 0;
+        for step in 0..60u64 {
+            let cut = Duration::from_micros(step * 40);
+            if tokio::time::timeout(cut, store.begin()).await.is_err() {
+                cut_during_begin += 1;
+            }
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&store.pool)
+                .await
+                .expect("query");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let state: String = sqlx::query_scalar(
+                "SELECT COALESCE(state, '') FROM pg_stat_activity WHERE pid = $1",
+            )
+            .bind(pid)
+            .fetch_one(&mut watcher)
+            .await
+            .expect("watch");
+            assert_eq!(
+                state, "idle",
+                "after a BEGIN cut off at {cut:?} the pool's connection is {state}"
+            );
+        }
+        assert!(
+            cut_during_begin > 0,
+            "no BEGIN was cut off; the test tested nothing"
+        );
+    }
 
     #[test]
     fn redacts_passwords() {

@@ -298,7 +298,7 @@ impl Store {
         meta: &ConsentMeta,
     ) -> Result<OptIn, StoreError> {
         let at = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // The write comes first so that SQLite takes its write lock before any read.
         let inserted =
             insert_new_profile(&mut *tx, email, answers, Status::Pending, &meta.source, at).await?;
@@ -372,7 +372,7 @@ impl Store {
         meta: &ConsentMeta,
     ) -> Result<Option<Profile>, StoreError> {
         let at = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let inserted = insert_new_profile(
             &mut *tx,
             email,
@@ -422,7 +422,7 @@ impl Store {
     ) -> Result<Option<Confirmation>, StoreError> {
         let at = now();
         let (nonce, pending) = crate::profile::split_confirmation_nonce(nonce);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let changed: Option<i64> = sqlx::query_scalar(
             "UPDATE profiles SET status = 'subscribed', confirmed_at = $3, unsubscribed_at = NULL, \
              updated_at = $3 WHERE id = $1 AND confirm_nonce = $2 AND status <> 'subscribed' RETURNING id",
@@ -503,7 +503,7 @@ impl Store {
         origin: &super::EventOrigin,
     ) -> Result<bool, StoreError> {
         let at = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let changed: Option<i64> = sqlx::query_scalar(
             "UPDATE profiles SET status = 'unsubscribed', confirm_nonce = NULL, unsubscribed_at = $2, \
              updated_at = $2 WHERE id = $1 AND status <> 'unsubscribed' RETURNING id",
@@ -556,7 +556,7 @@ impl Store {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // $2... the answers in column order, then the time and the mask of cleared columns.
         static SQL: LazyLock<String> = LazyLock::new(|| {
             let mask = ANSWERS + 3;
@@ -662,7 +662,7 @@ impl Store {
         source: &str,
     ) -> Result<u64, StoreError> {
         let at = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let mut inserted = 0;
         // Per row: the address, its key, the status, the answers, the source, the time twice.
         let per_row = ANSWERS + 6;
@@ -710,7 +710,7 @@ impl Store {
         source: &str,
     ) -> Result<u64, StoreError> {
         let at = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let mut written = 0;
         // Per row: the address, its key, the answers, the source and the time twice; a known
         // address gets the answers the row has (an empty cell erases nothing).

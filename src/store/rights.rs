@@ -67,7 +67,7 @@ impl Store {
     pub async fn erase(&self, p: &Profile) -> Result<(), StoreError> {
         let at = now();
         let anonymous = format!("erased-{}@erased.invalid", p.id);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(&format!(
             "UPDATE profiles SET email = $2, email_key = $2, status = 'unsubscribed', {}, \
              confirm_nonce = NULL, source = 'erased', updated_at = $3 WHERE id = $1",

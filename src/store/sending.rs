@@ -206,7 +206,7 @@ impl Store {
             q.sql(),
             n + 4,
         ));
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         q.bind_all(sqlx::query(&sql))
             .bind(run_id)
             .bind(campaign)
@@ -238,7 +238,7 @@ impl Store {
         profile_ids: &[i64],
         at: i64,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let mut queued = 0;
         let created = now();
         for chunk in profile_ids.chunks(super::rows_per_statement(5)) {
@@ -348,7 +348,7 @@ impl Store {
             return Ok(());
         }
         let at = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // One UPDATE per hundred: `UPDATE ... FROM (VALUES ...)` reads the same on SQLite
         // (3.33+) and PostgreSQL, whose VALUES columns are both named column1, column2.
         for chunk in sent.chunks(super::rows_per_statement(2)) {
@@ -434,7 +434,7 @@ impl Store {
         error: &str,
         bounce: bool,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE deliveries SET status = $2, last_error = $3, lease_until = NULL WHERE id = $1",
         )

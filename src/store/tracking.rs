@@ -112,7 +112,7 @@ impl Store {
         // batch touches is then visited once, not once per row that lands on it.
         let mut hits: Vec<&(Hit<'_>, i64)> = hits.iter().collect();
         hits.sort_by_key(|(h, _)| (h.delivery.profile_id, h.delivery.id));
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for chunk in hits.chunks(super::rows_per_statement(10)) {
             let sql = self.positional(format!(
                 "INSERT INTO events (profile_id, kind, campaign, run_id, delivery_id, link_id, tag, user_agent, automated, created_at) VALUES {}",

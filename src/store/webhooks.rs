@@ -158,7 +158,7 @@ impl Store {
         if !self.listens(event) || notes.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         self.queue_hooks(&mut tx, event, notes, at).await?;
         tx.commit().await?;
         Ok(())
