@@ -256,7 +256,7 @@ pub async fn create(
     let (created, profile) = if double_opt_in {
         let outcome = state
             .store
-            .request_opt_in(&email, &sub.answers, &meta)
+            .request_opt_in(&email, &sub.answers, &meta, None)
             .await?;
         let created = matches!(outcome, crate::store::OptIn::New(_));
         (created, outcome.profile().clone())

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::PageResult;
 use crate::profile::{FieldErrors, Purpose as FormPurpose, Question};
-use crate::store::{ConsentMeta, now};
+use crate::store::{ConsentMeta, OptIn};
 use crate::web::client::{client_ip, user_agent};
 use crate::web::extract::FormBody;
 use crate::web::pages;
@@ -98,29 +98,23 @@ pub async fn subscribe(
         tracing::info!(%ip, "honeypot filled in; submission ignored");
         return check_inbox(&site, email.as_str());
     }
-    // At most a few confirmation emails per address a day, whoever asks: the page says
-    // the same either way, so it tells nobody whether the address is known.
-    if let Some(limit) = state.settings.confirm_per_day {
-        let asked = state
-            .store
-            .opt_in_requests_since(&email, now() - 86_400)
-            .await?;
-        if asked >= i64::from(limit) {
-            tracing::warn!(%ip, asked, "confirmation emails for this address over the daily limit; nothing sent");
-            return check_inbox(&site, email.as_str());
-        }
-    }
     let meta = ConsentMeta {
         source: "form".into(),
         ip: Some(ip.to_string()),
         user_agent: user_agent(&headers),
         form_version: Some(form.version().to_string()),
     };
+    // At most a few confirmation emails per address a day, whoever asks: the page says
+    // the same either way, so it tells nobody whether the address is known.
     let outcome = state
         .store
-        .request_opt_in(&email, &sub.answers, &meta)
+        .request_opt_in(&email, &sub.answers, &meta, state.settings.confirm_per_day)
         .await?;
     let profile = outcome.profile();
+    if let OptIn::OverDailyLimit(_) = outcome {
+        tracing::warn!(%ip, profile_id = profile.id, "confirmation emails for this address over the daily limit; nothing sent");
+        return check_inbox(&site, email.as_str());
+    }
     tracing::info!(
         profile_id = profile.id,
         status = profile.status.as_str(),
