@@ -274,7 +274,13 @@ impl Worker {
         let site = self.site.get();
         let ids: Vec<i64> = batch.iter().map(|d| d.profile_id).collect();
         let profiles = self.store.profiles_by_ids(&ids).await?;
-        let events = self.store.event_summaries(&ids).await?;
+        // Behaviour is what segments test: confirmations have none to test, so a batch of
+        // confirmations only (a stream of sign-ups) skips the query.
+        let events = if batch.iter().any(|d| d.campaign != CONFIRMATION) {
+            self.store.event_summaries(&ids).await?
+        } else {
+            HashMap::new()
+        };
         // The library items each person was sent, where a campaign of the batch has a library.
         let with_library = batch
             .iter()
