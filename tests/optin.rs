@@ -24,6 +24,26 @@ on_both_backends!(
     health_and_unknown_paths,
 );
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_claimed_confirmation_outlives_its_process() {
+    a_claimed_confirmation_outlives_its_process(common::Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_claimed_confirmation_outlives_its_process() {
+    a_claimed_confirmation_outlives_its_process(common::Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_without_a_worker_confirmations_wait_in_the_queue() {
+    without_a_worker_confirmations_wait_in_the_queue(common::Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_without_a_worker_confirmations_wait_in_the_queue() {
+    without_a_worker_confirmations_wait_in_the_queue(common::Db::Postgres).await;
+}
+
 async fn profile_of(app: &TestApp, email: &str) -> Option<rapport::profile::Profile> {
     app.store
         .profile_by_email(&Email::parse(email).unwrap())
@@ -847,4 +867,77 @@ async fn secret_is_generated_once_and_kept() {
     let b = store.signing_secret().await.unwrap();
     assert_eq!(a, b);
     assert_eq!(a.len(), 32);
+}
+
+/// The confirmation's delivery: its status, attempts and whether it holds a lease.
+async fn confirmation_delivery(app: &TestApp, email: &str) -> (String, i64, bool) {
+    let pool = common::raw_pool(&app.database_url).await;
+    let (status, attempts, leased): (String, i64, i32) = sqlx::query_as(
+        "SELECT d.status, d.attempts, CASE WHEN d.lease_until IS NULL THEN 0 ELSE 1 END FROM deliveries d \
+         JOIN profiles p ON p.id = d.profile_id WHERE p.email = $1 AND d.campaign = $2",
+    )
+    .bind(email)
+    .bind(rapport::store::CONFIRMATION)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    (status, attempts, leased == 1)
+}
+
+/// A form request's confirmation is written already claimed for its own process's worker,
+/// which sends it at once; a process that dies first leaves it claimed, and when the lease
+/// runs out it is queued again and any worker sends it.
+async fn a_claimed_confirmation_outlives_its_process(db: common::Db) {
+    let Some(app) = common::spawn_app(db).await else {
+        return;
+    };
+    // Through the form: handed to this server's worker, sent once, one attempt.
+    app.subscribe("handed@example.com", &[]).await;
+    app.wait_for_mail(|m| m.to.contains("handed@example.com"))
+        .await;
+    let mut handed = confirmation_delivery(&app, "handed@example.com").await;
+    for _ in 0..100 {
+        if handed.0 == "sent" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        handed = confirmation_delivery(&app, "handed@example.com").await;
+    }
+    assert_eq!(handed, ("sent".to_string(), 1, false));
+
+    // Claimed by a process that is gone (its lease already ran out; nobody was handed it).
+    let email = Email::parse("orphan@example.com").unwrap();
+    let meta = ConsentMeta {
+        source: "form".into(),
+        ..Default::default()
+    };
+    let (_, claimed) = app
+        .store
+        .request_opt_in(&email, &Default::default(), &meta, None, Some(-1))
+        .await
+        .unwrap();
+    let claimed = claimed.expect("the delivery comes back claimed");
+    assert_eq!(claimed.attempts, 1);
+    assert_eq!(
+        confirmation_delivery(&app, "orphan@example.com").await,
+        ("sending".to_string(), 1, true)
+    );
+    assert_eq!(app.store.reclaim_expired().await.unwrap(), 1);
+    let mail = app
+        .wait_for_mail(|m| m.to.contains("orphan@example.com"))
+        .await;
+    assert!(mail.link("/confirm/").is_some(), "{}", mail.text);
+}
+
+/// Where no worker runs, a request claims nothing: its confirmation waits in the queue,
+/// unleased, for whichever worker runs next.
+async fn without_a_worker_confirmations_wait_in_the_queue(db: common::Db) {
+    let Some(app) = common::spawn_app_with(db, &[("RAPPORT_WORKER", "off")]).await else {
+        return;
+    };
+    assert_eq!(app.subscribe("waiting@example.com", &[]).await.status, 200);
+    assert_eq!(
+        confirmation_delivery(&app, "waiting@example.com").await,
+        ("queued".to_string(), 0, false)
+    );
 }

@@ -11,10 +11,17 @@
 //! transactions (a few milliseconds under full load), and the worker moves on only once
 //! its sends are recorded. Status and `unless` are checked again right
 //! before each send, with the profile as stored at that moment.
+//!
+//! Hand-off. A confirmation asked for on this process's form is written already claimed
+//! (see `Store::request_opt_in`) and handed straight to this worker ([`Worker::hand_off`]),
+//! which sends it without claiming it from the queue: the sign-up stream then costs no
+//! claim, no queue scan and no profile read. It keeps the same lease, so if the process
+//! dies before recording the send, the confirmation is queued again like any other.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -92,6 +99,13 @@ const RECORD_LINGER: Duration = Duration::from_millis(1);
 /// records the spread). It delays a confirmation or a welcome by at most this much.
 const WAKE_LINGER: Duration = Duration::from_millis(20);
 
+/// Confirmations claimed at the request, waiting for this process's worker (see
+/// [`Worker::hand_off`]). Beyond this many the request leaves the delivery to the queue.
+const HANDED_CAPACITY: usize = 10_000;
+
+/// A delivery claimed elsewhere in this process, with its person as the claim left them.
+type Handed = (Claimed, Profile);
+
 /// Records accepted sends shortly after they are accepted, grouping those that arrive
 /// within [`RECORD_LINGER`] of the first, or while the previous write is running, into one
 /// transaction (group commit).
@@ -135,6 +149,12 @@ pub struct Worker {
     recorder: tokio::sync::mpsc::Sender<SentRecord>,
     /// Stored link ids, so each link is looked up once per process.
     links: Arc<std::sync::Mutex<LinkIds>>,
+    /// Deliveries claimed at the request, for [`Worker::run`] to send.
+    handed: tokio::sync::mpsc::Sender<Handed>,
+    /// Their receiving end, until `run` takes it.
+    handed_rx: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Handed>>>>,
+    /// Whether `run` is taking handed deliveries (otherwise requests leave them queued).
+    taking: Arc<AtomicBool>,
 }
 
 /// What a batch knows about its recipients' history: their behaviour, for segments, and
@@ -170,7 +190,11 @@ impl Worker {
             .map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r))));
         let recorder = start_recorder(store.clone());
         let pacer = config.domain_rates.clone().map(|r| Arc::new(Pacer::new(r)));
+        let (handed, handed_rx) = tokio::sync::mpsc::channel(HANDED_CAPACITY);
         Worker {
+            handed,
+            handed_rx: Arc::new(std::sync::Mutex::new(Some(handed_rx))),
+            taking: Arc::new(AtomicBool::new(false)),
             pacer,
             store,
             site,
@@ -194,12 +218,97 @@ impl Worker {
     /// Two claim loops run side by side, so that while one waits for the last sends of its
     /// batch, claims the next and loads its profiles, the other keeps the SMTP connections
     /// busy (one loop left them idle between batches).
+    ///
+    /// A third loop sends what requests of this process claimed for it (see
+    /// [`Worker::hand_off`]).
     pub async fn run(self, stop: tokio::sync::watch::Receiver<bool>) {
+        let handed = self.handed_rx.lock().expect("not poisoned").take();
+        let handed_loop = async {
+            if let Some(rx) = handed {
+                self.handed_loop(rx, stop.clone()).await;
+            }
+        };
         tokio::join!(
             self.claim_loop(stop.clone(), true),
-            self.claim_loop(stop, false)
+            self.claim_loop(stop.clone(), false),
+            handed_loop
         );
         tracing::info!("delivery worker stopped");
+    }
+
+    /// The lease to claim a confirmation with at the request, when this worker is running
+    /// to take it (see [`Worker::hand_off`]); `None`: leave it to the queue.
+    pub fn claim_at_request(&self) -> Option<i64> {
+        self.taking
+            .load(Ordering::Acquire)
+            .then_some(self.config.lease)
+    }
+
+    /// Takes a delivery claimed at the request (with [`Worker::claim_at_request`]'s lease)
+    /// to send it without a claim from the queue. Should the worker be stopping or too far
+    /// behind, the delivery goes back to the queue instead.
+    pub fn hand_off(&self, d: Claimed, profile: Profile) {
+        if let Err(e) = self.handed.try_send((d, profile)) {
+            let (d, _) = e.into_inner();
+            let store = self.store.clone();
+            let wake = self.wake.clone();
+            tokio::spawn(async move {
+                let why = "handed to a worker that was busy or stopping; queued";
+                match store.delivery_postpone(d.id, now(), why).await {
+                    Ok(()) => wake.notify_one(),
+                    Err(e) => {
+                        tracing::error!(delivery = d.id, error = %e, "cannot queue a handed delivery; its lease will")
+                    }
+                }
+            });
+        }
+    }
+
+    /// Sends handed deliveries in groups (those handed within [`WAKE_LINGER`] of the
+    /// first) until `stop`; then stops taking them and sends what was handed meanwhile.
+    async fn handed_loop(
+        &self,
+        mut rx: tokio::sync::mpsc::Receiver<Handed>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        self.taking.store(true, Ordering::Release);
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let first = tokio::select! {
+                d = rx.recv() => d,
+                _ = stop.changed() => None,
+            };
+            let Some(first) = first else { break };
+            tokio::time::sleep(WAKE_LINGER).await;
+            let mut group = vec![first];
+            while group.len() < self.config.batch as usize {
+                match rx.try_recv() {
+                    Ok(d) => group.push(d),
+                    Err(_) => break,
+                }
+            }
+            self.send_handed(group).await;
+        }
+        self.taking.store(false, Ordering::Release);
+        rx.close();
+        let mut rest = Vec::new();
+        while let Some(d) = rx.recv().await {
+            rest.push(d);
+        }
+        if !rest.is_empty() {
+            self.send_handed(rest).await;
+        }
+    }
+
+    /// Delivers a group of handed deliveries with the people they were handed with.
+    async fn send_handed(&self, group: Vec<Handed>) {
+        let (batch, people): (Vec<Claimed>, Vec<Profile>) = group.into_iter().unzip();
+        let profiles = people.into_iter().map(|p| (p.id, p)).collect();
+        if let Err(e) = self.deliver_batch(batch, profiles).await {
+            tracing::error!(error = %e, "sending handed deliveries failed; their leases will queue them again");
+        }
     }
 
     /// Claims and delivers batches until `stop`; `reclaims` also puts deliveries whose
@@ -257,6 +366,18 @@ impl Worker {
         if batch.is_empty() {
             return Ok(0);
         }
+        let ids: Vec<i64> = batch.iter().map(|d| d.profile_id).collect();
+        let profiles = self.store.profiles_by_ids(&ids).await?;
+        self.deliver_batch(batch, profiles).await
+    }
+
+    /// Delivers claimed deliveries to these people (by profile id); returns how many it
+    /// handled.
+    async fn deliver_batch(
+        &self,
+        batch: Vec<Claimed>,
+        profiles: HashMap<i64, Profile>,
+    ) -> Result<usize, StoreError> {
         // Keep the claim while the batch is being sent, however long the server takes.
         let renew = {
             let store = self.store.clone();
@@ -273,7 +394,6 @@ impl Worker {
         };
         let site = self.site.get();
         let ids: Vec<i64> = batch.iter().map(|d| d.profile_id).collect();
-        let profiles = self.store.profiles_by_ids(&ids).await?;
         // Behaviour is what segments test: confirmations have none to test, so a batch of
         // confirmations only (a stream of sign-ups) skips the query.
         let events = if batch.iter().any(|d| d.campaign != CONFIRMATION) {

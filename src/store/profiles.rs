@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::sending::Claimed;
 use super::{Store, StoreError, now};
 use crate::profile::{Answers, Email, Profile, Question, Status};
 
@@ -299,13 +300,20 @@ impl Store {
     /// `per_day` caps the requests an address makes in a day (counted from its consent
     /// records): a known address at the cap gets [`OptIn::OverDailyLimit`] and nothing is
     /// written. A new address cannot be at the cap, so it costs no extra query.
+    ///
+    /// `claim` (a lease in seconds) writes the confirmation's delivery already claimed by
+    /// the caller, whose own worker then sends it without claiming it from the queue; the
+    /// claimed delivery comes back. Should that process die first, the lease runs out and
+    /// any worker takes it. Without `claim`, or when a worker is sending this person's
+    /// confirmation at this moment, the delivery waits in the queue.
     pub async fn request_opt_in(
         &self,
         email: &Email,
         answers: &Answers,
         meta: &ConsentMeta,
         per_day: Option<u32>,
-    ) -> Result<OptIn, StoreError> {
+        claim: Option<i64>,
+    ) -> Result<(OptIn, Option<Claimed>), StoreError> {
         let at = now();
         let mut tx = self.begin().await?;
         // The write comes first so that SQLite takes its write lock before any read.
@@ -334,7 +342,7 @@ impl Store {
                     .await?;
                     if asked >= i64::from(limit) {
                         let profile = profile_in(&mut *tx, known).await?;
-                        return Ok(OptIn::OverDailyLimit(profile));
+                        return Ok((OptIn::OverDailyLimit(profile), None));
                     }
                 }
                 // A known address: the answers wait for this request's confirmation link
@@ -356,21 +364,29 @@ impl Store {
             }
         };
         insert_consent(&mut *tx, id, "opt_in_requested", meta, at).await?;
-        // The confirmation email: the person's delivery of the system campaign, queued now,
-        // or queued again (a new request wants a new email); if a worker is sending it right
-        // now, it is queued again once that send is recorded (`again_at`).
-        sqlx::query(
-            "INSERT INTO deliveries (run_id, profile_id, campaign, status, attempts, next_attempt_at, created_at, priority) \
-             SELECT id, $1, campaign, 'queued', 0, $2, $2, 0 FROM campaign_runs WHERE campaign = $3 AND period_key = $4 \
-             ON CONFLICT (run_id, profile_id) DO UPDATE SET status = 'queued', attempts = 0, \
-             next_attempt_at = $2, created_at = $2, lease_until = NULL, last_error = NULL, message_id = NULL, sent_at = NULL \
-             WHERE deliveries.status <> 'sending'",
+        // The confirmation email: the person's delivery of the system campaign, queued (or
+        // claimed, see `claim`) now, or again (a new request wants a new email); if a worker
+        // is sending it right now, it is queued again once that send is recorded (`again_at`).
+        let (status, attempts) = match claim {
+            Some(_) => ("sending", 1i64),
+            None => ("queued", 0i64),
+        };
+        let confirmation: Option<Claimed> = sqlx::query_as(
+            "INSERT INTO deliveries (run_id, profile_id, campaign, status, attempts, next_attempt_at, created_at, priority, lease_until) \
+             SELECT id, $1, campaign, $5, $6, $2, $2, 0, $7 FROM campaign_runs WHERE campaign = $3 AND period_key = $4 \
+             ON CONFLICT (run_id, profile_id) DO UPDATE SET status = $5, attempts = $6, \
+             next_attempt_at = $2, created_at = $2, lease_until = $7, last_error = NULL, message_id = NULL, sent_at = NULL \
+             WHERE deliveries.status <> 'sending' \
+             RETURNING id, run_id, profile_id, campaign, attempts",
         )
         .bind(id)
         .bind(at)
         .bind(super::sending::CONFIRMATION)
         .bind(super::sending::STANDING)
-        .execute(&mut *tx)
+        .bind(status)
+        .bind(attempts)
+        .bind(claim.map(|lease| at + lease))
+        .fetch_optional(&mut *tx)
         .await?;
         if inserted.is_none() {
             // (A new profile has no delivery that could be in a worker's hands.)
@@ -385,12 +401,13 @@ impl Store {
         }
         let profile = profile_in(&mut *tx, id).await?;
         tx.commit().await?;
-        Ok(match (inserted.is_some(), profile.status) {
+        let outcome = match (inserted.is_some(), profile.status) {
             (true, _) => OptIn::New(profile),
             (false, Status::Pending) => OptIn::StillPending(profile),
             (false, Status::Subscribed) => OptIn::AlreadySubscribed(profile),
             (false, _) => OptIn::Returning(profile),
-        })
+        };
+        Ok((outcome, confirmation.filter(|_| claim.is_some())))
     }
 
     /// A new subscriber whose consent another system collected (the API without double

@@ -254,12 +254,22 @@ pub async fn create(
         form_version: Some(form.version().to_string()),
     };
     let (created, profile) = if double_opt_in {
-        let outcome = state
+        let (outcome, confirmation) = state
             .store
-            .request_opt_in(&email, &sub.answers, &meta, None)
+            .request_opt_in(
+                &email,
+                &sub.answers,
+                &meta,
+                None,
+                state.worker.claim_at_request(),
+            )
             .await?;
         let created = matches!(outcome, crate::store::OptIn::New(_));
-        (created, outcome.profile().clone())
+        let profile = outcome.profile().clone();
+        if let Some(d) = confirmation {
+            state.worker.hand_off(d, profile.clone());
+        }
+        (created, profile)
     } else {
         match state
             .store
