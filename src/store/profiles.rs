@@ -190,7 +190,8 @@ where
 }
 
 /// Inserts a profile for an address not seen before (`confirmed_at` set when it starts
-/// `subscribed`); its id, or `None` when the address is known.
+/// `subscribed`); the profile as stored (no second read), or `None` when the address is
+/// known.
 async fn insert_new_profile<'c, E>(
     conn: E,
     email: &Email,
@@ -198,7 +199,7 @@ async fn insert_new_profile<'c, E>(
     status: Status,
     source: &str,
     at: i64,
-) -> Result<Option<i64>, StoreError>
+) -> Result<Option<Profile>, StoreError>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
@@ -209,12 +210,13 @@ where
             "INSERT INTO profiles (email, email_key, status, {}, confirm_nonce, source, created_at, \
              updated_at, confirmed_at) VALUES ($1, $2, ${st}, {}, ${n}, ${s}, ${t}, ${t}, \
              CASE WHEN ${st} = 'subscribed' THEN ${t} END) \
-             ON CONFLICT (email_key) DO NOTHING RETURNING id",
+             ON CONFLICT (email_key) DO NOTHING RETURNING {}",
             *COLUMNS,
-            super::params(3, ANSWERS)
+            super::params(3, ANSWERS),
+            profile_columns!()
         )
     });
-    Ok(sqlx::query_scalar(SQL.as_str())
+    let row = sqlx::query(SQL.as_str())
         .bind(email.as_str())
         .bind(email.key())
         .bind_answers(answers)
@@ -223,7 +225,8 @@ where
         .bind(at)
         .bind(status.as_str())
         .fetch_optional(conn)
-        .await?)
+        .await?;
+    row.as_ref().map(profile_from_row).transpose()
 }
 
 pub(super) async fn insert_consent<'c, E>(
@@ -320,8 +323,8 @@ impl Store {
         let inserted =
             insert_new_profile(&mut *tx, email, answers, Status::Pending, &meta.source, at).await?;
 
-        let id = match inserted {
-            Some(id) => id,
+        let id = match &inserted {
+            Some(p) => p.id,
             None => {
                 if let Some(limit) = per_day {
                     // By the profile's own consent records (their index), not by all of the
@@ -399,9 +402,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let profile = profile_in(&mut *tx, id).await?;
+        // A new profile is as its insert returned it: nothing since changed it.
+        let fresh = inserted.is_some();
+        let profile = match inserted {
+            Some(p) => p,
+            None => profile_in(&mut *tx, id).await?,
+        };
         tx.commit().await?;
-        let outcome = match (inserted.is_some(), profile.status) {
+        let outcome = match (fresh, profile.status) {
             (true, _) => OptIn::New(profile),
             (false, Status::Pending) => OptIn::StillPending(profile),
             (false, Status::Subscribed) => OptIn::AlreadySubscribed(profile),
@@ -430,11 +438,10 @@ impl Store {
             at,
         )
         .await?;
-        let Some(id) = inserted else {
+        let Some(profile) = inserted else {
             return Ok(None);
         };
-        insert_consent(&mut *tx, id, "opt_in", meta, at).await?;
-        let profile = profile_in(&mut *tx, id).await?;
+        insert_consent(&mut *tx, profile.id, "opt_in", meta, at).await?;
         let note = subscribed_note(&profile, &meta.source);
         self.queue_hooks(&mut tx, HookEvent::Subscribed, &[note], at)
             .await?;
