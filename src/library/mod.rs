@@ -32,6 +32,14 @@ pub const MAX_ITEMS: usize = 20;
 /// `beginner` ones: the programme introduces training early and follows it up.
 pub const BEGINNER_ITEMS: usize = 6;
 
+/// Rankings kept by [`Library::select`] at most before it starts again: one per kind of
+/// reader (chosen topics, segments, industry, level, day) seen in a sending run.
+const MAX_RANKINGS: usize = 4096;
+
+/// Items ranked beyond the `n` asked for, so that a reader who was sent some of them
+/// still finds `n` in the kept ranking.
+const RANKING_SPARE: usize = 8;
+
 /// Who an item is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -148,6 +156,20 @@ pub struct Library {
     industries: Vec<String>,
     /// Not errors, but worth a look (an item whose `url` another item has).
     pub warnings: Vec<Diagnostic>,
+    /// Rankings by kind of reader (see [`Library::select`]).
+    rankings: std::sync::Mutex<HashMap<RankingKey, Arc<[usize]>>>,
+}
+
+/// What a ranking depends on besides the items: the reader's masks, their level, the day
+/// and how many items were asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct RankingKey {
+    topics: u64,
+    segments: u64,
+    industry: Option<u64>,
+    advanced: bool,
+    today: NaiveDate,
+    n: usize,
 }
 
 /// One person as selection sees them.
@@ -441,6 +463,34 @@ impl Library {
         if n == 0 || self.items.is_empty() {
             return Vec::new();
         }
+        let key = self.key(reader, n);
+        let sent: Vec<usize> = reader
+            .sent
+            .iter()
+            .filter_map(|u| self.by_url.get(u).copied())
+            .collect();
+        // Readers of one kind share a ranking: it is made once (with spare items) and kept,
+        // and each reader takes its first `n` items they were not sent. Any item outside
+        // the ranking ranks below all of it, so this is their own ranking's top `n`, unless
+        // they were sent so many of it that fewer than `n` remain: then they get their own.
+        let ranking = self.ranking(key);
+        let fits = ranking.iter().filter(|i| !sent.contains(i)).take(n).count() == n
+            || ranking.len() < n + RANKING_SPARE;
+        let chosen: Vec<usize> = if fits {
+            ranking
+                .iter()
+                .filter(|i| !sent.contains(i))
+                .take(n)
+                .copied()
+                .collect()
+        } else {
+            self.rank(&key, &sent, n).to_vec()
+        };
+        chosen.into_iter().map(|i| self.items[i].clone()).collect()
+    }
+
+    /// The kind of reader `reader` is, for a selection of `n`.
+    fn key(&self, reader: &Reader<'_>, n: usize) -> RankingKey {
         let mask = |names: &[String], has: &dyn Fn(&str) -> bool| {
             names
                 .iter()
@@ -449,31 +499,54 @@ impl Library {
                 .filter(|(_, name)| has(name))
                 .fold(0u64, |m, (i, _)| m | 1 << i)
         };
-        let topics = mask(&self.topics, &|t| reader.topics.iter().any(|c| c == t));
-        let segments = mask(&self.segments, &|s| {
-            reader.segments.get(s).copied().unwrap_or(false)
-        });
-        let known_industry = reader.industry.is_some();
-        let industry = reader
-            .industry
-            .map(|i| mask(&self.industries, &|n| n == i))
-            .unwrap_or(0);
-        let sent: Vec<usize> = reader
-            .sent
-            .iter()
-            .filter_map(|u| self.by_url.get(u).copied())
-            .collect();
-        let level = if reader.sent.len() < BEGINNER_ITEMS {
-            Level::Beginner
-        } else {
+        RankingKey {
+            topics: mask(&self.topics, &|t| reader.topics.iter().any(|c| c == t)),
+            segments: mask(&self.segments, &|s| {
+                reader.segments.get(s).copied().unwrap_or(false)
+            }),
+            industry: reader.industry.map(|i| mask(&self.industries, &|n| n == i)),
+            advanced: reader.sent.len() >= BEGINNER_ITEMS,
+            today: reader.today,
+            n,
+        }
+    }
+
+    /// The kept ranking of `key`'s readers, made now if there is none.
+    fn ranking(&self, key: RankingKey) -> Arc<[usize]> {
+        if let Some(r) = self.lock_rankings().get(&key) {
+            return r.clone();
+        }
+        let ranking = self.rank(&key, &[], key.n + RANKING_SPARE);
+        let mut kept = self.lock_rankings();
+        if kept.len() >= MAX_RANKINGS {
+            kept.clear();
+        }
+        kept.insert(key, ranking.clone());
+        ranking
+    }
+
+    fn lock_rankings(&self) -> std::sync::MutexGuard<'_, HashMap<RankingKey, Arc<[usize]>>> {
+        // A panic elsewhere while holding the lock leaves a map that is still whole.
+        self.rankings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The `take` best eligible items for `key`'s readers, leaving out `sent`, best first.
+    fn rank(&self, key: &RankingKey, sent: &[usize], take: usize) -> Arc<[usize]> {
+        let level = if key.advanced {
             Level::Advanced
+        } else {
+            Level::Beginner
         };
-        // The best n so far as (score, index); the items are newest first, so among equal
+        let (topics, segments) = (key.topics, key.segments);
+        let (known_industry, industry) = (key.industry.is_some(), key.industry.unwrap_or(0));
+        // The best so far as (score, index); the items are newest first, so among equal
         // scores the lower index wins.
-        let mut best: Vec<(u32, usize)> = Vec::with_capacity(n + 1);
+        let mut best: Vec<(u32, usize)> = Vec::with_capacity(take + 1);
         for (i, f) in self.facts.iter().enumerate() {
-            if f.expires.is_some_and(|d| d <= reader.today)
-                || f.published.is_some_and(|d| d > reader.today)
+            if f.expires.is_some_and(|d| d <= key.today)
+                || f.published.is_some_and(|d| d > key.today)
                 || (f.segments != 0 && f.segments & segments == 0)
                 || (f.industries != 0 && known_industry && f.industries & industry == 0)
                 || sent.contains(&i)
@@ -484,16 +557,14 @@ impl Library {
                 | (u32::from(f.segments != 0) << 2)
                 | (u32::from(f.industries & industry != 0) << 1)
                 | u32::from(f.level == Some(level));
-            if best.len() == n && best[n - 1].0 >= score {
+            if best.len() == take && best[take - 1].0 >= score {
                 continue;
             }
             let at = best.partition_point(|(s, _)| *s >= score);
             best.insert(at, (score, i));
-            best.truncate(n);
+            best.truncate(take);
         }
-        best.into_iter()
-            .map(|(_, i)| self.items[i].clone())
-            .collect()
+        best.into_iter().map(|(_, i)| i).collect()
     }
 }
 

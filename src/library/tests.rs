@@ -218,3 +218,82 @@ fn a_shared_url_is_a_warning() {
     assert_eq!(lib.warnings.len(), 1);
     assert!(lib.warnings[0].message.contains("count as one item"));
 }
+
+/// Readers of one kind share a kept ranking; whatever each was sent before, what they get
+/// is what ranking the items for them alone gives.
+#[test]
+fn kept_rankings_give_each_reader_their_own_selection() {
+    let topics = ["training", "security", "community"];
+    let files: Vec<(String, String)> = (0..40)
+        .map(|i| {
+            let extra = format!(
+                "topics = [\"{}\"]\n{}{}published = 2029-{:02}-{:02}",
+                topics[i % 3],
+                if i % 5 == 0 {
+                    "segments = [\"small\"]\n"
+                } else {
+                    ""
+                },
+                if i % 4 == 0 {
+                    "level = \"advanced\"\n"
+                } else {
+                    ""
+                },
+                1 + i % 12,
+                1 + i % 28,
+            );
+            (format!("item-{i}.md"), item(&format!("u{i}"), &extra))
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let lib = library(&refs).unwrap();
+    // A small deterministic generator: the same readers every run.
+    let mut seed = 7u64;
+    let mut next = |m: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % m
+    };
+    for _ in 0..400 {
+        let chosen: Vec<String> = topics
+            .iter()
+            .filter(|_| next(2) == 0)
+            .map(|t| t.to_string())
+            .collect();
+        let segments: BTreeMap<String, bool> = [("small".to_string(), next(2) == 0)].into();
+        let sent: Vec<String> = (0..next(30))
+            .map(|_| format!("https://x.example/u{}", next(40)))
+            .collect();
+        let reader = Reader {
+            topics: &chosen,
+            segments: &segments,
+            industry: None,
+            sent: &sent,
+            today: NaiveDate::from_ymd_opt(2030, 6, 1).unwrap(),
+        };
+        let n = 1 + next(4) as usize;
+        let got: Vec<String> = lib
+            .select(&reader, n)
+            .iter()
+            .map(|i| i.id.clone())
+            .collect();
+        let sent_idx: Vec<usize> = sent
+            .iter()
+            .filter_map(|u| lib.by_url.get(u).copied())
+            .collect();
+        let alone: Vec<String> = lib
+            .rank(&lib.key(&reader, n), &sent_idx, n)
+            .iter()
+            .map(|&i| lib.items[i].id.clone())
+            .collect();
+        assert_eq!(got, alone, "topics {chosen:?}, sent {sent:?}, n {n}");
+    }
+    assert!(
+        lib.lock_rankings().len() > 1,
+        "rankings were kept and shared"
+    );
+}
