@@ -22,17 +22,8 @@ on_both_backends!(
     profile_centre_validates_and_keeps_answers,
     profile_centre_can_clear_answers,
     health_and_unknown_paths,
+    a_claimed_confirmation_outlives_its_process,
 );
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_claimed_confirmation_outlives_its_process() {
-    a_claimed_confirmation_outlives_its_process(common::Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_claimed_confirmation_outlives_its_process() {
-    a_claimed_confirmation_outlives_its_process(common::Db::Postgres).await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_without_a_worker_confirmations_wait_in_the_queue() {
@@ -887,10 +878,7 @@ async fn confirmation_delivery(app: &TestApp, email: &str) -> (String, i64, bool
 /// A form request's confirmation is written already claimed for its own process's worker,
 /// which sends it at once; a process that dies first leaves it claimed, and when the lease
 /// runs out it is queued again and any worker sends it.
-async fn a_claimed_confirmation_outlives_its_process(db: common::Db) {
-    let Some(app) = common::spawn_app(db).await else {
-        return;
-    };
+async fn a_claimed_confirmation_outlives_its_process(app: TestApp) {
     // Through the form: handed to this server's worker, sent once, one attempt.
     app.subscribe("handed@example.com", &[]).await;
     app.wait_for_mail(|m| m.to.contains("handed@example.com"))
