@@ -132,3 +132,48 @@ async fn a_refused_confirmation_is_retried_from_the_queue_and_the_form_answers_a
         "the server's reply is kept"
     );
 }
+
+/// A confirmation handed to the worker of the instance that took the request, but kept
+/// waiting behind a slow mail server for longer than its lease allows, is sent once: the
+/// worker leaves it to the queue (its lease runs out, it is queued again and claimed like
+/// any other) instead of sending it beside the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmation_kept_waiting_past_its_lease_is_sent_once() {
+    // Every message takes two seconds to be accepted, over one connection.
+    let Some(sink) = SmtpSink::start(&["-w", "2"]) else {
+        return;
+    };
+    let app = common::spawn_app_with(
+        common::Db::Sqlite,
+        &[
+            ("RAPPORT_SMTP_URL", &sink.url()),
+            ("RAPPORT_SMTP_POOL", "1"),
+            ("RAPPORT_DELIVERY_LEASE", "3s"),
+        ],
+    )
+    .await
+    .unwrap();
+    // Two go out in the first group (four seconds); the third, handed once that group has
+    // started, waits past its lease.
+    for who in ["first", "second"] {
+        assert_eq!(
+            app.subscribe(&format!("{who}@example.com"), &[])
+                .await
+                .status,
+            200
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.subscribe("third@example.com", &[]).await.status, 200);
+    sink.wait_for(3).await;
+    // Long enough for a second copy of any of them to arrive, were one sent.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let per = sink.per_recipient();
+    for who in ["first", "second", "third"] {
+        assert_eq!(
+            per.get(&format!("<{who}@example.com>")),
+            Some(&1),
+            "{per:?}"
+        );
+    }
+}

@@ -103,8 +103,9 @@ const WAKE_LINGER: Duration = Duration::from_millis(20);
 /// [`Worker::hand_off`]). Beyond this many the request leaves the delivery to the queue.
 const HANDED_CAPACITY: usize = 10_000;
 
-/// A delivery claimed elsewhere in this process, with its person as the claim left them.
-type Handed = (Claimed, Profile);
+/// A delivery claimed elsewhere in this process, with its person as the claim left them
+/// and when it was handed over.
+type Handed = (Claimed, Profile, Instant);
 
 /// Records accepted sends shortly after they are accepted, grouping those that arrive
 /// within [`RECORD_LINGER`] of the first, or while the previous write is running, into one
@@ -222,7 +223,11 @@ impl Worker {
     /// A third loop sends what requests of this process claimed for it (see
     /// [`Worker::hand_off`]).
     pub async fn run(self, stop: tokio::sync::watch::Receiver<bool>) {
-        let handed = self.handed_rx.lock().expect("not poisoned").take();
+        let handed = self
+            .handed_rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         let handed_loop = async {
             if let Some(rx) = handed {
                 self.handed_loop(rx, stop.clone()).await;
@@ -248,8 +253,8 @@ impl Worker {
     /// to send it without a claim from the queue. Should the worker be stopping or too far
     /// behind, the delivery goes back to the queue instead.
     pub fn hand_off(&self, d: Claimed, profile: Profile) {
-        if let Err(e) = self.handed.try_send((d, profile)) {
-            let (d, _) = e.into_inner();
+        if let Err(e) = self.handed.try_send((d, profile, Instant::now())) {
+            let (d, _, _) = e.into_inner();
             let store = self.store.clone();
             let wake = self.wake.clone();
             tokio::spawn(async move {
@@ -303,8 +308,27 @@ impl Worker {
     }
 
     /// Delivers a group of handed deliveries with the people they were handed with.
+    ///
+    /// One that waited longer than a third of its lease (a mail server so slow that the
+    /// groups before it took that long) is left alone: its lease may run out before the
+    /// group's first renewal, and then the queue has it, so sending it here as well could
+    /// send it twice. The queue sends it once its lease has run out.
     async fn send_handed(&self, group: Vec<Handed>) {
-        let (batch, people): (Vec<Claimed>, Vec<Profile>) = group.into_iter().unzip();
+        let fresh_for = Duration::from_secs((self.config.lease / 3).max(1) as u64);
+        let (fresh, stale): (Vec<Handed>, Vec<Handed>) = group
+            .into_iter()
+            .partition(|(_, _, at)| at.elapsed() < fresh_for);
+        if !stale.is_empty() {
+            tracing::warn!(
+                deliveries = stale.len(),
+                "handed confirmations waited too long for the worker; the queue sends them when their lease runs out"
+            );
+        }
+        let (batch, people): (Vec<Claimed>, Vec<Profile>) =
+            fresh.into_iter().map(|(d, p, _)| (d, p)).unzip();
+        if batch.is_empty() {
+            return;
+        }
         let profiles = people.into_iter().map(|p| (p.id, p)).collect();
         if let Err(e) = self.deliver_batch(batch, profiles).await {
             tracing::error!(error = %e, "sending handed deliveries failed; their leases will queue them again");
