@@ -474,18 +474,16 @@ impl Library {
         // the ranking ranks below all of it, so this is their own ranking's top `n`, unless
         // they were sent so many of it that fewer than `n` remain: then they get their own.
         let ranking = self.ranking(key);
-        let fits = ranking.iter().filter(|i| !sent.contains(i)).take(n).count() == n
-            || ranking.len() < n + RANKING_SPARE;
-        let chosen: Vec<usize> = if fits {
-            ranking
-                .iter()
-                .filter(|i| !sent.contains(i))
-                .take(n)
-                .copied()
-                .collect()
-        } else {
-            self.rank(&key, &sent, n).to_vec()
-        };
+        let mut chosen: Vec<usize> = ranking
+            .iter()
+            .filter(|i| !sent.contains(i))
+            .take(n)
+            .copied()
+            .collect();
+        // A short ranking holds every eligible item, so what it gave is all there is.
+        if chosen.len() < n && ranking.len() == n + RANKING_SPARE {
+            chosen = self.rank(&key, &sent, n);
+        }
         chosen.into_iter().map(|i| self.items[i].clone()).collect()
     }
 
@@ -516,7 +514,7 @@ impl Library {
         if let Some(r) = self.lock_rankings().get(&key) {
             return r.clone();
         }
-        let ranking = self.rank(&key, &[], key.n + RANKING_SPARE);
+        let ranking: Arc<[usize]> = self.rank(&key, &[], key.n + RANKING_SPARE).into();
         let mut kept = self.lock_rankings();
         if kept.len() >= MAX_RANKINGS {
             kept.clear();
@@ -533,7 +531,7 @@ impl Library {
     }
 
     /// The `take` best eligible items for `key`'s readers, leaving out `sent`, best first.
-    fn rank(&self, key: &RankingKey, sent: &[usize], take: usize) -> Arc<[usize]> {
+    fn rank(&self, key: &RankingKey, sent: &[usize], take: usize) -> Vec<usize> {
         let level = if key.advanced {
             Level::Advanced
         } else {
