@@ -330,17 +330,14 @@ impl Store {
                     // By the profile's own consent records (their index), not by all of the
                     // day's requests: on a fresh PostgreSQL table the planner took the
                     // (action, time) index and counted every request of the day, each time.
-                    let known: i64 =
-                        sqlx::query_scalar("SELECT id FROM profiles WHERE email_key = $1")
-                            .bind(email.key())
-                            .fetch_one(&mut *tx)
-                            .await?;
-                    let asked: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM consents WHERE profile_id = $1 \
-                         AND action = 'opt_in_requested' AND created_at >= $2",
+                    let (known, asked): (i64, i64) = sqlx::query_as(
+                        "SELECT p.id, (SELECT COUNT(*) FROM consents c WHERE c.profile_id = p.id \
+                         AND c.action = 'opt_in_requested' AND c.created_at >= $1) \
+                         FROM profiles p WHERE p.email_key = $2",
                     )
-                    .bind(known)
+                    // (Numbered in the order they appear: SQLite numbers `$N` that way.)
                     .bind(at - 86_400)
+                    .bind(email.key())
                     .fetch_one(&mut *tx)
                     .await?;
                     if asked >= i64::from(limit) {
