@@ -107,6 +107,25 @@ const HANDED_CAPACITY: usize = 10_000;
 /// and when it was handed over.
 type Handed = (Claimed, Profile, Instant);
 
+/// A group for one write or one batch: `first`, and after `linger` whatever else `rx`
+/// holds, up to `cap` in all.
+async fn gather<T>(
+    rx: &mut tokio::sync::mpsc::Receiver<T>,
+    first: T,
+    linger: Duration,
+    cap: usize,
+) -> Vec<T> {
+    tokio::time::sleep(linger).await;
+    let mut group = vec![first];
+    while group.len() < cap {
+        match rx.try_recv() {
+            Ok(x) => group.push(x),
+            Err(_) => break,
+        }
+    }
+    group
+}
+
 /// Records accepted sends shortly after they are accepted, grouping those that arrive
 /// within [`RECORD_LINGER`] of the first, or while the previous write is running, into one
 /// transaction (group commit).
@@ -114,14 +133,7 @@ fn start_recorder(store: Store) -> tokio::sync::mpsc::Sender<SentRecord> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<SentRecord>(4096);
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
-            tokio::time::sleep(RECORD_LINGER).await;
-            let mut batch = vec![first];
-            while batch.len() < 1000 {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
-                }
-            }
+            let batch = gather(&mut rx, first, RECORD_LINGER, 1000).await;
             let (rows, acks): (Vec<Sent>, Vec<_>) = batch.into_iter().unzip();
             let result = store
                 .deliveries_sent(&rows)
@@ -286,14 +298,7 @@ impl Worker {
                 _ = stop.changed() => None,
             };
             let Some(first) = first else { break };
-            tokio::time::sleep(WAKE_LINGER).await;
-            let mut group = vec![first];
-            while group.len() < self.config.batch as usize {
-                match rx.try_recv() {
-                    Ok(d) => group.push(d),
-                    Err(_) => break,
-                }
-            }
+            let group = gather(&mut rx, first, WAKE_LINGER, self.config.batch as usize).await;
             self.send_handed(group).await;
         }
         self.taking.store(false, Ordering::Release);
