@@ -14,6 +14,10 @@ mod samples;
 
 pub use samples::{Sample, SampleFacts, sample_profiles};
 
+/// The name the confirmation's subject is compiled under (`subject:` + this); campaign ids
+/// are letters, digits, `-` and `_`, so it cannot be one of theirs.
+pub const CONFIRM_SUBJECT: &str = "[form confirmation]";
+
 /// Everything loaded from a project directory.
 #[derive(Debug)]
 pub struct Site {
@@ -97,6 +101,9 @@ impl Site {
             // Syntax was checked with the campaign; this cannot fail for a built campaign.
             let _ = templates.register_subject(&c.id, &c.subject);
         }
+        // The confirmation's subject is compiled once too (a syntax error is left to the
+        // send, which reports it with its name).
+        let _ = templates.register_subject(CONFIRM_SUBJECT, &project.confirm_subject);
         Ok(Site {
             project,
             segments,

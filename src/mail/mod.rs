@@ -228,7 +228,8 @@ impl Mailer {
         let subject = if already_subscribed {
             format!("You are already subscribed to {}", sender.name())
         } else {
-            site.templates.render_text(
+            site.templates.render_subject(
+                crate::site::CONFIRM_SUBJECT,
                 "[form] confirm_subject",
                 &site.project.confirm_subject,
                 &ctx,

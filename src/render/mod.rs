@@ -327,6 +327,22 @@ impl Templates {
         self.files.get(name)
     }
 
+    /// Renders the subject registered as `id` by [`Templates::register_subject`], or, when
+    /// it could not be registered, `template` itself (whose error then names `label`).
+    pub fn render_subject<T: Serialize>(
+        &self,
+        id: &str,
+        label: &str,
+        template: &str,
+        data: &T,
+    ) -> Result<String, RenderError> {
+        let compiled = format!("subject:{id}");
+        if self.plain.has_template(&compiled) {
+            return self.render_plain(&compiled, data);
+        }
+        self.render_text(label, template, data)
+    }
+
     /// Renders a template given as text (subjects) with `data`, HTML escaping off.
     pub fn render_text<T: Serialize>(
         &self,
