@@ -86,6 +86,8 @@ fn context(
         Some(links) => links.slot_marker(k),
         None => url.to_string(),
     };
+    // Built as values, not through `json!` (which would serialise each item's value into
+    // a new one: a deep copy per item per message).
     let library: Vec<Value> = p
         .library
         .iter()
@@ -95,15 +97,30 @@ fn context(
                 Some(_) => item.prepared_summary.as_deref().unwrap_or(&item.summary),
                 None => &item.summary,
             };
-            json!({
-                "id": item.id, "title": item.title, "url": slot(1 + i, &item.url),
-                "summary": summary, "topics": item.topics, "level": item.level,
-                "published": item.published,
-            })
+            let text = |s: &str| Value::String(s.to_string());
+            let mut m = serde_json::Map::new();
+            m.insert("id".into(), text(&item.id));
+            m.insert("title".into(), text(&item.title));
+            m.insert("url".into(), Value::String(slot(1 + i, &item.url)));
+            m.insert("summary".into(), text(summary));
+            m.insert(
+                "topics".into(),
+                Value::Array(item.topics.iter().map(|t| text(t)).collect()),
+            );
+            m.insert(
+                "level".into(),
+                item.level
+                    .map_or(Value::Null, |l| serde_json::to_value(l).unwrap_or_default()),
+            );
+            m.insert(
+                "published".into(),
+                item.published.as_deref().map_or(Value::Null, text),
+            );
+            Value::Object(m)
         })
         .collect();
     let a = &p.profile.answers;
-    json!({
+    let mut ctx = json!({
         "profile": {
             "email": p.profile.email.as_str(),
             "status": p.profile.status,
@@ -126,8 +143,9 @@ fn context(
         "feedback_yes_url": p.links.feedback_yes_url,
         "feedback_no_url": p.links.feedback_no_url,
         "keep_url": slot(0, &p.links.keep_url),
-        "library": library,
-    })
+    });
+    ctx["library"] = Value::Array(library);
+    ctx
 }
 
 /// The links of a render that only the render knows, as (URL, tag): slot 0 is the keep
