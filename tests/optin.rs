@@ -23,6 +23,7 @@ on_both_backends!(
     profile_centre_can_clear_answers,
     health_and_unknown_paths,
     a_claimed_confirmation_outlives_its_process,
+    a_known_address_asking_again_gets_one_email,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -915,6 +916,59 @@ async fn a_claimed_confirmation_outlives_its_process(app: TestApp) {
         .wait_for_mail(|m| m.to.contains("orphan@example.com"))
         .await;
     assert!(mail.link("/confirm/").is_some(), "{}", mail.text);
+}
+
+/// The confirmation's delivery, once it leaves the worker's hands (neither `sending` nor
+/// queued for a send already due): what it settled as.
+async fn settled_confirmation(app: &TestApp, email: &str) -> (String, i64, bool) {
+    let mut d = confirmation_delivery(app, email).await;
+    for _ in 0..150 {
+        if d.0 == "sent" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        d = confirmation_delivery(app, email).await;
+    }
+    d
+}
+
+/// A known address that asks again after its first confirmation went out gets exactly one
+/// more: the request claims the person's delivery for its worker, and must not also mark
+/// it to be queued again once sent (that is only for a delivery another send holds).
+async fn a_known_address_asking_again_gets_one_email(app: TestApp) {
+    let to_known = |app: &TestApp| {
+        app.outbox_messages()
+            .iter()
+            .filter(|m| m.to.contains("known@example.com"))
+            .count()
+    };
+    app.subscribe("known@example.com", &[]).await;
+    app.wait_for_mail(|m| m.to.contains("known@example.com"))
+        .await;
+    assert_eq!(
+        settled_confirmation(&app, "known@example.com").await.0,
+        "sent"
+    );
+
+    app.subscribe("known@example.com", &[]).await;
+    for _ in 0..150 {
+        if to_known(&app) == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(to_known(&app), 2, "the second request's email");
+    assert_eq!(
+        settled_confirmation(&app, "known@example.com").await,
+        ("sent".to_string(), 1, false),
+        "recorded as sent, not queued for a third email"
+    );
+    // Whatever wakes the queue now finds nothing of theirs to send.
+    app.subscribe("someone-else@example.com", &[]).await;
+    app.wait_for_mail(|m| m.to.contains("someone-else@")).await;
+    app.store.reclaim_expired().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(to_known(&app), 2, "no third email");
 }
 
 /// Where no worker runs, a request claims nothing: its confirmation waits in the queue,

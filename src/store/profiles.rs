@@ -388,8 +388,12 @@ impl Store {
         .bind(claim.map(|lease| at + lease))
         .fetch_optional(&mut *tx)
         .await?;
-        if inserted.is_none() {
-            // (A new profile has no delivery that could be in a worker's hands.)
+        if inserted.is_none() && confirmation.is_none() {
+            // The delivery is in a worker's hands (the upsert skipped it): queue it again
+            // once that send is recorded. Not when this request queued or claimed it: the
+            // delivery is `sending` then too, with this request's claim, and marking it
+            // would send a second email after the first. (A new profile has no delivery
+            // that could be in a worker's hands.)
             sqlx::query(
                 "UPDATE deliveries SET again_at = $2 WHERE profile_id = $1 AND campaign = $3 AND status = 'sending'",
             )

@@ -77,6 +77,36 @@ impl Shared {
         self.site_handle.get()
     }
 
+    /// A request for the confirmation email (the form, the API with double opt-in): stores
+    /// it with the confirmation's delivery claimed for this process's worker, when one runs
+    /// here, and hands the delivery to it; otherwise the delivery waits in the queue (for
+    /// whichever worker runs, or, when a send of this person's confirmation is under way,
+    /// until that send is recorded).
+    pub async fn request_opt_in(
+        &self,
+        email: &crate::profile::Email,
+        answers: &crate::profile::Answers,
+        meta: &crate::store::ConsentMeta,
+        per_day: Option<u32>,
+    ) -> Result<crate::store::OptIn, crate::store::StoreError> {
+        let (outcome, confirmation) = self
+            .store
+            .request_opt_in(
+                email,
+                answers,
+                meta,
+                per_day,
+                self.worker.claim_at_request(),
+            )
+            .await?;
+        match (confirmation, &outcome) {
+            (Some(d), _) => self.worker.hand_off(d, outcome.profile().clone()),
+            (None, crate::store::OptIn::OverDailyLimit(_)) => {}
+            (None, _) => self.worker.wake(),
+        }
+        Ok(outcome)
+    }
+
     /// Replaces the marketer's files (after a successful reload).
     pub fn replace_site(&self, site: Site) {
         self.store

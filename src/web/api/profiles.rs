@@ -254,22 +254,11 @@ pub async fn create(
         form_version: Some(form.version().to_string()),
     };
     let (created, profile) = if double_opt_in {
-        let (outcome, confirmation) = state
-            .store
-            .request_opt_in(
-                &email,
-                &sub.answers,
-                &meta,
-                None,
-                state.worker.claim_at_request(),
-            )
+        let outcome = state
+            .request_opt_in(&email, &sub.answers, &meta, None)
             .await?;
         let created = matches!(outcome, crate::store::OptIn::New(_));
-        let profile = outcome.profile().clone();
-        if let Some(d) = confirmation {
-            state.worker.hand_off(d, profile.clone());
-        }
-        (created, profile)
+        (created, outcome.profile().clone())
     } else {
         match state
             .store

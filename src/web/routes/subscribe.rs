@@ -106,15 +106,8 @@ pub async fn subscribe(
     };
     // At most a few confirmation emails per address a day, whoever asks: the page says
     // the same either way, so it tells nobody whether the address is known.
-    let (outcome, confirmation) = state
-        .store
-        .request_opt_in(
-            &email,
-            &sub.answers,
-            &meta,
-            state.settings.confirm_per_day,
-            state.worker.claim_at_request(),
-        )
+    let outcome = state
+        .request_opt_in(&email, &sub.answers, &meta, state.settings.confirm_per_day)
         .await?;
     let profile = outcome.profile();
     if let OptIn::OverDailyLimit(_) = outcome {
@@ -126,14 +119,8 @@ pub async fn subscribe(
         status = profile.status.as_str(),
         "opt-in requested"
     );
-    // The confirmation email was claimed for this process's worker with the request (or
-    // queued, when the worker is not running here or is sending this person's right now);
-    // the worker sends it (and retries it if the mail server is down), so a slow mail
-    // server never slows the form.
-    match confirmation {
-        Some(d) => state.worker.hand_off(d, profile.clone()),
-        None => state.worker.wake(),
-    }
+    // The worker sends the confirmation email (and retries it if the mail server is down),
+    // so a slow mail server never slows the form.
     check_inbox(&site, email.as_str())
 }
 
