@@ -139,7 +139,7 @@ impl Store {
             }
         };
         let Some(status) = suppress else {
-            tx.commit().await?;
+            self.commit(tx).await?;
             return Ok(Recorded::Counted);
         };
         // A bounce leaves unsubscribed and complained people as they are; a complaint
@@ -175,7 +175,7 @@ impl Store {
             };
             super::profiles::insert_consent(&mut *tx, profile_id, "complaint", &meta, at).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Recorded::Suppressed)
     }
 

@@ -61,7 +61,7 @@ impl Store {
             .await?;
             out.push((id, *p));
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok((run_id, out))
     }
 
@@ -94,7 +94,7 @@ impl Store {
                     .await?;
             }
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -125,7 +125,7 @@ impl Store {
                     .await?;
             }
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 }

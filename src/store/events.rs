@@ -58,7 +58,7 @@ impl Store {
         for events in groups {
             out.push(self.insert_external(&mut tx, events).await?);
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(out)
     }
 
@@ -171,7 +171,7 @@ impl Store {
             self.queue_hooks(&mut tx, crate::event::HookEvent::Feedback, &[note], at)
                 .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

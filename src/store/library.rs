@@ -112,7 +112,7 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(ids)
     }
 
@@ -132,7 +132,7 @@ impl Store {
         if changed.is_some() {
             super::profiles::insert_consent(&mut *tx, id, "opt_in_confirmed", meta, at).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(changed.is_some())
     }
 }

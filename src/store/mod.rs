@@ -239,6 +239,26 @@ impl Store {
         }
     }
 
+    /// Commits a transaction begun with [`Store::begin`]. On PostgreSQL the `COMMIT` runs in a
+    /// task of its own, as `BEGIN` does: a caller dropped while it waits (a request whose
+    /// client went away) then leaves the commit to finish rather than dropping a transaction
+    /// whose `COMMIT` may already be on its way, after which sqlx queued a `ROLLBACK` (and
+    /// PostgreSQL warned "there is no transaction in progress"). Once asked, it commits.
+    pub(crate) async fn commit(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(tx.commit().await?),
+            Backend::Postgres => {
+                let committed = tokio::spawn(tx.commit())
+                    .await
+                    .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
+                Ok(committed?)
+            }
+        }
+    }
+
     /// Connects and applies the migrations: what every command and `serve` start with.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         let store = Store::connect(url).await?;
@@ -451,6 +471,73 @@ mod tests {
         assert!(
             cut_during_begin > 0,
             "no BEGIN was cut off; the test tested nothing"
+        );
+    }
+
+    /// A commit whose caller is cut off at any point still commits, and leaves the pool's
+    /// connection idle (no ROLLBACK queued behind it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_commit_still_commits() {
+        use sqlx::Connection;
+        let Ok(url) = std::env::var("RAPPORT_TEST_POSTGRES_URL") else {
+            return;
+        };
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .expect("connect");
+        let store = Store {
+            pool,
+            backend: Backend::Postgres,
+            hooks: Default::default(),
+        };
+        let table = format!("commit_cut_{}", std::process::id());
+        sqlx::query(&format!("CREATE TABLE {table} (n BIGINT)"))
+            .execute(&store.pool)
+            .await
+            .expect("table");
+        let mut watcher = sqlx::AnyConnection::connect(&url).await.expect("connect");
+        let mut cut_during_commit = 0;
+        for step in 0..60i64 {
+            let mut tx = store.begin().await.expect("begin");
+            sqlx::query(&format!("INSERT INTO {table} (n) VALUES ($1)"))
+                .bind(step)
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+            let cut = Duration::from_micros(step as u64 * 40);
+            if tokio::time::timeout(cut, store.commit(tx)).await.is_err() {
+                cut_during_commit += 1;
+            }
+            // The next use of the pool's one connection waits for the commit's task.
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&store.pool)
+                .await
+                .expect("query");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let state: String = sqlx::query_scalar(
+                "SELECT COALESCE(state, '') FROM pg_stat_activity WHERE pid = $1",
+            )
+            .bind(pid)
+            .fetch_one(&mut watcher)
+            .await
+            .expect("watch");
+            assert_eq!(state, "idle", "after a COMMIT cut off at {cut:?}");
+            let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&mut watcher)
+                .await
+                .expect("count");
+            assert_eq!(rows, step + 1, "the commit cut off at {cut:?} was lost");
+        }
+        sqlx::query(&format!("DROP TABLE {table}"))
+            .execute(&store.pool)
+            .await
+            .expect("drop");
+        assert!(
+            cut_during_commit > 0,
+            "no COMMIT was cut off; the test tested nothing"
         );
     }
 

@@ -409,7 +409,7 @@ impl Store {
             Some(p) => p,
             None => profile_in(&mut *tx, id).await?,
         };
-        tx.commit().await?;
+        self.commit(tx).await?;
         let outcome = match (fresh, profile.status) {
             (true, _) => OptIn::New(profile),
             (false, Status::Pending) => OptIn::StillPending(profile),
@@ -446,7 +446,7 @@ impl Store {
         let note = subscribed_note(&profile, &meta.source);
         self.queue_hooks(&mut tx, HookEvent::Subscribed, &[note], at)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Some(profile))
     }
 
@@ -513,7 +513,7 @@ impl Store {
         );
         let row = sqlx::query(sql).bind(id).fetch_optional(&mut *tx).await?;
         let Some(profile) = row.as_ref().map(profile_from_row).transpose()? else {
-            tx.commit().await?;
+            self.commit(tx).await?;
             return Ok(None);
         };
         if changed.is_some() {
@@ -521,7 +521,7 @@ impl Store {
             self.queue_hooks(&mut tx, HookEvent::Subscribed, &[note], at)
                 .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         let current = profile.confirm_nonce.as_deref() == Some(nonce);
         Ok(
             (current && profile.status == Status::Subscribed).then_some(Confirmation {
@@ -572,7 +572,7 @@ impl Store {
             self.queue_hooks(&mut tx, HookEvent::Unsubscribed, &[note], at)
                 .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(changed.is_some())
     }
 
@@ -643,7 +643,7 @@ impl Store {
             self.queue_hooks(&mut tx, HookEvent::ProfileUpdated, &[note], at)
                 .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Some(profile))
     }
 
@@ -726,7 +726,7 @@ impl Store {
             }
             inserted += q.execute(&mut *tx).await?.rows_affected();
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(inserted)
     }
 
@@ -796,7 +796,7 @@ impl Store {
             c.execute(&mut *tx).await?;
             written += ids.len() as u64;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(written)
     }
 }

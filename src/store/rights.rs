@@ -97,7 +97,7 @@ impl Store {
             .bind(at)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

@@ -224,7 +224,7 @@ impl Store {
             .bind(now())
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(count)
     }
 
@@ -266,7 +266,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(queued)
     }
 
@@ -389,7 +389,7 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         super::library::record_sent(self, &mut tx, sent, at).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -466,7 +466,7 @@ impl Store {
             self.queue_hooks(&mut tx, crate::event::HookEvent::Bounced, &[note], at)
                 .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

@@ -143,7 +143,7 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

@@ -160,7 +160,7 @@ impl Store {
         }
         let mut tx = self.begin().await?;
         self.queue_hooks(&mut tx, event, notes, at).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

@@ -254,10 +254,30 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(routes::healthz))
         .fallback(routes::not_found)
+        .layer(axum::middleware::map_response(close_after_unread_body))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             state.settings.http_timeout,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// A request refused for its size (413) or for a body that came too slowly (408) leaves its
+/// body unread, and hyper then closes the connection after the answer. The answer says so
+/// (`Connection: close`): a client that pooled the connection would otherwise send its next
+/// request on it and see that request cut off.
+async fn close_after_unread_body(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, StatusCode, header};
+    if matches!(
+        response.status(),
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    ) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
