@@ -232,7 +232,7 @@ impl Mailer {
                 crate::site::CONFIRM_SUBJECT,
                 "[form] confirm_subject",
                 &site.project.confirm_subject,
-                &ctx,
+                &handlebars::Context::from(ctx.clone()),
             )?
         };
         ctx["subject"] = json!(subject);

@@ -86,8 +86,6 @@ fn context(
         Some(links) => links.slot_marker(k),
         None => url.to_string(),
     };
-    // Built as values, not through `json!` (which would serialise each item's value into
-    // a new one: a deep copy per item per message).
     let library: Vec<Value> = p
         .library
         .iter()
@@ -97,26 +95,11 @@ fn context(
                 Some(_) => item.prepared_summary.as_deref().unwrap_or(&item.summary),
                 None => &item.summary,
             };
-            let text = |s: &str| Value::String(s.to_string());
-            let mut m = serde_json::Map::new();
-            m.insert("id".into(), text(&item.id));
-            m.insert("title".into(), text(&item.title));
-            m.insert("url".into(), Value::String(slot(1 + i, &item.url)));
-            m.insert("summary".into(), text(summary));
-            m.insert(
-                "topics".into(),
-                Value::Array(item.topics.iter().map(|t| text(t)).collect()),
-            );
-            m.insert(
-                "level".into(),
-                item.level
-                    .map_or(Value::Null, |l| serde_json::to_value(l).unwrap_or_default()),
-            );
-            m.insert(
-                "published".into(),
-                item.published.as_deref().map_or(Value::Null, text),
-            );
-            Value::Object(m)
+            json!({
+                "id": item.id, "title": item.title, "url": slot(1 + i, &item.url),
+                "summary": summary, "topics": item.topics, "level": item.level,
+                "published": item.published,
+            })
         })
         .collect();
     let a = &p.profile.answers;
@@ -144,6 +127,8 @@ fn context(
         "feedback_no_url": p.links.feedback_no_url,
         "keep_url": slot(0, &p.links.keep_url),
     });
+    // Put in afterwards: inside `json!` the items' values would be serialised into new ones
+    // (a deep copy of every item, per message).
     ctx["library"] = Value::Array(library);
     ctx
 }
@@ -194,21 +179,12 @@ impl Templates {
         let slots = slots(person);
         let mut ctx =
             handlebars::Context::from(context(campaign, sender, person, self.links.as_ref()));
-        let compiled = format!("subject:{}", campaign.id);
-        let subject = if self.plain.has_template(&compiled) {
-            self.plain
-                .render_with_context(&compiled, &ctx)
-                .map_err(|e| RenderError {
-                    name: compiled.clone(),
-                    source: e,
-                })?
-        } else {
-            self.render_text(
-                &format!("subject of {}", campaign.id),
-                &campaign.subject,
-                ctx.data(),
-            )?
-        };
+        let subject = self.render_subject(
+            &campaign.id,
+            &format!("subject of {}", campaign.id),
+            &campaign.subject,
+            &ctx,
+        )?;
         ctx.data_mut()["subject"] = Value::String(subject.clone());
         let text_name = format!("{}.txt", campaign.template);
         let own_text = self.has(&text_name);

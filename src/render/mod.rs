@@ -301,10 +301,11 @@ impl Templates {
         })
     }
 
-    /// Compiles campaign subjects once (`subject:ID`) so that each send only renders them.
-    pub fn register_subject(&mut self, campaign_id: &str, subject: &str) -> Result<(), String> {
+    /// Compiles a subject once (`subject:ID`: a campaign's, or the confirmation's) so that
+    /// each send only renders it.
+    pub fn register_subject(&mut self, id: &str, subject: &str) -> Result<(), String> {
         self.plain
-            .register_template_string(&format!("subject:{campaign_id}"), subject)
+            .register_template_string(&subject_name(id), subject)
             .map_err(|e| e.to_string())
     }
 
@@ -329,18 +330,20 @@ impl Templates {
 
     /// Renders the subject registered as `id` by [`Templates::register_subject`], or, when
     /// it could not be registered, `template` itself (whose error then names `label`).
-    pub fn render_subject<T: Serialize>(
+    pub fn render_subject(
         &self,
         id: &str,
         label: &str,
         template: &str,
-        data: &T,
+        ctx: &handlebars::Context,
     ) -> Result<String, RenderError> {
-        let compiled = format!("subject:{id}");
-        if self.plain.has_template(&compiled) {
-            return self.render_plain(&compiled, data);
+        let name = subject_name(id);
+        if !self.plain.has_template(&name) {
+            return self.render_text(label, template, ctx.data());
         }
-        self.render_text(label, template, data)
+        self.plain
+            .render_with_context(&name, ctx)
+            .map_err(|source| RenderError { name, source })
     }
 
     /// Renders a template given as text (subjects) with `data`, HTML escaping off.
@@ -357,6 +360,11 @@ impl Templates {
                 source,
             })
     }
+}
+
+/// The name a subject is compiled under (see [`Templates::register_subject`]).
+fn subject_name(id: &str) -> String {
+    format!("subject:{id}")
 }
 
 fn collect_hbs(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<Diagnostic>) {

@@ -231,10 +231,7 @@ impl Store {
             Backend::Sqlite => Ok(self.pool.begin().await?),
             Backend::Postgres => {
                 let pool = self.pool.clone();
-                let begun = tokio::spawn(async move { pool.begin().await })
-                    .await
-                    .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
-                Ok(begun?)
+                detached(async move { pool.begin().await }).await
             }
         }
     }
@@ -250,12 +247,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self.backend {
             Backend::Sqlite => Ok(tx.commit().await?),
-            Backend::Postgres => {
-                let committed = tokio::spawn(tx.commit())
-                    .await
-                    .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
-                Ok(committed?)
-            }
+            Backend::Postgres => detached(tx.commit()).await,
         }
     }
 
@@ -385,6 +377,19 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+/// Runs `statement` (a `BEGIN` or a `COMMIT`) in a task of its own, which the caller's
+/// cancellation does not stop (see [`Store::begin`] and [`Store::commit`]). The task ends
+/// without an answer only when the runtime shuts down (or sqlx panics): the pool is going
+/// away then, and says so.
+async fn detached<T: Send + 'static>(
+    statement: impl std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::spawn(statement).await {
+        Ok(done) => Ok(done?),
+        Err(_) => Err(StoreError::Database(sqlx::Error::PoolClosed)),
     }
 }
 
