@@ -34,10 +34,19 @@ const INDUSTRIES: [&str; 4] = [
 ];
 const SEGMENTS: [&str; 3] = ["small-learners", "connectors", "collaborators"];
 
-/// A copy of the example project; with `items`, a library of that many items and three
-/// per newsletter, else no library at all (`written`: three items written into the
-/// newsletter's template instead).
-fn project(items: Option<usize>, written: bool) -> tempfile::TempDir {
+/// What the newsletter of a run holds besides its sections.
+#[derive(Clone, Copy)]
+enum Newsletter {
+    /// No library, and the template's library block renders nothing.
+    NoItems,
+    /// No library; three items written into the template where the block was.
+    Written,
+    /// A library of this many items, three per newsletter.
+    Library(usize),
+}
+
+/// A copy of the example project whose newsletter is `kind`.
+fn project(kind: Newsletter) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for sub in ["segments", "templates"] {
         let ok = Command::new("cp")
@@ -52,8 +61,8 @@ fn project(items: Option<usize>, written: bool) -> tempfile::TempDir {
     let toml = std::fs::read_to_string(common::root().join("campaigns.toml")).unwrap();
     let content = dir.path().join("content");
     std::fs::create_dir(&content).unwrap();
-    let toml = match items {
-        Some(n) => {
+    let toml = match kind {
+        Newsletter::Library(n) => {
             for i in 0..n {
                 let topics = format!("\"{}\", \"{}\"", TOPICS[i % 5], TOPICS[(i / 5) % 5]);
                 let mut extra = String::new();
@@ -78,11 +87,11 @@ fn project(items: Option<usize>, written: bool) -> tempfile::TempDir {
             }
             toml
         }
-        None => toml
+        Newsletter::NoItems | Newsletter::Written => toml
             .replacen("[campaign.library]", "", 1)
             .replacen("items = 3", "", 1),
     };
-    if items.is_none() && written {
+    if let Newsletter::Written = kind {
         // The same newsletter with three items written into the template: as many bytes
         // and tracked links as a library newsletter, chosen by no library.
         let path = dir.path().join("templates/newsletter.hbs");
@@ -161,9 +170,9 @@ fn main() {
         let rounds: usize = common::knob("ROUNDS", 2);
         let port = common::free_port();
         let _sink = common::sink(port, None);
-        let plain = project(None, false);
-        let written = project(None, true);
-        let library = project(Some(items), false);
+        let plain = project(Newsletter::NoItems);
+        let written = project(Newsletter::Written);
+        let library = project(Newsletter::Library(items));
         println!("{n} people; a library of {items} items, 3 per message; smtp-sink on loopback");
         let mut ratios = Vec::new();
         let mut against_plain = Vec::new();
@@ -188,11 +197,14 @@ fn main() {
                 b / a
             );
         }
-        let mean_plain = against_plain.iter().sum::<f64>() / against_plain.len() as f64;
-        println!("mean ratio library / no items at all over {rounds} round(s): {mean_plain:.3}");
-        let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+        let mean = |r: &[f64]| r.iter().sum::<f64>() / r.len() as f64;
         println!(
-            "mean ratio library / the same three items written in the template over {rounds} round(s): {mean:.3}"
+            "mean ratio library / no items at all over {rounds} round(s): {:.3}",
+            mean(&against_plain)
+        );
+        println!(
+            "mean ratio library / the same three items written in the template over {rounds} round(s): {:.3}",
+            mean(&ratios)
         );
     });
 }
