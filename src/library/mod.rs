@@ -71,6 +71,8 @@ pub struct Item {
     pub prepared_summary: Option<String>,
     file: PathBuf,
     facts: Facts,
+    /// What templates see of the item, made once (see [`Item::template_values`]).
+    values: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What selection compares, as masks over the library's topics, segments and industries.
@@ -90,6 +92,40 @@ impl Item {
     /// The file the item was read from.
     pub fn file(&self) -> &Path {
         &self.file
+    }
+
+    /// What templates see of the item in `library`: `id`, `title`, `url`, `summary` (with
+    /// its links prepared, where they are), `topics`, `level`, `published`. Made when the
+    /// library loads, so that each message copies it rather than building it again (a
+    /// newsletter run renders every item thousands of times).
+    pub fn template_values(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.values
+    }
+
+    /// Makes [`Item::template_values`] from the item's fields.
+    fn make_values(&mut self) {
+        use serde_json::Value;
+        let summary = self.prepared_summary.as_ref().unwrap_or(&self.summary);
+        let text = |s: &str| Value::String(s.to_string());
+        let day = |d: &Option<String>| d.as_deref().map_or(Value::Null, text);
+        let level = self.level.map_or(Value::Null, |l| {
+            text(match l {
+                Level::Beginner => "beginner",
+                Level::Advanced => "advanced",
+            })
+        });
+        self.values = [
+            ("id", text(&self.id)),
+            ("title", text(&self.title)),
+            ("url", text(&self.url)),
+            ("summary", text(summary)),
+            ("topics", self.topics.iter().map(|t| text(t)).collect()),
+            ("level", level),
+            ("published", day(&self.published)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     }
 }
 
@@ -413,7 +449,7 @@ impl Library {
             pulldown_cmark::Parser::new_ext(&body, pulldown_cmark::Options::ENABLE_TABLES),
         );
         let day = |d: Option<NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
-        Some(Item {
+        let mut item = Item {
             id: path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -430,7 +466,10 @@ impl Library {
             prepared_summary: None,
             file: path.to_path_buf(),
             facts,
-        })
+            values: serde_json::Map::new(),
+        };
+        item.make_values();
+        Some(item)
     }
 
     /// Gives each item its summary as `prepare` makes it (links made markers, see
@@ -439,6 +478,7 @@ impl Library {
         for item in &mut self.items {
             if let Some(item) = Arc::get_mut(item) {
                 item.prepared_summary = prepare(&item.summary);
+                item.make_values();
             }
         }
     }

@@ -86,20 +86,24 @@ fn context(
         Some(links) => links.slot_marker(k),
         None => url.to_string(),
     };
+    // Each item's values are made at load; a message copies them and puts in its slot.
     let library: Vec<Value> = p
         .library
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let summary = match prepared {
-                Some(_) => item.prepared_summary.as_deref().unwrap_or(&item.summary),
-                None => &item.summary,
+            let mut values = item.template_values().clone();
+            let mut set = |key: &str, value: String| {
+                if let Some(v) = values.get_mut(key) {
+                    *v = Value::String(value);
+                }
             };
-            json!({
-                "id": item.id, "title": item.title, "url": slot(1 + i, &item.url),
-                "summary": summary, "topics": item.topics, "level": item.level,
-                "published": item.published,
-            })
+            match prepared {
+                Some(links) => set("url", links.slot_marker(1 + i)),
+                None if item.prepared_summary.is_some() => set("summary", item.summary.clone()),
+                None => {}
+            }
+            Value::Object(values)
         })
         .collect();
     let a = &p.profile.answers;

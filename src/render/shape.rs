@@ -51,28 +51,62 @@ pub(super) fn template_allows(src: &str) -> bool {
             .any(|t| lower.contains(t))
 }
 
+/// What [`marking_escape`] needs to know of a byte, one bit per question, so that a value is
+/// read once (every value a campaign message writes goes through it).
+mod class {
+    /// Written as an entity by Handlebars' HTML escaping: `<`, `>`, `"`, `&`, `'`, `=` and
+    /// the backtick.
+    pub const ESCAPED: u8 = 1;
+    /// An ASCII control character (whitespace other than the space included): the value
+    /// is not wrapped.
+    pub const CONTROL: u8 = 2;
+    /// The space: two in a row and the value is not wrapped.
+    pub const SPACE: u8 = 4;
+    /// A colon: after `script` the value is not wrapped.
+    pub const COLON: u8 = 8;
+    /// 0xEF, the first byte of a marker character's UTF-8.
+    pub const MARKER_LEAD: u8 = 16;
+
+    /// The bits of each byte.
+    pub static OF: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = match b as u8 {
+                b'<' | b'>' | b'"' | b'&' | b'\'' | b'`' | b'=' => ESCAPED,
+                0..=0x1F | 0x7F => CONTROL,
+                b' ' => SPACE,
+                b':' => COLON,
+                0xEF => MARKER_LEAD,
+                _ => 0,
+            };
+            b += 1;
+        }
+        t
+    };
+}
+
 /// The escape function of the marking registry: Handlebars' HTML escaping, the result
 /// wrapped when the value qualifies (see the module). A marker character in the value
 /// itself becomes U+FFFD, so that data can never open or close a value.
 pub(super) fn marking_escape(value: &str) -> String {
+    let seen = value
+        .bytes()
+        .fold(0, |seen, b| seen | class::OF[b as usize]);
     let cleaned;
-    let value = if value.contains([OPEN, CLOSE]) {
+    let value = if seen & class::MARKER_LEAD != 0 && value.contains([OPEN, CLOSE]) {
         cleaned = value.replace([OPEN, CLOSE], "\u{FFFD}");
         cleaned.as_str()
     } else {
         value
     };
-    let wrap = qualifies(value);
+    let wrap = qualifies(value, seen);
     let mut out = String::with_capacity(value.len() + 2 * OPEN.len_utf8());
     if wrap {
         out.push(OPEN);
     }
-    // Most values hold nothing to escape: copied whole instead of char by char.
-    if value
-        .bytes()
-        .any(|b| matches!(b, b'<' | b'>' | b'"' | b'&' | b'\'' | b'`' | b'='))
-    {
-        out.push_str(&handlebars::html_escape(value));
+    if seen & class::ESCAPED != 0 {
+        escape_into(&mut out, value);
     } else {
         out.push_str(value);
     }
@@ -82,32 +116,46 @@ pub(super) fn marking_escape(value: &str) -> String {
     out
 }
 
+/// Handlebars' HTML escaping (`handlebars::html_escape`, the same entities) appended to
+/// `out`, copying the runs between escaped bytes whole instead of char by char.
+fn escape_into(out: &mut String, value: &str) {
+    let mut rest = value;
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| class::OF[b as usize] & class::ESCAPED != 0)
+    {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'&' => "&amp;",
+            b'\'' => "&#x27;",
+            b'`' => "&#x60;",
+            _ => "&#x3D;",
+        });
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+}
+
 /// Whether a value converts to text as itself wherever it lands in the HTML: not empty, no
 /// whitespace at its ends, no ASCII whitespace but single spaces, no ASCII control
-/// character, no `script:`. One pass over its bytes.
-fn qualifies(value: &str) -> bool {
+/// character, no `script:`. `seen` is the union of its bytes' classes: the double space
+/// and `script:` are only looked for where a space or a colon is.
+fn qualifies(value: &str, seen: u8) -> bool {
     if value.is_empty()
         || value.starts_with(char::is_whitespace)
         || value.ends_with(char::is_whitespace)
+        || seen & class::CONTROL != 0
+        || (seen & class::SPACE != 0 && value.contains("  "))
     {
         return false;
     }
     let bytes = value.as_bytes();
-    let mut space = false;
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b' ' if space => return false,
-            b' ' => {
-                space = true;
-                continue;
-            }
-            0..=0x1F | 0x7F => return false,
-            b':' if i >= 6 && bytes[i - 6..i].eq_ignore_ascii_case(b"script") => return false,
-            _ => {}
-        }
-        space = false;
-    }
-    true
+    seen & class::COLON == 0
+        || !memchr::memchr_iter(b':', bytes)
+            .any(|i| i >= 6 && bytes[i - 6..i].eq_ignore_ascii_case(b"script"))
 }
 
 /// A marked render taken apart.
@@ -271,6 +319,49 @@ mod tests {
         let s = split(marked).unwrap();
         let filled = fill_values(&nanohtml2text::html2text(&s.shape), &s.values);
         (filled, nanohtml2text::html2text(&s.html))
+    }
+
+    /// The one-pass rules, as the rules were first written: a byte at a time.
+    fn qualifies_as_written(value: &str) -> bool {
+        if value.is_empty()
+            || value.starts_with(char::is_whitespace)
+            || value.ends_with(char::is_whitespace)
+        {
+            return false;
+        }
+        let bytes = value.as_bytes();
+        let mut space = false;
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b' ' if space => return false,
+                b' ' => {
+                    space = true;
+                    continue;
+                }
+                0..=0x1F | 0x7F => return false,
+                b':' if i >= 6 && bytes[i - 6..i].eq_ignore_ascii_case(b"script") => {
+                    return false;
+                }
+                _ => {}
+            }
+            space = false;
+        }
+        true
+    }
+
+    proptest::proptest! {
+        /// The escaping is Handlebars' own, and a value is wrapped exactly when the rules
+        /// say so, for any value (markers, entities, spaces and `script:` made likely).
+        #[test]
+        fn escaping_and_wrapping_follow_the_rules(
+            value in "([a-zA-Z ]|  |[<>\"&'`=:]|sCrIpt:|\u{FDD0}|\u{FDD1}|\u{F000}|\u{FFFD}|\t|\n|\u{A0}|é|😀){0,24}"
+        ) {
+            let cleaned = value.replace([OPEN, CLOSE], "\u{FFFD}");
+            let wrap = qualifies_as_written(&cleaned);
+            let escaped = handlebars::html_escape(&cleaned);
+            let expected = if wrap { format!("{OPEN}{escaped}{CLOSE}") } else { escaped };
+            proptest::prop_assert_eq!(marking_escape(&value), expected);
+        }
     }
 
     #[test]
