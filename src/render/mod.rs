@@ -6,6 +6,7 @@ mod helpers;
 mod inline;
 mod links;
 mod message;
+mod partials;
 mod shape;
 mod structure;
 
@@ -257,10 +258,16 @@ impl Templates {
         }
         let prepared = if links.is_some() { marked } else { email };
         let shapeable = links.is_some() && prepared.values().all(|s| shape::template_allows(s));
-        for (name, src) in prepared {
-            hbs.register_template_string(&name, src)
+        for (name, src) in &prepared {
+            hbs.register_template_string(name, src)
                 .expect("inlining and link markers keep the syntax");
         }
+        partials::inline_into_layout(&mut hbs, |name| {
+            prepared
+                .get(name)
+                .or_else(|| sources.get(name))
+                .map(String::as_str)
+        });
         let marking = shapeable.then(|| {
             let mut marking = hbs.clone();
             marking.register_escape_fn(shape::marking_escape);
