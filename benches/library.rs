@@ -153,10 +153,12 @@ async fn run(dir: &Path, n: usize, port: u16) -> (f64, f64, i64) {
             let (t, cpu_before) = first.unwrap_or((Instant::now(), 0.0));
             let secs = t.elapsed().as_secs_f64();
             let cpu = common::cpu_seconds(serve.0.id()) - cpu_before;
-            let items: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM library_sent")
-                .fetch_one(&watch)
-                .await
-                .unwrap();
+            let items: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM deliveries WHERE library_urls IS NOT NULL",
+            )
+            .fetch_one(&watch)
+            .await
+            .unwrap();
             assert_eq!(p.failed, 0, "no message may fail");
             return (p.sent as f64 / secs, cpu * 1e6 / p.sent as f64, items);
         }

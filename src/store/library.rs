@@ -5,35 +5,13 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::{Sent, Store, StoreError};
+use super::{Store, StoreError};
 
-/// Records the library items of accepted sends, inside the transaction that records the
-/// sends (an item counts as sent to a person once its message is accepted): one row per
-/// message, its items' URLs one per line.
-pub(super) async fn record_sent(
-    store: &Store,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    sent: &[Sent],
-    at: i64,
-) -> Result<(), StoreError> {
-    let rows: Vec<&Sent> = sent.iter().filter(|s| !s.items.is_empty()).collect();
-    for chunk in rows.chunks(super::rows_per_statement(4)) {
-        let sql = store.positional(format!(
-            "INSERT INTO library_sent (delivery_id, profile_id, urls, sent_at) VALUES {} \
-             ON CONFLICT (delivery_id) DO UPDATE SET urls = excluded.urls, sent_at = excluded.sent_at",
-            super::value_rows(1, chunk.len(), 4)
-        ));
-        let mut q = sqlx::query(&sql);
-        for s in chunk {
-            q = q
-                .bind(s.delivery.id)
-                .bind(s.delivery.profile_id)
-                .bind(s.items.join("\n"))
-                .bind(at);
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
+/// How a delivery's row holds the library items its message carried (recorded with the
+/// send, in `Store::deliveries_sent`, as an item counts as sent to a person once its message
+/// is accepted): their URLs, one per line; none for a message without items.
+pub(super) fn urls(items: &[String]) -> Option<String> {
+    (!items.is_empty()).then(|| items.join("\n"))
 }
 
 impl Store {
@@ -42,7 +20,8 @@ impl Store {
         let mut out: HashMap<i64, Vec<String>> = HashMap::new();
         for chunk in ids.chunks(super::rows_per_statement(1)) {
             let sql = self.positional(format!(
-                "SELECT profile_id, urls FROM library_sent WHERE profile_id IN ({}) ORDER BY sent_at, delivery_id",
+                "SELECT profile_id, library_urls FROM deliveries WHERE profile_id IN ({}) \
+                 AND library_urls IS NOT NULL ORDER BY sent_at, id",
                 super::params(1, chunk.len())
             ));
             let mut q = sqlx::query(&sql);

@@ -351,18 +351,22 @@ impl Store {
         let mut tx = self.begin().await?;
         // One UPDATE per hundred: `UPDATE ... FROM (VALUES ...)` reads the same on SQLite
         // (3.33+) and PostgreSQL, whose VALUES columns are both named column1, column2.
-        for chunk in sent.chunks(super::rows_per_statement(2)) {
+        // The library items the message carried go on the same row (see `library`).
+        for chunk in sent.chunks(super::rows_per_statement(3)) {
             let sql = self.positional(format!(
                 "UPDATE deliveries SET status = CASE WHEN again_at IS NULL THEN 'sent' ELSE 'queued' END, \
                  next_attempt_at = COALESCE(again_at, next_attempt_at), \
                  attempts = CASE WHEN again_at IS NULL THEN attempts ELSE 0 END, again_at = NULL, \
-                 message_id = v.column2, sent_at = $1, lease_until = NULL, \
+                 message_id = v.column2, library_urls = v.column3, sent_at = $1, lease_until = NULL, \
                  last_error = NULL FROM (VALUES {}) AS v WHERE deliveries.id = v.column1",
-                super::value_rows(2, chunk.len(), 2)
+                super::value_rows(2, chunk.len(), 3)
             ));
             let mut q = sqlx::query(&sql).bind(at);
             for s in chunk {
-                q = q.bind(s.delivery.id).bind(s.message_id.as_str());
+                q = q
+                    .bind(s.delivery.id)
+                    .bind(s.message_id.as_str())
+                    .bind(super::library::urls(&s.items));
             }
             q.execute(&mut *tx).await?;
         }
@@ -388,7 +392,6 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        super::library::record_sent(self, &mut tx, sent, at).await?;
         self.commit(tx).await?;
         Ok(())
     }
