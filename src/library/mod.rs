@@ -104,24 +104,16 @@ impl Item {
 
     /// Makes [`Item::template_values`] from the item's fields.
     fn make_values(&mut self) {
-        use serde_json::Value;
+        use serde_json::json;
         let summary = self.prepared_summary.as_ref().unwrap_or(&self.summary);
-        let text = |s: &str| Value::String(s.to_string());
-        let day = |d: &Option<String>| d.as_deref().map_or(Value::Null, text);
-        let level = self.level.map_or(Value::Null, |l| {
-            text(match l {
-                Level::Beginner => "beginner",
-                Level::Advanced => "advanced",
-            })
-        });
         self.values = [
-            ("id", text(&self.id)),
-            ("title", text(&self.title)),
-            ("url", text(&self.url)),
-            ("summary", text(summary)),
-            ("topics", self.topics.iter().map(|t| text(t)).collect()),
-            ("level", level),
-            ("published", day(&self.published)),
+            ("id", json!(self.id)),
+            ("title", json!(self.title)),
+            ("url", json!(self.url)),
+            ("summary", json!(summary)),
+            ("topics", json!(self.topics)),
+            ("level", json!(self.level)),
+            ("published", json!(self.published)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

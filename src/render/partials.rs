@@ -118,14 +118,14 @@ mod tests {
 
     #[test]
     fn the_shipped_layout_renders_the_same_with_its_footer_written_in() {
-        let (before, after, still) = both(
+        let (before, after, unchanged) = both(
             include_str!("../../templates/partials/email-layout.hbs"),
             &[(
                 "footer",
                 include_str!("../../templates/partials/footer.hbs"),
             )],
         );
-        assert!(!still, "the footer is written in");
+        assert!(!unchanged, "the footer is written in");
         assert_eq!(before, after);
         assert!(after.contains("1 Main St"));
     }
@@ -140,8 +140,8 @@ mod tests {
             "a\n\n{{> footer}}\n\nb {{subject}}\n",
             "<div>\n{{~> footer~}}\n</div>",
         ] {
-            let (before, after, still) = both(layout, &[("footer", footer)]);
-            assert!(!still, "{layout:?}");
+            let (before, after, unchanged) = both(layout, &[("footer", footer)]);
+            assert!(!unchanged, "{layout:?}");
             assert_eq!(before, after, "{layout:?}");
         }
     }
@@ -157,9 +157,9 @@ mod tests {
             ("{{> footer}}", "<p>{{> inner}}</p>"),
             ("{{> footer}}", "{{#*inline \"x\"}}y{{/inline}}{{> x}}"),
         ] {
-            let (before, after, still) =
+            let (before, after, unchanged) =
                 both(layout, &[("footer", footer), ("inner", "<i>{{email}}</i>")]);
-            assert!(still, "{layout:?} with {footer:?}");
+            assert!(unchanged, "{layout:?} with {footer:?}");
             assert_eq!(before, after, "{layout:?} with {footer:?}");
         }
     }
