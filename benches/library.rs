@@ -20,7 +20,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rapport::profile::Answers;
 use rapport::store::Store;
@@ -143,26 +143,20 @@ async fn run(dir: &Path, n: usize, port: u16) -> (f64, f64, i64) {
     let serve = common::Kill(child);
     let watch = common::pool(&db).await;
     let mut first: Option<(Instant, f64)> = None;
-    loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        if first.is_none() && common::any_sent(&watch).await {
-            first = Some((Instant::now(), common::cpu_seconds(serve.0.id())));
-        }
-        let p = store.run_progress(run_id).await.unwrap();
-        if p.finished() {
-            let (t, cpu_before) = first.unwrap_or((Instant::now(), 0.0));
-            let secs = t.elapsed().as_secs_f64();
-            let cpu = common::cpu_seconds(serve.0.id()) - cpu_before;
-            let items: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM deliveries WHERE library_urls IS NOT NULL",
-            )
+    let p = common::finish_run(&store, &watch, run_id, || {
+        first = Some((Instant::now(), common::cpu_seconds(serve.0.id())));
+    })
+    .await;
+    let (t, cpu_before) = first.unwrap_or((Instant::now(), 0.0));
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = common::cpu_seconds(serve.0.id()) - cpu_before;
+    let items: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE library_urls IS NOT NULL")
             .fetch_one(&watch)
             .await
             .unwrap();
-            assert_eq!(p.failed, 0, "no message may fail");
-            return (p.sent as f64 / secs, cpu * 1e6 / p.sent as f64, items);
-        }
-    }
+    assert_eq!(p.failed, 0, "no message may fail");
+    (p.sent as f64 / secs, cpu * 1e6 / p.sent as f64, items)
 }
 
 fn main() {

@@ -242,71 +242,50 @@ async fn main() {
             flooded.clone(),
         ));
     }
-    // Polled through the in-flight indexes (one row looked up), so that watching the
-    // run costs the machine nothing next to the run itself.
     let watch = common::pool(&db).await;
     let mut first_sent: Option<Instant> = None;
-    loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        if first_sent.is_none() && common::any_sent(&watch).await {
-            first_sent = Some(Instant::now());
-        }
-        let pending: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 WHERE EXISTS (SELECT 1 FROM deliveries WHERE status = 'queued') \
-             OR EXISTS (SELECT 1 FROM deliveries WHERE status = 'sending')",
-        )
-        .fetch_optional(&watch)
-        .await
-        .unwrap();
-        if pending.is_some() {
-            continue;
-        }
-        let p = store.run_progress(run_id).await.unwrap();
-        if p.finished() {
-            flooding.store(false, std::sync::atomic::Ordering::Relaxed);
-            if flood > 0 {
-                let n = flooded.load(std::sync::atomic::Ordering::Relaxed);
-                println!(
-                    "junk flood: {n} messages of 64 KiB ({:.0} MB) taken by the bounce listener over {flood} connections during the run",
-                    n as f64 * 65_536.0 / 1e6
-                );
-            }
-            let serve_cpu = common::cpu_seconds(pid);
-            let sink_cpu = common::cpu_seconds(_sink.0.id()) - sink_cpu_before;
-            let secs = t.elapsed().as_secs_f64();
-            let sending = first_sent.map_or(secs, |f| f.elapsed().as_secs_f64());
-            println!(
-                "end to end: {} sent, {} failed in {secs:.1} s from starting serve: {:.0} msg/s; {:.0} msg/s from the first message accepted (pool {pool}); serve peak RSS {:.1} MB",
-                p.sent,
-                p.failed,
-                p.sent as f64 / secs,
-                p.sent as f64 / sending,
-                peak_rss_mb(pid)
-            );
-            println!(
-                "CPU per message: rapport serve {:.0} µs, smtp-sink {:.0} µs",
-                serve_cpu * 1e6 / p.sent as f64,
-                sink_cpu * 1e6 / p.sent as f64
-            );
-            // The machine's speed can drift over a run (shared hosts): the raw rate is
-            // measured again right after, and the ratio is taken to the mean of both.
-            drop(serve);
-            if raw_at_pool > 0.0 {
-                let after = raw_rate(port, pool, &msg, false).await;
-                let mean = (raw_at_pool + after) / 2.0;
-                println!(
-                    "raw lettre, {pool} connections, after the run: {after:.0} msg/s; end to end / raw at {pool} (mean of before and after): {:.2}",
-                    p.sent as f64 / sending / mean
-                );
-            }
-            let piped_after = raw_rate(port, pool, &msg, true).await;
-            println!(
-                "raw lettre over rapport's stream, {pool} connections, after the run: {piped_after:.0} msg/s; end to end / that (mean of before and after): {:.2}",
-                p.sent as f64 / sending / ((piped_before + piped_after) / 2.0)
-            );
-            break;
-        }
+    let p = common::finish_run(&store, &watch, run_id, || first_sent = Some(Instant::now())).await;
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    if flood > 0 {
+        let n = flooded.load(std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "junk flood: {n} messages of 64 KiB ({:.0} MB) taken by the bounce listener over {flood} connections during the run",
+            n as f64 * 65_536.0 / 1e6
+        );
     }
+    let serve_cpu = common::cpu_seconds(pid);
+    let sink_cpu = common::cpu_seconds(_sink.0.id()) - sink_cpu_before;
+    let secs = t.elapsed().as_secs_f64();
+    let sending = first_sent.map_or(secs, |f| f.elapsed().as_secs_f64());
+    println!(
+        "end to end: {} sent, {} failed in {secs:.1} s from starting serve: {:.0} msg/s; {:.0} msg/s from the first message accepted (pool {pool}); serve peak RSS {:.1} MB",
+        p.sent,
+        p.failed,
+        p.sent as f64 / secs,
+        p.sent as f64 / sending,
+        peak_rss_mb(pid)
+    );
+    println!(
+        "CPU per message: rapport serve {:.0} µs, smtp-sink {:.0} µs",
+        serve_cpu * 1e6 / p.sent as f64,
+        sink_cpu * 1e6 / p.sent as f64
+    );
+    // The machine's speed can drift over a run (shared hosts): the raw rate is
+    // measured again right after, and the ratio is taken to the mean of both.
+    drop(serve);
+    if raw_at_pool > 0.0 {
+        let after = raw_rate(port, pool, &msg, false).await;
+        let mean = (raw_at_pool + after) / 2.0;
+        println!(
+            "raw lettre, {pool} connections, after the run: {after:.0} msg/s; end to end / raw at {pool} (mean of before and after): {:.2}",
+            p.sent as f64 / sending / mean
+        );
+    }
+    let piped_after = raw_rate(port, pool, &msg, true).await;
+    println!(
+        "raw lettre over rapport's stream, {pool} connections, after the run: {piped_after:.0} msg/s; end to end / that (mean of before and after): {:.2}",
+        p.sent as f64 / sending / ((piped_before + piped_after) / 2.0)
+    );
 
     // Welcome latency: confirmation page answered -> welcome accepted by the sink (it
     // writes each message once the transaction is over, i.e. at its 250).

@@ -69,6 +69,41 @@ pub async fn any_sent(watch: &sqlx::AnyPool) -> bool {
         .is_some()
 }
 
+/// Waits for run `run_id` to finish, polling every 20 ms through the in-flight indexes (a
+/// row looked up, whatever the run's size), so that watching a run costs the machine
+/// nothing next to the run itself: the run's own progress (a count over all its rows) is
+/// read only once nothing is queued or sending. `first_sent` is called once, at the poll
+/// that first sees a message accepted.
+pub async fn finish_run(
+    store: &rapport::store::Store,
+    watch: &sqlx::AnyPool,
+    run_id: i64,
+    mut first_sent: impl FnMut(),
+) -> rapport::store::RunProgress {
+    let mut seen = false;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if !seen && any_sent(watch).await {
+            seen = true;
+            first_sent();
+        }
+        let pending: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM deliveries WHERE status = 'queued') \
+             OR EXISTS (SELECT 1 FROM deliveries WHERE status = 'sending')",
+        )
+        .fetch_optional(watch)
+        .await
+        .unwrap();
+        if pending.is_some() {
+            continue;
+        }
+        let p = store.run_progress(run_id).await.unwrap();
+        if p.finished() {
+            return p;
+        }
+    }
+}
+
 /// `"a","b",…`: strings as the items of a Lua table, for wrk scripts.
 pub fn lua_strings(items: &[String]) -> String {
     items
