@@ -40,6 +40,18 @@ const MAX_RANKINGS: usize = 4096;
 /// still finds `n` in the kept ranking.
 const RANKING_SPARE: usize = 8;
 
+/// The values a template sees of an item, in [`Item::template_values`]: the render
+/// knows a block that reads only these reads nothing but the item.
+pub const TEMPLATE_KEYS: [&str; 7] = [
+    "id",
+    "title",
+    "url",
+    "summary",
+    "topics",
+    "level",
+    "published",
+];
+
 /// Who an item is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -106,18 +118,19 @@ impl Item {
     fn make_values(&mut self) {
         use serde_json::json;
         let summary = self.prepared_summary.as_ref().unwrap_or(&self.summary);
-        self.values = [
-            ("id", json!(self.id)),
-            ("title", json!(self.title)),
-            ("url", json!(self.url)),
-            ("summary", json!(summary)),
-            ("topics", json!(self.topics)),
-            ("level", json!(self.level)),
-            ("published", json!(self.published)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        self.values = TEMPLATE_KEYS
+            .into_iter()
+            .zip([
+                json!(self.id),
+                json!(self.title),
+                json!(self.url),
+                json!(summary),
+                json!(self.topics),
+                json!(self.level),
+                json!(self.published),
+            ])
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
     }
 }
 

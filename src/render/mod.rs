@@ -4,6 +4,7 @@
 mod campaign;
 mod helpers;
 mod inline;
+mod library_block;
 mod links;
 mod message;
 mod partials;
@@ -268,9 +269,21 @@ impl Templates {
                 .or_else(|| sources.get(name))
                 .map(String::as_str)
         });
+        // The library blocks of templates rendered on their own (a campaign's: not a
+        // partial, not a section) write each item's output once (see `library_block`).
+        let partials = root.join("partials");
+        let is_partial = |name: &str| match by_name.get(name) {
+            Some(path) => path.starts_with(&partials),
+            None => !name.contains('/') && BUILTIN.iter().any(|(n, _)| *n == name),
+        };
+        library_block::prepare(&mut hbs, |name| {
+            is_email_template(name) && !name.starts_with("sections/") && !is_partial(name)
+        });
         let marking = shapeable.then(|| {
             let mut marking = hbs.clone();
             marking.register_escape_fn(shape::marking_escape);
+            // Its own kept output: the same item writes differently marked.
+            library_block::register(&mut marking);
             marking
         });
         if problems.is_empty() {
