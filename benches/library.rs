@@ -142,14 +142,35 @@ async fn run(dir: &Path, n: usize, port: u16) -> (f64, f64, i64) {
     );
     let serve = common::Kill(child);
     let watch = common::pool(&db).await;
-    let mut first: Option<(Instant, f64)> = None;
+    let mut first = None;
     let p = common::finish_run(&store, &watch, run_id, || {
-        first = Some((Instant::now(), common::cpu_seconds(serve.0.id())));
+        first = Some((
+            Instant::now(),
+            common::cpu_seconds(serve.0.id()),
+            common::cpu_by_thread(serve.0.id()),
+        ));
     })
     .await;
-    let (t, cpu_before) = first.unwrap_or((Instant::now(), 0.0));
+    let (t, cpu_before, (threads_before, faults_before)) =
+        first.unwrap_or_else(|| (Instant::now(), 0.0, Default::default()));
     let secs = t.elapsed().as_secs_f64();
     let cpu = common::cpu_seconds(serve.0.id()) - cpu_before;
+    // Where serve's time went, by kind of thread, and how often it faulted in a page.
+    let (threads, faults) = common::cpu_by_thread(serve.0.id());
+    let per_message = |s: f64| s * 1e6 / p.sent.max(1) as f64;
+    let split: Vec<String> = threads
+        .iter()
+        .map(|(name, s)| {
+            let before = threads_before.get(name).copied().unwrap_or(0.0);
+            format!("{name} {:.0} µs", per_message(s - before))
+        })
+        .filter(|s| !s.ends_with(" 0 µs"))
+        .collect();
+    println!(
+        "    serve per message: {}; {:.2} minor page faults",
+        split.join(", "),
+        (faults - faults_before) / p.sent.max(1) as f64
+    );
     let items: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE library_urls IS NOT NULL")
             .fetch_one(&watch)

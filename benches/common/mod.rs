@@ -222,19 +222,43 @@ pub fn sink(port: u16, dump: Option<&Path>) -> Kill {
 /// CPU seconds (user + system) a process has used so far: /proc/PID/stat's utime and stime,
 /// in clock ticks of 1/100 s (Linux's USER_HZ).
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_fields(&format!("/proc/{pid}/stat")).1[0]
+}
+
+/// A process's threads by name (`tokio-rt-worker`, `sqlx-sqlite-wor`, …): CPU seconds of
+/// each kind, and the process's minor page faults, to tell where a run's time went.
+pub fn cpu_by_thread(pid: u32) -> (std::collections::BTreeMap<String, f64>, f64) {
+    let mut by_name = std::collections::BTreeMap::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    for task in tasks.flatten() {
+        let (name, [cpu, _]) = stat_fields(&task.path().join("stat").display().to_string());
+        *by_name.entry(name).or_insert(0.0) += cpu;
+    }
+    (by_name, stat_fields(&format!("/proc/{pid}/stat")).1[1])
+}
+
+/// The command name of a `/proc/…/stat` file, and its CPU seconds (utime + stime) and
+/// minor page faults.
+fn stat_fields(path: &str) -> (String, [f64; 2]) {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
+    let (name, rest) = stat
+        .split_once('(')
+        .and_then(|(_, r)| r.rsplit_once(')'))
+        .unwrap_or(("", ""));
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let number = |i: usize| {
         fields
             .get(i)
             .and_then(|f| f.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
+    // minflt, utime and stime are fields 10, 14 and 15 of the line, 7, 11 and 12 (from 0)
+    // after the name.
+    (
+        name.to_string(),
+        [(number(11) + number(12)) / 100.0, number(7)],
+    )
 }
