@@ -432,6 +432,102 @@ mod tests {
 
     use super::*;
 
+    /// A store on `url` (SQLite) or on a new database of `RAPPORT_TEST_POSTGRES_URL`,
+    /// migrated only up to `version`, as a rapport of that time left it; `None` for
+    /// PostgreSQL without the variable.
+    async fn store_at(url: Option<&str>, version: i64) -> Option<Store> {
+        let url = match url {
+            Some(u) => u.to_string(),
+            None => {
+                use sqlx::Connection;
+                let admin = std::env::var("RAPPORT_TEST_POSTGRES_URL").ok()?;
+                let name = format!("rapport_upgrade_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect");
+                sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
+                let mut u = url::Url::parse(&admin).expect("a URL");
+                u.set_path(&format!("/{name}"));
+                u.to_string()
+            }
+        };
+        let store = Store::connect(&url).await.expect("connect");
+        let all = match store.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let older = sqlx::migrate::Migrator {
+            migrations: all
+                .iter()
+                .filter(|m| m.version <= version)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
+            ignore_missing: false,
+            locking: true,
+            no_tx: false,
+        };
+        older.run(&store.pool).await.expect("older migrations");
+        Some(store)
+    }
+
+    /// Migration 0014 moves the items each message carried from `library_sent` onto the
+    /// delivery rows: after the upgrade, nobody is sent again an item they were sent
+    /// before it, on either database.
+    #[tokio::test]
+    async fn items_sent_before_the_upgrade_are_still_known_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = format!("sqlite://{}", dir.path().join("old.db").display());
+        for url in [Some(sqlite.as_str()), None] {
+            let Some(store) = store_at(url, 13).await else {
+                eprintln!("SKIPPED on PostgreSQL: set RAPPORT_TEST_POSTGRES_URL");
+                continue;
+            };
+            for sql in [
+                "INSERT INTO profiles (id, email, email_key, status, source, created_at, updated_at) \
+                 VALUES (1, 'a@x.example', 'a@x.example', 'subscribed', 'form', 1, 1), \
+                        (2, 'b@x.example', 'b@x.example', 'subscribed', 'form', 1, 1)",
+                "INSERT INTO campaign_runs (id, campaign, period_key, origin, status, created_at) \
+                 VALUES (101, 'newsletter', '2026-10', 'schedule', 'queued', 1), \
+                        (102, 'newsletter', '2026-11', 'schedule', 'queued', 2)",
+                "INSERT INTO deliveries (id, run_id, profile_id, campaign, status, next_attempt_at, sent_at, created_at) \
+                 VALUES (1, 101, 1, 'newsletter', 'sent', 1, 10, 1), (2, 102, 1, 'newsletter', 'sent', 2, 20, 2), \
+                        (3, 101, 2, 'newsletter', 'sent', 1, 10, 1)",
+                "INSERT INTO library_sent (delivery_id, profile_id, urls, sent_at) \
+                 VALUES (1, 1, 'https://l.example/a\nhttps://l.example/b', 10), \
+                        (2, 1, 'https://l.example/c', 20)",
+            ] {
+                sqlx::query(sql).execute(&store.pool).await.expect(sql);
+            }
+            store.migrate().await.expect("upgrade");
+            let sent = store.library_sent(&[1, 2]).await.unwrap();
+            assert_eq!(
+                sent.get(&1).map(Vec::as_slice),
+                Some(
+                    &[
+                        "https://l.example/a".to_string(),
+                        "https://l.example/b".to_string(),
+                        "https://l.example/c".to_string()
+                    ][..]
+                ),
+                "{:?}",
+                store.backend
+            );
+            assert!(!sent.contains_key(&2), "a message without items has none");
+            let old: Option<i64> = sqlx::query_scalar(match store.backend {
+                Backend::Sqlite => "SELECT 1 FROM sqlite_master WHERE name = 'library_sent'",
+                Backend::Postgres => {
+                    "SELECT 1 FROM information_schema.tables WHERE table_name = 'library_sent'"
+                }
+            })
+            .fetch_optional(&store.pool)
+            .await
+            .unwrap();
+            assert!(old.is_none(), "the old table is gone");
+        }
+    }
+
     /// A PostgreSQL store whose pool holds one connection (so the next borrower is the one
     /// a cut-off caller left), and a second connection to watch it; `None` without
     /// `RAPPORT_TEST_POSTGRES_URL`.
