@@ -468,9 +468,10 @@ impl Worker {
                     events: &events,
                     sent_items: &sent_items,
                 };
-                worker
-                    .deliver(&site, &d, profiles.get(&d.profile_id), &history)
-                    .await
+                // Boxed: the delivery's future is large (rendering, composing, sending, recording,
+                // about 13 KB), and tokio moves a task's future by value as it spawns it, stores
+                // it and hands its output back; a box is moved instead.
+                Box::pin(worker.deliver(&site, &d, profiles.get(&d.profile_id), &history)).await
             });
         }
         while let Some(joined) = tasks.join_next().await {
