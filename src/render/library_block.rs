@@ -10,7 +10,7 @@
 //!
 //! So at load, an `{{#each library}}` block whose body only reads the item's own values
 //! (paths naming one of them, `{{#if}}`/`{{#unless}}` on them, text, comments; no helpers,
-//! `@index`, `../` or partials) becomes a call of this module's helper with the same
+//! `@index`, `../` or partials) becomes a call of a helper of its own with the same
 //! parameter and body. For each item of the list the helper looks up what the body wrote
 //! for that item, keyed by the item's values, and on a miss renders the body as `each`
 //! would. The output is the same as `each`'s (tests render both ways); blocks with
@@ -34,18 +34,25 @@ use handlebars::{
 };
 use serde_json::Value;
 
-/// The name the helper is registered under: not a name a template can call (a path
-/// segment has no space), so only blocks made here reach it.
+/// The names the helpers are registered under, with the block's number after it: not a
+/// name a template can call (a path segment has no space), so only blocks made here reach
+/// them. Each block has a helper of its own, so that what one body wrote for an item is
+/// never taken for another's.
 const HELPER: &str = "library block";
+
+/// The helper name of block `n`.
+fn helper_name(n: usize) -> String {
+    format!("{HELPER} {n}")
+}
 
 /// Bytes of kept output at most; past it the kept output starts again (a library whose
 /// items never repeat gains nothing from it and must not grow it without bound).
 const MAX_KEPT_BYTES: usize = 8 << 20;
 
 /// Replaces, in every template of `hbs` that `rewrite` names and no template includes by
-/// name, the item-local `{{#each library}}` blocks with the helper (see the module), and
-/// registers it.
-pub(super) fn prepare(hbs: &mut Handlebars<'static>, rewrite: impl Fn(&str) -> bool) {
+/// name, the item-local `{{#each library}}` blocks with a helper each (see the module), and
+/// registers them; returns how many blocks there are.
+pub(super) fn prepare(hbs: &mut Handlebars<'static>, rewrite: impl Fn(&str) -> bool) -> usize {
     let mut included = std::collections::HashSet::new();
     for t in hbs.get_templates().values() {
         partials_named(t, &mut included);
@@ -56,22 +63,28 @@ pub(super) fn prepare(hbs: &mut Handlebars<'static>, rewrite: impl Fn(&str) -> b
         .filter(|n| rewrite(n) && !included.contains(n.as_str()))
         .cloned()
         .collect();
+    let mut blocks = 0;
     for name in names {
         let Some(template) = hbs.get_template(&name) else {
             continue;
         };
         let mut template = template.clone();
-        if rewrite_blocks(&mut template) {
+        let before = blocks;
+        rewrite_blocks(&mut template, &mut blocks);
+        if blocks > before {
             hbs.register_template(&name, template);
         }
     }
-    register(hbs);
+    register(hbs, blocks);
+    blocks
 }
 
-/// Registers a helper with nothing kept yet: a registry cloned from one `prepare`d (the
-/// marking one) gets its own, as its escaping writes different output.
-pub(super) fn register(hbs: &mut Handlebars<'static>) {
-    hbs.register_helper(HELPER, Box::new(LibraryBlock::default()));
+/// Registers the helpers of `blocks` blocks with nothing kept yet: a registry cloned from
+/// one `prepare`d (the marking one) gets its own, as its escaping writes different output.
+pub(super) fn register(hbs: &mut Handlebars<'static>, blocks: usize) {
+    for n in 0..blocks {
+        hbs.register_helper(&helper_name(n), Box::new(LibraryBlock::default()));
+    }
 }
 
 /// The names of the partials `template` includes by name, in any block.
@@ -101,25 +114,24 @@ fn partials_named<'a>(template: &'a Template, names: &mut std::collections::Hash
     }
 }
 
-/// Rewrites the blocks of `template` and those nested in its blocks; whether any changed.
-fn rewrite_blocks(template: &mut Template) -> bool {
-    let mut changed = false;
+/// Rewrites the blocks of `template` and those nested in its blocks, numbering them on
+/// from `blocks`.
+fn rewrite_blocks(template: &mut Template, blocks: &mut usize) {
     for element in &mut template.elements {
         if let TemplateElement::HelperBlock(block) = element {
             if is_library_block(block) {
-                block.name = Parameter::Name(HELPER.to_string());
-                changed = true;
+                block.name = Parameter::Name(helper_name(*blocks));
+                *blocks += 1;
                 continue;
             }
             for inner in [&mut block.template, &mut block.inverse]
                 .into_iter()
                 .flatten()
             {
-                changed |= rewrite_blocks(inner);
+                rewrite_blocks(inner, blocks);
             }
         }
     }
-    changed
 }
 
 /// `{{#each library}}` with no `{{else}}`, block parameters or hash, and an item-local body.
@@ -170,7 +182,7 @@ fn item_path(p: &Parameter) -> bool {
 /// What the body wrote for one item.
 type Writes = Arc<str>;
 
-/// The helper: each item's writes, kept by the item's values.
+/// The helper of one block: what its body wrote for each item, kept by the item's values.
 #[derive(Default)]
 struct LibraryBlock {
     kept: Mutex<Kept>,
@@ -359,6 +371,15 @@ mod tests {
         assert!(uses_helper(&t.hbs, "newsletter"));
         assert!(uses_helper(t.marking.as_ref().unwrap(), "newsletter"));
         assert!(!uses_helper(&t.hbs, "footer"));
+    }
+
+    #[test]
+    fn two_blocks_on_the_same_items_keep_their_own_output() {
+        let src = "{{#each library}}<a href=\"{{url}}\">{{title}}</a>{{/each}}\n{{#each library}}[{{id}}]{{/each}}";
+        let (before, first, second, changed) = both(src, &data());
+        assert!(changed);
+        assert_eq!(before, first);
+        assert_eq!(before, second);
     }
 
     #[test]

@@ -276,14 +276,14 @@ impl Templates {
             Some(path) => path.starts_with(&partials),
             None => !name.contains('/') && BUILTIN.iter().any(|(n, _)| *n == name),
         };
-        library_block::prepare(&mut hbs, |name| {
+        let library_blocks = library_block::prepare(&mut hbs, |name| {
             is_email_template(name) && !name.starts_with("sections/") && !is_partial(name)
         });
         let marking = shapeable.then(|| {
             let mut marking = hbs.clone();
             marking.register_escape_fn(shape::marking_escape);
             // Its own kept output: the same item writes differently marked.
-            library_block::register(&mut marking);
+            library_block::register(&mut marking, library_blocks);
             marking
         });
         if problems.is_empty() {
