@@ -7,12 +7,20 @@
 //!
 //! Under each connection, [`SmtpStream`] corks and pipelines: a message takes two round
 //! trips instead of lettre's four.
+//!
+//! The mail transaction itself ([`transact`]) is written here with lettre's public
+//! commands, as lettre's `send` writes it, byte for byte: lettre makes the message
+//! transparent (a period doubled at the start of a line) by looking at every byte of it
+//! and pushing it into a new buffer, about a tenth of `rapport serve`'s instructions per
+//! message (BENCHMARKS.md, "Sending"); here the line starts are found with `memchr`.
 
 use std::time::Duration;
 
+use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::{ClientId, Extension};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
@@ -92,6 +100,10 @@ pub enum PoolError {
     Smtp(#[from] lettre::transport::smtp::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The message needs an extension the server did not offer (it is not sent; the
+    /// connection is closed, as lettre does).
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl PoolError {
@@ -247,14 +259,13 @@ impl SmtpPool {
             Some(p) => (p.conn, p.socket),
             None => self.connect().await?,
         };
-        let bytes = message.formatted();
         let result = within(
             self.config.timeout,
             "while sending",
-            conn.send(message.envelope(), &bytes),
+            transact(&mut conn, message.envelope(), message.formatted()),
         )
         .await
-        .and_then(|r| r.map_err(PoolError::from));
+        .and_then(|r| r);
         // Only a connection whose transaction finished is reused: lettre closes one that got
         // a refusal, and one that timed out may still have a reply on its way.
         if result.is_ok() && !conn.has_broken() {
@@ -271,11 +282,259 @@ impl SmtpPool {
     }
 }
 
+/// One mail transaction (`MAIL FROM`, `RCPT TO`, `DATA`, the message) on `conn`, with the
+/// same commands, parameters and bytes as lettre's `AsyncSmtpConnection::send`: `SMTPUTF8`
+/// for non-ASCII addresses and `BODY=8BITMIME` for a non-ASCII message, refused when the
+/// server does not offer them; on any error the connection is closed (`has_broken`).
+async fn transact(
+    conn: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    mut message: Vec<u8>,
+) -> Result<(), PoolError> {
+    // Composed messages are UTF-8; anything else goes through lettre's own encoder.
+    if std::str::from_utf8(&message).is_err() {
+        conn.send(envelope, &message).await?;
+        return Ok(());
+    }
+    let mut parameters = Vec::new();
+    let mut addresses = envelope.from().into_iter().chain(envelope.to());
+    if addresses.any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii()) {
+        if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+            conn.abort().await;
+            return Err(PoolError::Unsupported(
+                "the envelope has non-ASCII addresses and the SMTP server does not offer SMTPUTF8",
+            ));
+        }
+        parameters.push(MailParameter::SmtpUtfEight);
+    }
+    if !message.is_ascii() {
+        if !conn.server_info().supports_feature(Extension::EightBitMime) {
+            conn.abort().await;
+            return Err(PoolError::Unsupported(
+                "the message is not ASCII and the SMTP server does not offer 8BITMIME",
+            ));
+        }
+        parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    message.extend_from_slice(END_OF_DATA);
+    let text = std::str::from_utf8(&message).expect("UTF-8, checked above, and an ASCII end");
+    let result = async {
+        conn.command(Mail::new(envelope.from().cloned(), parameters))
+            .await?;
+        for to in envelope.to() {
+            conn.command(Rcpt::new(to.clone(), Vec::new())).await?;
+        }
+        conn.command(Data).await?;
+        conn.command(Transparent(text)).await
+    }
+    .await;
+    if result.is_err() {
+        conn.abort().await;
+    }
+    result.map(|_| ()).map_err(PoolError::from)
+}
+
+/// What ends the message of a `DATA` command, after the message itself (lettre writes it
+/// after every message, whether or not the message ends with a line break).
+const END_OF_DATA: &[u8] = b"\r\n.\r\n";
+
+/// A message followed by [`END_OF_DATA`], written transparent (RFC 5321 §4.5.2): a line
+/// that starts with a period gets a second one, so that no line of the message reads as
+/// the end of the data. A line starts at the beginning and after each CRLF.
+struct Transparent<'a>(&'a str);
+
+impl std::fmt::Display for Transparent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        static LINE_WITH_PERIOD: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n."));
+        let text = self.0;
+        // The end of the data is the one period that stays single.
+        let (message, end) = text.split_at(text.len() - END_OF_DATA.len());
+        if message.starts_with('.') {
+            f.write_str(".")?;
+        }
+        let mut from = 0;
+        for at in LINE_WITH_PERIOD.find_iter(message.as_bytes()) {
+            // Up to and with the period's line start; the period comes again next.
+            f.write_str(&message[from..at + 2])?;
+            f.write_str(".")?;
+            from = at + 2;
+        }
+        if from == 0 {
+            // No line to double: the whole data in one piece, so that `to_string` makes
+            // it in one allocation.
+            return f.write_str(text);
+        }
+        f.write_str(&message[from..])?;
+        f.write_str(end)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use crate::delivery::test_server::{ONE_MESSAGE, converse, message};
+
+    /// lettre 0.11.23's `ClientCodec::encode` (a state machine over every byte), followed
+    /// by the end it writes: the model [`Transparent`] must write the same as.
+    fn lettre_data(message: &str) -> String {
+        #[derive(Clone, Copy, PartialEq)]
+        enum At {
+            Middle,
+            AfterCr,
+            LineStart,
+        }
+        let (mut out, mut at) = (String::new(), At::LineStart);
+        for c in message.chars() {
+            out.push(c);
+            at = match (c, at) {
+                ('\r', _) => At::AfterCr,
+                ('\n', At::AfterCr) => At::LineStart,
+                ('.', At::LineStart) => {
+                    out.push('.');
+                    At::Middle
+                }
+                _ => At::Middle,
+            };
+        }
+        out + "\r\n.\r\n"
+    }
+
+    fn transparent(message: &str) -> String {
+        Transparent(&format!("{message}\r\n.\r\n")).to_string()
+    }
+
+    #[test]
+    fn periods_at_line_starts_are_doubled_as_lettre_does() {
+        for m in [
+            "",
+            ".",
+            "..",
+            ".a\r\n.b\r\n",
+            "a\r\n.\r\n.",
+            "a\n.b\r.c\r\r\n.d",
+            "é\r\n.é",
+            "no period",
+        ] {
+            assert_eq!(transparent(m), lettre_data(m), "{m:?}");
+        }
+        assert_eq!(transparent("x\r\n.y"), "x\r\n..y\r\n.\r\n");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn transparent_data_is_lettres(m in "[a.\r\né]{0,80}") {
+            proptest::prop_assert_eq!(transparent(&m), lettre_data(&m));
+        }
+    }
+
+    /// What a scripted server whose EHLO reply is `ehlo` (it offers PIPELINING) read when
+    /// `message` was sent on a new connection, by lettre's `send` or by [`transact`]; and
+    /// how the sending ended.
+    async fn on_the_wire(
+        ehlo: &'static str,
+        message: &lettre::Message,
+        by_lettre: bool,
+    ) -> (Vec<String>, Result<(), String>, bool) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let steps = [ehlo, ONE_MESSAGE[1], ONE_MESSAGE[2]];
+            converse(&mut s, &steps, usize::MAX).await
+        });
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let hello = ClientId::Domain("rapport.example".into());
+        let mut conn =
+            AsyncSmtpConnection::connect_with_transport(Box::new(SmtpStream::new(tcp)), &hello)
+                .await
+                .unwrap();
+        let result = if by_lettre {
+            conn.send(message.envelope(), &message.formatted())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        } else {
+            transact(&mut conn, message.envelope(), message.formatted())
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let broken = conn.has_broken();
+        drop(conn);
+        let reads = tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .map(|r| r.unwrap())
+            .unwrap_or_default();
+        (reads, result, broken)
+    }
+
+    #[tokio::test]
+    async fn a_transaction_is_what_lettre_sends_byte_for_byte() {
+        let body = "Hello,\r\n.a line that starts with a period\r\n..and two\r\n.\r\nend";
+        let ascii = lettre::Message::builder()
+            .from("a@x.example".parse().unwrap())
+            .to("b@y.example".parse().unwrap())
+            .subject("hi")
+            .header(lettre::message::header::ContentTransferEncoding::SevenBit)
+            .body(String::from(body))
+            .unwrap();
+        let eight_bit = lettre::Message::builder()
+            .from("a@x.example".parse().unwrap())
+            .to("b@y.example".parse().unwrap())
+            .subject("hi")
+            .header(lettre::message::header::ContentTransferEncoding::EightBit)
+            .body(format!("Grüße\r\n{body}"))
+            .unwrap();
+        let ehlo = "250-test\r\n250-8BITMIME\r\n250 PIPELINING\r\n";
+        for message in [&ascii, &eight_bit] {
+            let lettre = on_the_wire(ehlo, message, true).await;
+            let ours = on_the_wire(ehlo, message, false).await;
+            assert_eq!(ours, lettre);
+            assert_eq!(ours.1, Ok(()));
+            assert!(!ours.2, "the connection is kept");
+        }
+        let (reads, ..) = on_the_wire(ehlo, &ascii, false).await;
+        assert!(
+            reads[2].contains(
+                "\r\n..a line that starts with a period\r\n...and two\r\n..\r\nend\r\n.\r\n"
+            ),
+            "{:?}",
+            reads[2]
+        );
+        assert!(
+            reads[1].starts_with("MAIL FROM:<a@x.example>\r\n"),
+            "{:?}",
+            reads[1]
+        );
+        let (reads, ..) = on_the_wire(ehlo, &eight_bit, false).await;
+        assert!(
+            reads[1].starts_with("MAIL FROM:<a@x.example> BODY=8BITMIME\r\n"),
+            "{:?}",
+            reads[1]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_eight_bit_message_is_not_sent_to_a_server_without_8bitmime() {
+        let message = lettre::Message::builder()
+            .from("a@x.example".parse().unwrap())
+            .to("b@y.example".parse().unwrap())
+            .subject("hi")
+            .header(lettre::message::header::ContentTransferEncoding::EightBit)
+            .body(String::from("Grüße"))
+            .unwrap();
+        let (reads, result, broken) =
+            on_the_wire("250-test\r\n250 PIPELINING\r\n", &message, false).await;
+        let e = result.unwrap_err();
+        assert!(e.contains("8BITMIME"), "{e}");
+        assert!(broken, "closed, as lettre closes it");
+        assert!(
+            reads.iter().all(|r| !r.contains("MAIL FROM")),
+            "nothing of the message went out: {reads:?}"
+        );
+    }
 
     /// A pool of `size` connections to 127.0.0.1:`port` whose exchanges time out after
     /// `timeout`.

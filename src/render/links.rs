@@ -42,6 +42,18 @@ pub struct PreparedLinks {
     nonce: String,
     /// Marker number → (URL, `data-tag`).
     links: Vec<(String, Option<String>)>,
+    /// The first [`SLOT_MARKERS_MADE`] slot markers, made once: every message of a campaign
+    /// with a library takes one per item, and formatting each costs more than a copy.
+    slot_markers: Vec<String>,
+}
+
+/// Slot markers made at load: the keep link and 31 library items (more are formatted when
+/// asked for).
+const SLOT_MARKERS_MADE: usize = 32;
+
+/// The marker of slot `k` under `nonce`.
+fn format_slot_marker(nonce: &str, k: usize) -> String {
+    format!("{MARK}{nonce}:{}{MARK}", SLOT_BASE + k)
 }
 
 /// What link tracking takes from an `<a href>`, the same at load time and at send time:
@@ -101,8 +113,12 @@ pub(super) fn rewrite_links(
 
 impl Default for PreparedLinks {
     fn default() -> Self {
+        let nonce = format!("{:016x}", rand::random::<u64>());
         PreparedLinks {
-            nonce: format!("{:016x}", rand::random::<u64>()),
+            slot_markers: (0..SLOT_MARKERS_MADE)
+                .map(|k| format_slot_marker(&nonce, k))
+                .collect(),
+            nonce,
             links: Vec::new(),
         }
     }
@@ -190,7 +206,10 @@ impl PreparedLinks {
     /// The marker that stands for slot `k` of a render: a link whose URL and tag only the
     /// render knows (a person's keep link, their library items; see `campaign::slots`).
     pub fn slot_marker(&self, k: usize) -> String {
-        format!("{MARK}{}:{}{MARK}", self.nonce, SLOT_BASE + k)
+        match self.slot_markers.get(k) {
+            Some(marker) => marker.clone(),
+            None => format_slot_marker(&self.nonce, k),
+        }
     }
 
     /// `html` with every marker replaced by what `seam` makes of its link (attribute-encoded,
@@ -305,6 +324,32 @@ impl PreparedLinks {
 mod tests {
     use super::*;
     use crate::render::KeepLinks;
+
+    #[test]
+    fn slot_markers_made_at_load_are_the_ones_formatted_later() {
+        let p = PreparedLinks::default();
+        for k in [
+            0,
+            1,
+            SLOT_MARKERS_MADE - 1,
+            SLOT_MARKERS_MADE,
+            SLOT_MARKERS_MADE + 5,
+        ] {
+            assert_eq!(
+                p.slot_marker(k),
+                format_slot_marker(&p.nonce, k),
+                "slot {k}"
+            );
+        }
+        let all: std::collections::HashSet<String> = (0..SLOT_MARKERS_MADE + 2)
+            .map(|k| p.slot_marker(k))
+            .collect();
+        assert_eq!(
+            all.len(),
+            SLOT_MARKERS_MADE + 2,
+            "every slot has a marker of its own"
+        );
+    }
 
     #[test]
     fn static_links_become_markers_and_come_back() {
