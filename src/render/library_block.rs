@@ -244,7 +244,7 @@ impl HelperDef for LibraryBlock {
             _ => return Ok(()),
         };
         for item in items {
-            let hash = hash_value(item);
+            let hash = item_key(item);
             let writes = match self.lookup(hash, item) {
                 Some(w) => w,
                 None => {
@@ -275,40 +275,63 @@ fn render_body<'reg: 'rc, 'rc>(
     Ok(out.into_string()?.into())
 }
 
+/// The hash an item's kept output is filed under: of its `id` and `url` (its link's slot),
+/// which tell a library's items apart, and of the whole value for anything else. Items
+/// that share it are still told apart by all their values (see [`LibraryBlock::lookup`]);
+/// hashing the summary and the rest as well cost as much as the comparison.
+fn item_key(item: &Value) -> u64 {
+    match (item.get("id"), item.get("url")) {
+        (Some(id), Some(url)) => {
+            let mut h = hasher();
+            feed(&mut h, id);
+            feed(&mut h, url);
+            h.finish()
+        }
+        _ => hash_value(item),
+    }
+}
+
+/// The hasher of kept output: fixed, so that a key is the same in every thread.
+fn hasher() -> impl Hasher {
+    foldhash::fast::FixedState::with_seed(0x5eed).build_hasher()
+}
+
 /// A hash of a JSON value (`Value` has none of its own).
 fn hash_value(v: &Value) -> u64 {
-    fn feed(h: &mut impl Hasher, v: &Value) {
-        match v {
-            Value::Null => h.write_u8(0),
-            Value::Bool(b) => h.write_u8(1 + *b as u8),
-            Value::Number(n) => {
-                h.write_u8(3);
-                h.write(n.to_string().as_bytes());
-            }
-            Value::String(s) => {
-                h.write_u8(4);
-                h.write(s.as_bytes());
+    let mut h = hasher();
+    feed(&mut h, v);
+    h.finish()
+}
+
+/// Feeds a JSON value to a hasher, kind by kind.
+fn feed(h: &mut impl Hasher, v: &Value) {
+    match v {
+        Value::Null => h.write_u8(0),
+        Value::Bool(b) => h.write_u8(1 + *b as u8),
+        Value::Number(n) => {
+            h.write_u8(3);
+            h.write(n.to_string().as_bytes());
+        }
+        Value::String(s) => {
+            h.write_u8(4);
+            h.write(s.as_bytes());
+            h.write_u8(0xFF);
+        }
+        Value::Array(a) => {
+            h.write_u8(5);
+            h.write_usize(a.len());
+            a.iter().for_each(|v| feed(h, v));
+        }
+        Value::Object(o) => {
+            h.write_u8(6);
+            h.write_usize(o.len());
+            for (k, v) in o {
+                h.write(k.as_bytes());
                 h.write_u8(0xFF);
-            }
-            Value::Array(a) => {
-                h.write_u8(5);
-                h.write_usize(a.len());
-                a.iter().for_each(|v| feed(h, v));
-            }
-            Value::Object(o) => {
-                h.write_u8(6);
-                h.write_usize(o.len());
-                for (k, v) in o {
-                    h.write(k.as_bytes());
-                    h.write_u8(0xFF);
-                    feed(h, v);
-                }
+                feed(h, v);
             }
         }
     }
-    let mut h = foldhash::fast::FixedState::with_seed(0x5eed).build_hasher();
-    feed(&mut h, v);
-    h.finish()
 }
 
 #[cfg(test)]
@@ -439,6 +462,14 @@ mod tests {
         let a = json!({"title": "A", "n": 1});
         let b = json!({"title": "A", "n": 2});
         assert_ne!(hash_value(&a), hash_value(&b));
+        let (c, d) = (
+            json!({"id": "i", "url": "u", "title": "A"}),
+            json!({"id": "i", "url": "u", "title": "B"}),
+        );
+        assert_eq!(item_key(&c), item_key(&d), "filed together");
+        assert_ne!(item_key(&c), item_key(&json!({"id": "i", "url": "v"})));
+        block.keep(item_key(&c), &c, "c".into());
+        assert!(block.lookup(item_key(&d), &d).is_none(), "told apart");
         block.keep(7, &a, "x".into());
         assert!(
             block.lookup(7, &b).is_none(),
