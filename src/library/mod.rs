@@ -85,7 +85,24 @@ pub struct Item {
     facts: Facts,
     /// What templates see of the item, made once (see [`Item::template_values`]).
     values: serde_json::Map<String, serde_json::Value>,
+    /// Copies of `values` that messages gave back (see [`Item::lend_values`]).
+    spare: Spare,
 }
+
+/// Template values given back by messages, to lend to the next ones. A clone of an item
+/// starts with none.
+#[derive(Debug, Default)]
+struct Spare(std::sync::Mutex<Vec<serde_json::Value>>);
+
+impl Clone for Spare {
+    fn clone(&self) -> Self {
+        Spare::default()
+    }
+}
+
+/// Copies kept per item: a message holds them only while it renders, which is synchronous,
+/// so each thread rendering at once needs one per position the item takes in a message.
+const SPARE_VALUES: usize = 4;
 
 /// What selection compares, as masks over the library's topics, segments and industries.
 /// The library keeps them side by side in one vector, in the items' order, so that a
@@ -112,6 +129,47 @@ impl Item {
     /// newsletter run renders every item thousands of times).
     pub fn template_values(&self) -> &serde_json::Map<String, serde_json::Value> {
         &self.values
+    }
+
+    /// [`Item::template_values`] with `url` in place of the item's URL (a message's slot
+    /// marker, see `render::links`), as an object: a copy a message gave back
+    /// ([`Item::give_back`]) with this `url` when there is one, else a new copy. Copying the
+    /// values for each message and dropping them after cost about as much as the rest of
+    /// what a library adds to a message (BENCHMARKS.md, "The library inside a sending run").
+    pub fn lend_values(&self, url: String) -> serde_json::Value {
+        use serde_json::Value;
+        {
+            let mut spare = self.lock_spare();
+            let same_url = |v: &Value| v.get("url").and_then(Value::as_str) == Some(url.as_str());
+            if let Some(at) = spare.iter().position(same_url) {
+                return spare.swap_remove(at);
+            }
+        }
+        let mut values = self.values.clone();
+        if let Some(v) = values.get_mut("url") {
+            *v = Value::String(url);
+        }
+        Value::Object(values)
+    }
+
+    /// Takes back values [`Item::lend_values`] lent, unchanged, for a later message; ones
+    /// of another item, or beyond [`SPARE_VALUES`], are dropped.
+    pub fn give_back(&self, values: serde_json::Value) {
+        if values.get("id") != self.values.get("id") {
+            return;
+        }
+        let mut spare = self.lock_spare();
+        if spare.len() < SPARE_VALUES {
+            spare.push(values);
+        }
+    }
+
+    fn lock_spare(&self) -> std::sync::MutexGuard<'_, Vec<serde_json::Value>> {
+        // A panic elsewhere while holding the lock leaves a list of whole values.
+        self.spare
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Makes [`Item::template_values`] from the item's fields.
@@ -472,6 +530,7 @@ impl Library {
             file: path.to_path_buf(),
             facts,
             values: serde_json::Map::new(),
+            spare: Spare::default(),
         };
         item.make_values();
         Some(item)

@@ -297,3 +297,39 @@ fn kept_rankings_give_each_reader_their_own_selection() {
         "rankings were kept and shared"
     );
 }
+
+#[test]
+fn values_lent_to_a_message_come_back_for_the_next_with_the_same_slot() {
+    let lib = library(&[("a.md", &item("a", "")), ("b.md", &item("b", ""))]).unwrap();
+    let by_id = |id: &str| lib.items().iter().find(|i| i.id == id).unwrap().clone();
+    let (a, b) = (by_id("a"), by_id("b"));
+    let with_url = |url: &str| {
+        let mut v = a.template_values().clone();
+        v["url"] = serde_json::Value::String(url.into());
+        serde_json::Value::Object(v)
+    };
+    let first = a.lend_values("slot 1".into());
+    assert_eq!(first, with_url("slot 1"));
+    a.give_back(first);
+    assert_eq!(a.lock_spare().len(), 1, "kept");
+    // Another slot gets its own values; the kept ones wait for their slot.
+    assert_eq!(a.lend_values("slot 2".into()), with_url("slot 2"));
+    assert_eq!(a.lock_spare().len(), 1);
+    assert_eq!(a.lend_values("slot 1".into()), with_url("slot 1"));
+    assert!(a.lock_spare().is_empty(), "taken");
+    // Another item's values are not kept, and no more than SPARE_VALUES are.
+    a.give_back(b.lend_values("slot 1".into()));
+    assert!(a.lock_spare().is_empty(), "b's values are not a's");
+    for _ in 0..SPARE_VALUES + 2 {
+        a.give_back(a.lend_values("slot 3".into()));
+        let lent: Vec<_> = (0..SPARE_VALUES + 2)
+            .map(|_| a.lend_values("slot 3".into()))
+            .collect();
+        lent.into_iter().for_each(|v| a.give_back(v));
+    }
+    assert_eq!(a.lock_spare().len(), SPARE_VALUES);
+    assert!(
+        Item::clone(&a).lock_spare().is_empty(),
+        "a clone starts with none"
+    );
+}

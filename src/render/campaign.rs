@@ -86,24 +86,21 @@ fn context(
         Some(links) => links.slot_marker(k),
         None => url.to_string(),
     };
-    // Each item's values are made at load; a message copies them and puts in its slot.
+    // Each item's values are made at load; a message borrows a copy with its slot in
+    // (given back after the render, see `Templates::render_campaign`).
     let library: Vec<Value> = p
         .library
         .iter()
         .enumerate()
-        .map(|(i, item)| {
-            let mut values = item.template_values().clone();
-            let mut set = |key: &str, value: String| {
-                if let Some(v) = values.get_mut(key) {
-                    *v = Value::String(value);
+        .map(|(i, item)| match prepared {
+            Some(links) => item.lend_values(links.slot_marker(1 + i)),
+            None => {
+                let mut values = item.template_values().clone();
+                if let (Some(v), Some(_)) = (values.get_mut("summary"), &item.prepared_summary) {
+                    *v = Value::String(item.summary.clone());
                 }
-            };
-            match prepared {
-                Some(links) => set("url", links.slot_marker(1 + i)),
-                None if item.prepared_summary.is_some() => set("summary", item.summary.clone()),
-                None => {}
+                Value::Object(values)
             }
-            Value::Object(values)
         })
         .collect();
     let a = &p.profile.answers;
@@ -258,6 +255,14 @@ impl Templates {
                 })
                 .unwrap_or_else(|| html_to_text(&html))
         };
+        // The items' values go back to the items, for the next message to borrow.
+        if self.links.is_some()
+            && let Value::Array(values) = std::mem::take(&mut ctx.data_mut()["library"])
+        {
+            for (item, values) in person.library.iter().zip(values) {
+                item.give_back(values);
+            }
+        }
         Ok(Rendered {
             subject,
             html,
