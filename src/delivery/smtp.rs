@@ -316,7 +316,7 @@ async fn transact(
         }
         parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
-    message.extend_from_slice(END_OF_DATA);
+    message.extend_from_slice(END_OF_DATA.as_bytes());
     let text = std::str::from_utf8(&message).expect("UTF-8, checked above, and an ASCII end");
     let result = async {
         conn.command(Mail::new(envelope.from().cloned(), parameters))
@@ -336,7 +336,7 @@ async fn transact(
 
 /// What ends the message of a `DATA` command, after the message itself (lettre writes it
 /// after every message, whether or not the message ends with a line break).
-const END_OF_DATA: &[u8] = b"\r\n.\r\n";
+const END_OF_DATA: &str = "\r\n.\r\n";
 
 /// A message followed by [`END_OF_DATA`], written transparent (RFC 5321 §4.5.2): a line
 /// that starts with a period gets a second one, so that no line of the message reads as
@@ -349,7 +349,8 @@ impl std::fmt::Display for Transparent<'_> {
             std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n."));
         let text = self.0;
         // The end of the data is the one period that stays single.
-        let (message, end) = text.split_at(text.len() - END_OF_DATA.len());
+        let message = text.strip_suffix(END_OF_DATA).unwrap_or(text);
+        let end = &text[message.len()..];
         if message.starts_with('.') {
             f.write_str(".")?;
         }
@@ -420,6 +421,9 @@ mod tests {
             assert_eq!(transparent(m), lettre_data(m), "{m:?}");
         }
         assert_eq!(transparent("x\r\n.y"), "x\r\n..y\r\n.\r\n");
+        // Without its end (never so in rapport), still no panic.
+        assert_eq!(Transparent(".").to_string(), "..");
+        assert_eq!(Transparent("").to_string(), "");
     }
 
     proptest::proptest! {
