@@ -289,13 +289,16 @@ impl SmtpPool {
 async fn transact(
     conn: &mut AsyncSmtpConnection,
     envelope: &Envelope,
-    mut message: Vec<u8>,
+    message: Vec<u8>,
 ) -> Result<(), PoolError> {
     // Composed messages are UTF-8; anything else goes through lettre's own encoder.
-    if std::str::from_utf8(&message).is_err() {
-        conn.send(envelope, &message).await?;
-        return Ok(());
-    }
+    let mut text = match String::from_utf8(message) {
+        Ok(text) => text,
+        Err(e) => {
+            conn.send(envelope, e.as_bytes()).await?;
+            return Ok(());
+        }
+    };
     let mut parameters = Vec::new();
     let mut addresses = envelope.from().into_iter().chain(envelope.to());
     if addresses.any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii()) {
@@ -307,7 +310,7 @@ async fn transact(
         }
         parameters.push(MailParameter::SmtpUtfEight);
     }
-    if !message.is_ascii() {
+    if !text.is_ascii() {
         if !conn.server_info().supports_feature(Extension::EightBitMime) {
             conn.abort().await;
             return Err(PoolError::Unsupported(
@@ -316,8 +319,7 @@ async fn transact(
         }
         parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
-    message.extend_from_slice(END_OF_DATA.as_bytes());
-    let text = std::str::from_utf8(&message).expect("UTF-8, checked above, and an ASCII end");
+    text.push_str(END_OF_DATA);
     let result = async {
         conn.command(Mail::new(envelope.from().cloned(), parameters))
             .await?;
@@ -325,7 +327,7 @@ async fn transact(
             conn.command(Rcpt::new(to.clone(), Vec::new())).await?;
         }
         conn.command(Data).await?;
-        conn.command(Transparent(text)).await
+        conn.command(Transparent(&text)).await
     }
     .await;
     if result.is_err() {
@@ -448,13 +450,10 @@ mod tests {
             let steps = [ehlo, ONE_MESSAGE[1], ONE_MESSAGE[2]];
             converse(&mut s, &steps, usize::MAX).await
         });
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        tcp.set_nodelay(true).unwrap();
-        let hello = ClientId::Domain("rapport.example".into());
-        let mut conn =
-            AsyncSmtpConnection::connect_with_transport(Box::new(SmtpStream::new(tcp)), &hello)
-                .await
-                .unwrap();
+        let (mut conn, _) = pool(port, Duration::from_secs(5), 1)
+            .connect()
+            .await
+            .unwrap();
         let result = if by_lettre {
             conn.send(message.envelope(), &message.formatted())
                 .await

@@ -138,18 +138,18 @@ impl Item {
     /// ([`Item::give_back`]) with this `url` when there is one, else a new copy. Copying the
     /// values for each message and dropping them after cost about as much as the rest of
     /// what a library adds to a message (BENCHMARKS.md, "The library inside a sending run").
-    pub fn lend_values(&self, url: String) -> serde_json::Value {
+    pub fn lend_values(&self, url: &str) -> serde_json::Value {
         use serde_json::Value;
         {
             let mut spare = self.lock_spare();
-            let same_url = |v: &Value| v.get("url").and_then(Value::as_str) == Some(url.as_str());
+            let same_url = |v: &Value| v.get("url").and_then(Value::as_str) == Some(url);
             if let Some(at) = spare.iter().position(same_url) {
                 return spare.swap_remove(at);
             }
         }
         let mut values = self.values.clone();
         if let Some(v) = values.get_mut("url") {
-            *v = Value::String(url);
+            *v = Value::String(url.to_string());
         }
         Value::Object(values)
     }

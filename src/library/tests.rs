@@ -308,22 +308,22 @@ fn values_lent_to_a_message_come_back_for_the_next_with_the_same_slot() {
         v["url"] = serde_json::Value::String(url.into());
         serde_json::Value::Object(v)
     };
-    let first = a.lend_values("slot 1".into());
+    let first = a.lend_values("slot 1");
     assert_eq!(first, with_url("slot 1"));
     a.give_back(first);
     assert_eq!(a.lock_spare().len(), 1, "kept");
     // Another slot gets its own values; the kept ones wait for their slot.
-    assert_eq!(a.lend_values("slot 2".into()), with_url("slot 2"));
+    assert_eq!(a.lend_values("slot 2"), with_url("slot 2"));
     assert_eq!(a.lock_spare().len(), 1);
-    assert_eq!(a.lend_values("slot 1".into()), with_url("slot 1"));
+    assert_eq!(a.lend_values("slot 1"), with_url("slot 1"));
     assert!(a.lock_spare().is_empty(), "taken");
     // Another item's values are not kept, and no more than SPARE_VALUES are.
-    a.give_back(b.lend_values("slot 1".into()));
+    a.give_back(b.lend_values("slot 1"));
     assert!(a.lock_spare().is_empty(), "b's values are not a's");
     for _ in 0..SPARE_VALUES + 2 {
-        a.give_back(a.lend_values("slot 3".into()));
+        a.give_back(a.lend_values("slot 3"));
         let lent: Vec<_> = (0..SPARE_VALUES + 2)
-            .map(|_| a.lend_values("slot 3".into()))
+            .map(|_| a.lend_values("slot 3"))
             .collect();
         lent.into_iter().for_each(|v| a.give_back(v));
     }

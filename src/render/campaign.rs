@@ -83,7 +83,7 @@ fn context(
     prepared: Option<&super::links::PreparedLinks>,
 ) -> Value {
     let slot = |k: usize, url: &str| match prepared {
-        Some(links) => links.slot_marker(k),
+        Some(links) => links.slot_marker(k).into_owned(),
         None => url.to_string(),
     };
     // Each item's values are made at load; a message borrows a copy with its slot in
@@ -93,7 +93,7 @@ fn context(
         .iter()
         .enumerate()
         .map(|(i, item)| match prepared {
-            Some(links) => item.lend_values(links.slot_marker(1 + i)),
+            Some(links) => item.lend_values(&links.slot_marker(1 + i)),
             None => {
                 let mut values = item.template_values().clone();
                 if let (Some(v), Some(_)) = (values.get_mut("summary"), &item.prepared_summary) {

@@ -43,7 +43,8 @@ pub struct PreparedLinks {
     /// Marker number → (URL, `data-tag`).
     links: Vec<(String, Option<String>)>,
     /// The first [`SLOT_MARKERS_MADE`] slot markers, made once: every message of a campaign
-    /// with a library takes one per item, and formatting each costs more than a copy.
+    /// with a library looks one up per item, and formatting each cost more than the rest of
+    /// what the library's values cost when they are lent (see `Item::lend_values`).
     slot_markers: Vec<String>,
 }
 
@@ -205,10 +206,10 @@ impl PreparedLinks {
 
     /// The marker that stands for slot `k` of a render: a link whose URL and tag only the
     /// render knows (a person's keep link, their library items; see `campaign::slots`).
-    pub fn slot_marker(&self, k: usize) -> String {
+    pub fn slot_marker(&self, k: usize) -> std::borrow::Cow<'_, str> {
         match self.slot_markers.get(k) {
-            Some(marker) => marker.clone(),
-            None => format_slot_marker(&self.nonce, k),
+            Some(marker) => marker.into(),
+            None => format_slot_marker(&self.nonce, k).into(),
         }
     }
 
@@ -342,7 +343,7 @@ mod tests {
             );
         }
         let all: std::collections::HashSet<String> = (0..SLOT_MARKERS_MADE + 2)
-            .map(|k| p.slot_marker(k))
+            .map(|k| p.slot_marker(k).into_owned())
             .collect();
         assert_eq!(
             all.len(),

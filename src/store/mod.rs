@@ -379,6 +379,27 @@ impl Store {
     }
 }
 
+/// A new, empty PostgreSQL database on the server `RAPPORT_TEST_POSTGRES_URL` names, as a
+/// URL; `None` when the variable is unset or empty. For tests, the library's and the
+/// integration tests' alike: each test gets a database of its own.
+#[doc(hidden)]
+pub async fn fresh_postgres_url() -> Option<String> {
+    use sqlx::Connection;
+    let admin = std::env::var("RAPPORT_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())?;
+    let name = format!("rapport_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach RAPPORT_TEST_POSTGRES_URL {admin}: {e}"));
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create test database");
+    let mut url = url::Url::parse(&admin).expect("RAPPORT_TEST_POSTGRES_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    Some(url.to_string())
+}
+
 /// The URL without its password, for messages and logs.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
@@ -447,19 +468,7 @@ mod tests {
     async fn store_at(url: Option<&str>, version: i64) -> Option<Store> {
         let url = match url {
             Some(u) => u.to_string(),
-            None => {
-                use sqlx::Connection;
-                let admin = std::env::var("RAPPORT_TEST_POSTGRES_URL").ok()?;
-                let name = format!("rapport_upgrade_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect");
-                sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create database");
-                let mut u = url::Url::parse(&admin).expect("a URL");
-                u.set_path(&format!("/{name}"));
-                u.to_string()
-            }
+            None => fresh_postgres_url().await?,
         };
         let store = Store::connect(&url).await.expect("connect");
         let all = match store.backend {

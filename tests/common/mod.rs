@@ -74,22 +74,7 @@ pub fn skip_postgres(name: &str) {
 }
 
 /// A fresh PostgreSQL database, or `None` when `RAPPORT_TEST_POSTGRES_URL` is unset.
-pub async fn fresh_postgres_url() -> Option<String> {
-    let admin = std::env::var("RAPPORT_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|s| !s.is_empty())?;
-    use sqlx::Connection;
-    let name = format!("rapport_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("cannot reach RAPPORT_TEST_POSTGRES_URL {admin}: {e}"));
-    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
-        .await
-        .expect("create test database");
-    let mut url = url::Url::parse(&admin).expect("RAPPORT_TEST_POSTGRES_URL is a URL");
-    url.set_path(&format!("/{name}"));
-    Some(url.to_string())
-}
+pub use rapport::store::fresh_postgres_url;
 
 /// A loopback port nobody listens on.
 pub fn free_port() -> u16 {
