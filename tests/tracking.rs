@@ -356,8 +356,19 @@ async fn clicks_and_opens(db: common::Db) {
         (h[0].0.as_str(), h[0].1.as_deref()),
         ("click", Some("training"))
     );
-    // The person's training click started the training follow-up, once.
-    let runs = app.store.runs_of("training-follow-up").await.unwrap();
+    // The person's training click started the training follow-up, once. The writer stores
+    // a batch's hits before it starts their follow-ups (the run, then its delivery), so
+    // those may come a moment after the hits.
+    let mut runs = Vec::new();
+    for _ in 0..400 {
+        runs = app.store.runs_of("training-follow-up").await.unwrap();
+        if let Some(run) = runs.first() {
+            if app.store.run_progress(run.0).await.unwrap().queued > 0 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
     assert_eq!(runs.len(), 1);
     assert_eq!(app.store.run_progress(runs[0].0).await.unwrap().queued, 1);
 
