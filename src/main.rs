@@ -26,7 +26,7 @@ static MALLOC_CONF: &[u8] = b"narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Folder holding campaigns.toml, segments/ and templates/.
+    /// Folder holding campaigns.toml, segments/, templates/ and content/ (the library).
     #[arg(long, global = true, default_value = ".", env = "RAPPORT_DIR")]
     dir: PathBuf,
     /// Database: sqlite://FILE (created if missing) or postgres://USER@HOST/DB.
@@ -58,8 +58,9 @@ enum Command {
         #[arg(long, env = "RAPPORT_BIND", default_value = cli::DEFAULT_BIND)]
         bind: SocketAddr,
     },
-    /// Validate campaigns.toml, segments/ and templates/, and render every campaign for a
-    /// sample person of every segment. Exit 1 with `file:line:col: message` lines.
+    /// Validate campaigns.toml, segments/, templates/ and the library's content/*.md, and
+    /// render every campaign for a sample person of every segment. Exit 1 with
+    /// `file:line:col: message` lines.
     Check,
     /// Show exactly what one stored person would receive from a campaign now.
     Preview {
