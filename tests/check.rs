@@ -648,3 +648,37 @@ fn library_topics_and_sunset_settings_are_checked() {
         "reconfirm",
     );
 }
+
+/// Windows editors may start a file with a byte-order mark: every kind of marketer's file
+/// reads as without it, and locations count from after it.
+#[test]
+fn files_saved_with_a_byte_order_mark_read_as_without_it() {
+    let dir = example_copy();
+    let files = [
+        "campaigns.toml",
+        "segments/small-learners.toml",
+        "templates/newsletter.hbs",
+        "content/first-course.md",
+    ];
+    for file in files {
+        let p = dir.path().join(file);
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, format!("\u{feff}{text}")).unwrap();
+    }
+    let o = check(dir.path());
+    assert_eq!(o.code, 0, "stdout: {}\nstderr: {}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("6 library item(s)"), "{}", o.stderr);
+    edit(
+        dir.path(),
+        "content/first-course.md",
+        "+++\ntitle",
+        "+++ x\ntitle",
+    );
+    assert_problem(
+        &check(dir.path()),
+        "content/first-course.md",
+        1,
+        Some(1),
+        "front matter",
+    );
+}

@@ -234,7 +234,7 @@ impl Project {
     /// Reads `DIR/campaigns.toml`. Every problem found is returned, located.
     pub fn load(dir: &Path) -> Result<Project, Vec<Diagnostic>> {
         let path = dir.join(CAMPAIGNS_FILE);
-        let source = std::fs::read_to_string(&path).map_err(|e| {
+        let source = super::read_text(&path).map_err(|e| {
             vec![Diagnostic::file(
                 &path,
                 format!(

@@ -314,7 +314,7 @@ impl Library {
         };
         let mut problems = Vec::new();
         for path in files {
-            match std::fs::read_to_string(&path) {
+            match crate::config::read_text(&path) {
                 Ok(text) => {
                     if let Some(item) = library.parse(&path, &text, names, &mut problems) {
                         library.add(item);

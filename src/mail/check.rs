@@ -206,7 +206,7 @@ fn not_text(
         let Some(file) = site.templates.file_of(name) else {
             continue;
         };
-        let Ok(source) = std::fs::read_to_string(file) else {
+        let Ok(source) = crate::config::read_text(file) else {
             continue;
         };
         if let Some((line, col)) = writes_out_non_text(&source) {

@@ -162,7 +162,7 @@ impl Templates {
                 continue;
             };
             by_name.insert(name.clone(), path.clone());
-            match std::fs::read_to_string(&path) {
+            match crate::config::read_text(&path) {
                 Ok(src) => {
                     sources.insert(name.clone(), src.clone());
                     read.push((name, path, src));
@@ -417,6 +417,19 @@ fn template_name(root: &Path, path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_template_saved_with_a_byte_order_mark_renders_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        let file = dir.path().join("templates/hello.hbs");
+        std::fs::write(&file, "\u{feff}<p>Hello {{name}}</p>").unwrap();
+        let t = Templates::load(dir.path(), false).unwrap();
+        let out = t
+            .render("hello", &serde_json::json!({ "name": "Ann" }))
+            .unwrap();
+        assert_eq!(out, "<p>Hello Ann</p>");
+    }
 
     #[test]
     fn example_templates_are_inlined_at_load() {

@@ -151,7 +151,7 @@ impl Segment {
         form: &Form,
         names: &Names,
     ) -> Result<Segment, Vec<Diagnostic>> {
-        let source = std::fs::read_to_string(path)
+        let source = crate::config::read_text(path)
             .map_err(|e| vec![Diagnostic::file(path, format!("cannot read segment: {e}"))])?;
         Segment::parse(path, name, &source, form, names)
     }
