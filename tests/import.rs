@@ -68,6 +68,13 @@ async fn imports_good_rows_and_reports_bad_ones(app: TestApp) {
         );
     }
     assert_eq!(out.lines().count(), 5, "{out}");
+    // A wrong choice names the values a list must hold, in one line.
+    assert!(
+        out.lines().any(|l| l == format!(
+            "{name}:9: industry: \"retial\" is not a choice for \"Industry\"; the choices are retail, professional_services, manufacturing, hospitality, healthcare, construction, other; skipped"
+        )),
+        "{out}"
+    );
     assert!(err.contains("imported 4 row(s); 5 row(s) skipped"), "{err}");
 
     let new = profile(&app, "new@example.com").await.unwrap();

@@ -280,8 +280,10 @@ fn parse_row(
             .errors
             .iter()
             .map(|(k, m)| {
+                // The form's sentences end in a full stop; here they are joined in one line.
+                let m = m.strip_suffix('.').unwrap_or(m);
                 if k == FORM_ERROR_KEY {
-                    m.clone()
+                    m.to_string()
                 } else {
                     format!("{k}: {m}")
                 }

@@ -351,11 +351,20 @@ impl Form {
             .find(|c| c.value.eq_ignore_ascii_case(given))
             .map(|c| c.value.clone())
             .ok_or_else(|| {
-                let list: Vec<_> = self.choices(q).iter().map(|c| c.label.as_str()).collect();
+                // The values, which an import or an API call must write, with the labels the
+                // form shows beside them when those say more.
+                let list: Vec<_> = self
+                    .choices(q)
+                    .iter()
+                    .map(|c| match c.label == label_for(&c.value) {
+                        true => c.value.clone(),
+                        false => format!("{} (\"{}\")", c.value, c.label),
+                    })
+                    .collect();
                 format!(
-                    "\"{}\" is not one of the choices for {}; pick one of: {}.",
+                    "\"{}\" is not a choice for \"{}\"; the choices are {}.",
                     shorten(given),
-                    q.label().to_lowercase(),
+                    q.label(),
                     list.join(", ")
                 )
             })
@@ -552,6 +561,26 @@ mod tests {
         assert_eq!(
             s.answers.products,
             Some(vec!["office".to_string(), "cloud".to_string()])
+        );
+    }
+
+    #[test]
+    fn an_unknown_choice_names_the_values_to_write() {
+        let form = Form::default();
+        let s = form.parse(
+            &pairs(&[("frequency", "weekly"), ("industry", "Shipping")]),
+            Purpose::ProfileCentre,
+        );
+        assert_eq!(
+            s.errors["frequency"],
+            "\"weekly\" is not a choice for \"How often?\"; the choices are monthly, quarterly (\"Quarterly (fewer emails)\")."
+        );
+        assert!(
+            s.errors["industry"].starts_with(
+                "\"Shipping\" is not a choice for \"Industry\"; the choices are retail, "
+            ),
+            "{}",
+            s.errors["industry"]
         );
     }
 
