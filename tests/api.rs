@@ -470,6 +470,47 @@ async fn profiles_are_created_with_consent_through_the_form_rules(app: TestApp) 
             .unwrap()
             .is_none()
     );
+    // The answers may come in an object of their own, as PATCH takes them; a key given
+    // both ways, or an "answers" that is not an object, is refused by name.
+    let (s, body) = create(
+        &app,
+        &shop,
+        json!({"email": "obj@example.com", "answers": {"industry": "retail", "employees": 4},
+               "consent": {"source": "crm"}, "double_opt_in": false}),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(body["answers"]["industry"], "retail");
+    assert_eq!(body["answers"]["employees"], 4);
+    let (s, body) = create(
+        &app,
+        &shop,
+        json!({"email": "two@example.com", "industry": "retail", "answers": {"industry": "healthcare"},
+               "consent": {"source": "crm"}}),
+    )
+    .await;
+    assert_eq!(s, 422, "{body}");
+    assert!(
+        body["error"]["fields"]["industry"]
+            .as_str()
+            .unwrap()
+            .contains("more than once"),
+        "{body}"
+    );
+    let (s, body) = create(
+        &app,
+        &shop,
+        json!({"email": "two@example.com", "answers": ["retail"], "consent": {"source": "crm"}}),
+    )
+    .await;
+    assert_eq!(s, 422, "{body}");
+    assert!(
+        body["error"]["fields"]["answers"]
+            .as_str()
+            .unwrap()
+            .contains("object of answers by question key"),
+        "{body}"
+    );
     let reader = token(&app, "reader", "profiles:read");
     let (s, _) = create(
         &app,

@@ -41,11 +41,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             )
         })?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            // serde_json's message ends with its own "at line L column C"; said once, ours.
+            let text = e.to_string();
+            let at = format!(" at line {} column {}", e.line(), e.column());
+            let what = text.strip_suffix(&at).unwrap_or(&text);
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "malformed",
                 format!(
-                    "the body is not the JSON expected: {e} (line {}, column {})",
+                    "the body is not the JSON expected: {what} (line {}, column {})",
                     e.line(),
                     e.column()
                 ),

@@ -176,7 +176,8 @@ pub async fn change(
 }
 
 /// `POST /api/v1/profiles` (`profiles:write`): `{"email", answers by question key,
-/// "consent": {"source", "ip"?}, "double_opt_in"?}`, checked by the form's own rules.
+/// "consent": {"source", "ip"?}, "double_opt_in"?}`, checked by the form's own rules; the
+/// answers may also come as `"answers": {...}`, the shape `PATCH` takes.
 ///
 /// With double opt-in (the default) it is exactly a form submission: a new address becomes
 /// a pending profile and gets the confirmation email (201); a known one gets the email the
@@ -212,6 +213,24 @@ pub async fn create(
             ("double_opt_in", Value::Bool(b)) => double_opt_in = *b,
             ("double_opt_in", _) => {
                 errors.insert(key.clone(), "expected true or false".into());
+            }
+            // The answers in an object of their own, as PATCH takes and GET shows them.
+            ("answers", Value::Object(answers)) => {
+                for (key, v) in answers {
+                    match answer_pairs(key, v) {
+                        Ok(p) => pairs.extend(p),
+                        Err(e) => {
+                            errors.insert(key.clone(), e.into());
+                        }
+                    }
+                }
+            }
+            ("answers", _) => {
+                errors.insert(
+                    key.clone(),
+                    "expected an object of answers by question key, {\"topics\": [\"training\"]}"
+                        .into(),
+                );
             }
             (_, v) => match answer_pairs(key, v) {
                 Ok(p) => pairs.extend(p),
@@ -312,6 +331,10 @@ pub struct NewProfile {
     #[schema(inline)]
     #[serde(flatten)]
     answers: crate::profile::Answers,
+    /// The same answers may come in an object of their own instead, as `PATCH` takes them
+    /// (a key given both ways is refused as sent twice).
+    #[serde(rename = "answers")]
+    answers_object: Option<crate::profile::Answers>,
 }
 
 /// Where and how the person gave consent.
