@@ -511,6 +511,20 @@ async fn profiles_are_created_with_consent_through_the_form_rules(app: TestApp) 
             .contains("object of answers by question key"),
         "{body}"
     );
+    let (s, body) = create(
+        &app,
+        &shop,
+        json!({"email": "two@example.com", "colour": "red", "consent": {"source": "crm"}}),
+    )
+    .await;
+    assert_eq!(s, 422, "{body}");
+    assert!(
+        body["error"]["fields"]["_form"]
+            .as_str()
+            .unwrap()
+            .starts_with("Fields this site does not know: colour. Accepted fields: email, "),
+        "{body}"
+    );
     let reader = token(&app, "reader", "profiles:read");
     let (s, _) = create(
         &app,

@@ -245,7 +245,7 @@ impl Form {
             sub.errors.insert(
                 FORM_ERROR_KEY.to_string(),
                 format!(
-                    "The form sent fields this site does not know: {}. Accepted fields: {}, {}.",
+                    "Fields this site does not know: {}. Accepted fields: {}, {}.",
                     unknown.join(", "),
                     known.join(", "),
                     CONSENT_FIELD
