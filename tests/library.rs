@@ -511,18 +511,12 @@ async fn the_silent_are_asked_once_then_lapse_and_come_back(db: Db) {
         .unwrap();
     assert_eq!(scan.status(), 302);
     // Hits are written off the request path: both are stored before the clock moves on.
-    for _ in 0..400 {
-        let (clicks,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM events WHERE kind = 'click' AND campaign = 'still-interested'",
-        )
-        .fetch_one(&raw)
-        .await
-        .unwrap();
-        if clicks == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    common::wait_for_count(
+        &raw,
+        "SELECT COUNT(*) FROM events WHERE kind = 'click' AND campaign = 'still-interested'",
+        2,
+    )
+    .await;
 
     // Fifteen days on, no click by a person: Lee and Ned lapse; Max stays.
     app.clock.set(now + chrono::Duration::days(181 + 15));

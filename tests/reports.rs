@@ -194,18 +194,12 @@ async fn response_rates_by_campaign_run_and_segment(db: common::Db) {
     );
     assert_eq!(get_as(&app, r1.link("?v=yes").unwrap(), BROWSER).await, 200);
     // Clicks are written in batches off the request path: wait for the three.
-    for _ in 0..400 {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM events WHERE kind = 'click' AND delivery_id IS NOT NULL",
-        )
-        .fetch_one(&raw)
-        .await
-        .unwrap();
-        if n == 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    common::wait_for_count(
+        &raw,
+        "SELECT COUNT(*) FROM events WHERE kind = 'click' AND delivery_id IS NOT NULL",
+        3,
+    )
+    .await;
 
     let (code, csv, err) = app.cli(&["export", "response-rates"]);
     assert_eq!(code, 0, "{err}");
@@ -518,16 +512,7 @@ async fn links_export_counts_people_per_run_and_link(db: common::Db) {
     assert_eq!(get_as(&app, first1, BROWSER).await, 302);
     assert_eq!(get_as(&app, all2[0].clone(), SCANNER).await, 302);
     let raw = common::raw_pool(&app.database_url).await;
-    for _ in 0..400 {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE kind = 'click'")
-            .fetch_one(&raw)
-            .await
-            .unwrap();
-        if n == 4 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    common::wait_for_count(&raw, "SELECT COUNT(*) FROM events WHERE kind = 'click'", 4).await;
     let (code, csv, err) = app.cli(&["export", "links"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(

@@ -373,17 +373,12 @@ async fn webhooks_queued_before_kill_9_are_all_sent_after_restart() {
     // The endpoint is down: the first process tries, fails, and is killed.
     let mut first = serve(dir.path(), &db, &vars);
     let raw = common::raw_pool(&db).await;
-    for _ in 0..400 {
-        let tried: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE attempts > 0")
-                .fetch_one(&raw)
-                .await
-                .unwrap();
-        if tried == 30 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_for_count(
+        &raw,
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE attempts > 0",
+        30,
+    )
+    .await;
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     let receiver = common::hooks::Receiver::start(port, false).await;

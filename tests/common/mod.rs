@@ -507,6 +507,21 @@ pub async fn raw_pool(database_url: &str) -> sqlx::AnyPool {
         .expect("raw pool")
 }
 
+/// Waits (up to twenty seconds) until `count_sql`, a `SELECT COUNT(*)`, counts `n`: for what
+/// the server writes off the request path (hits, webhook attempts). Panics when it never
+/// does, naming the query and the last count.
+pub async fn wait_for_count(pool: &sqlx::AnyPool, count_sql: &str, n: i64) {
+    let mut last = 0;
+    for _ in 0..800 {
+        last = sqlx::query_scalar(count_sql).fetch_one(pool).await.unwrap();
+        if last == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("{count_sql} counted {last}, not {n}, after twenty seconds");
+}
+
 /// A copy of this repository's example project in a temporary folder.
 pub fn example_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
