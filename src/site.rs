@@ -49,14 +49,17 @@ impl Site {
         let (project, templates) = match (project, templates) {
             (Ok(p), Ok(t)) => (p, t),
             (p, t) => {
-                // Segments can still be read against the default form to report their problems.
-                let form = p.as_ref().map(|p| p.form.clone()).unwrap_or_default();
-                let names = p.as_ref().map(campaign::names).unwrap_or_default();
+                // Segments are read against the project's form, campaigns and events: with
+                // the templates at fault they are checked too; with campaigns.toml at fault
+                // they would be checked against nothing and report false mistakes (every
+                // declared event "undeclared"), so they wait until it loads.
+                let segment_problems = match &p {
+                    Ok(p) => Segments::load(dir, &p.form, &campaign::names(p)).err(),
+                    Err(_) => None,
+                };
                 all.extend(p.err().unwrap_or_default());
                 all.extend(t.err().unwrap_or_default());
-                if let Err(e) = Segments::load(dir, &form, &names) {
-                    all.extend(e);
-                }
+                all.extend(segment_problems.unwrap_or_default());
                 return Err(Diagnostics(all));
             }
         };

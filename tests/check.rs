@@ -682,3 +682,42 @@ fn files_saved_with_a_byte_order_mark_read_as_without_it() {
         "front matter",
     );
 }
+
+/// A mistake in campaigns.toml is reported alone, not with false mistakes in the segments
+/// that refer to what it declares (every declared event "undeclared"); a template's
+/// mistake leaves the segments checked.
+#[test]
+fn a_broken_campaigns_file_does_not_make_the_segments_look_wrong() {
+    let dir = example_copy();
+    edit(
+        dir.path(),
+        "campaigns.toml",
+        "after_days = 180",
+        "after_days = \"soon\"",
+    );
+    write(
+        dir.path(),
+        "segments/typo.toml",
+        "[rule]\nfield = \"engagment\"\neq = \"learner\"\n",
+    );
+    let o = check(dir.path());
+    let line = line_of(dir.path(), "campaigns.toml", "after_days");
+    assert_problem(&o, "campaigns.toml", line, Some(14), "invalid type");
+    assert_eq!(o.stdout.lines().count(), 1, "{}", o.stdout);
+
+    edit(
+        dir.path(),
+        "campaigns.toml",
+        "after_days = \"soon\"",
+        "after_days = 180",
+    );
+    write(dir.path(), "templates/broken.hbs", "{{#if x}}never closed");
+    let o = check(dir.path());
+    assert_problem(&o, "templates/broken.hbs", 1, None, "");
+    assert_problem(&o, "segments/typo.toml", 2, None, "engagment");
+    assert!(
+        !o.stdout.contains("took-second-course"),
+        "its declared event is found: {}",
+        o.stdout
+    );
+}
