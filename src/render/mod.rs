@@ -194,13 +194,7 @@ impl Templates {
                 let _ = plain.register_template_string(&name, &src);
             }
             if let Err(e) = hbs.register_template_string(&name, &src) {
-                let (line, col) = e.pos().unwrap_or((1, 1));
-                problems.push(Diagnostic {
-                    file: path.clone(),
-                    line,
-                    col,
-                    message: format!("template syntax error: {}", e.reason()),
-                });
+                problems.push(syntax_problem(&path, &src, &e));
             }
         }
         // A section's links without a `data-tag` get the section's name (`sections/training`:
@@ -412,6 +406,34 @@ fn template_name(root: &Path, path: &Path) -> Option<String> {
     let s = rel.to_str()?.replace('\\', "/");
     let s = s.strip_suffix(".hbs")?;
     Some(s.strip_prefix("partials/").unwrap_or(s).to_string())
+}
+
+/// Where and what Handlebars' refusal of a template is. A block never closed gets its own
+/// message at the block that opens it: Handlebars reports it at the end of the file as a
+/// list of the grammar's rules.
+fn syntax_problem(path: &Path, src: &str, e: &handlebars::TemplateError) -> Diagnostic {
+    use handlebars::TemplateErrorReason;
+    if let (TemplateErrorReason::InvalidSyntax(_), Some((at, opener))) =
+        (e.reason(), structure::unclosed_block(src))
+    {
+        let helper: String = opener
+            .trim_start_matches(['{', '~', '#', '^', '>', '*'])
+            .trim_start_matches(['>', '*', ' '])
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !matches!(c, '}' | '~'))
+            .collect();
+        let message = format!(
+            "template syntax error: {opener} is never closed; close it with {{{{/{helper}}}}}"
+        );
+        return Diagnostic::at(path, src, at, message);
+    }
+    let (line, col) = e.pos().unwrap_or((1, 1));
+    Diagnostic {
+        file: path.to_path_buf(),
+        line,
+        col,
+        message: format!("template syntax error: {}", e.reason()),
+    }
 }
 
 #[cfg(test)]
@@ -735,12 +757,44 @@ mod tests {
             "strict mode"
         );
 
-        std::fs::write(t.join("broken.hbs"), "line one\n{{#if x}}never closed").unwrap();
+        // A block never closed is named where it opens.
+        let never_closed = [
+            (
+                "line one\n  {{#if x}}never closed",
+                (2, 3),
+                "{{#if x}}",
+                "{{/if}}",
+            ),
+            (
+                "{{#each items}}{{#if a}}{{/if}}\n{{~#> layout }}",
+                (1, 1),
+                "{{#each items}}",
+                "{{/each}}",
+            ),
+            (
+                "{{#*inline \"x\"}}y",
+                (1, 1),
+                "{{#*inline \"x\"}}",
+                "{{/inline}}",
+            ),
+        ];
+        for (src, (line, col), opener, closer) in never_closed {
+            std::fs::write(t.join("broken.hbs"), src).unwrap();
+            let errs = Templates::load(dir.path(), true).unwrap_err();
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert!(errs[0].file.ends_with("broken.hbs"));
+            assert_eq!((errs[0].line, errs[0].col), (line, col), "{src}");
+            assert_eq!(
+                errs[0].message,
+                format!("template syntax error: {opener} is never closed; close it with {closer}")
+            );
+        }
+        // Other mistakes keep Handlebars' own words and place.
+        std::fs::write(t.join("broken.hbs"), "{{#if x}}a{{/each}}").unwrap();
         let errs = Templates::load(dir.path(), true).unwrap_err();
-        assert_eq!(errs.len(), 1);
-        assert!(errs[0].file.ends_with("broken.hbs"));
         assert!(
-            errs[0].line >= 1 && errs[0].message.contains("syntax"),
+            errs[0].message.starts_with("template syntax error: ")
+                && !errs[0].message.contains("never closed"),
             "{errs:?}"
         );
     }

@@ -37,6 +37,9 @@ struct Shape {
     depth: usize,
     deepest_at: usize,
     includes: Vec<Include>,
+    /// The outermost block of the template still open at its end: (byte offset of its
+    /// opening mustache, that mustache as written). Only on the template's own node.
+    unclosed: Option<(usize, String)>,
 }
 
 /// A problem found in one template: byte offset into its source and a message.
@@ -60,8 +63,9 @@ fn inline_node(template: &str, name: &str) -> String {
 fn scan(template: &str, src: &str) -> BTreeMap<String, Shape> {
     let mut nodes: BTreeMap<String, Shape> = BTreeMap::new();
     nodes.insert(template.to_string(), Shape::default());
-    // The open blocks: (depth at which it opened, the node its body belongs to).
-    let mut open: Vec<Option<String>> = Vec::new();
+    // The open blocks: the inline partial whose body it is (when it is one), where its
+    // opening mustache is and how far that runs.
+    let mut open: Vec<(Option<String>, usize, usize)> = Vec::new();
     let mut current: Vec<String> = vec![template.to_string()];
     let bytes = src.as_bytes();
     let mut i = 0;
@@ -113,22 +117,22 @@ fn scan(template: &str, src: &str) -> BTreeMap<String, Shape> {
                     depth: depth + 1,
                     at: start,
                 });
-                open.push(None);
+                open.push((None, start, i));
             } else if let Some(decorator) = opened.strip_prefix("*inline") {
                 match partial_name(decorator) {
                     Target::Named(name) => {
                         let n = inline_node(template, &name);
                         nodes.entry(n.clone()).or_default();
                         current.push(n.clone());
-                        open.push(Some(n));
+                        open.push((Some(n), start, i));
                     }
-                    _ => open.push(None),
+                    _ => open.push((None, start, i)),
                 }
             } else {
-                open.push(None);
+                open.push((None, start, i));
             }
         } else if body.starts_with('/') {
-            if let Some(Some(_)) = open.pop() {
+            if let Some((Some(_), _, _)) = open.pop() {
                 current.pop();
             }
         } else if let Some(partial) = body.strip_prefix('>') {
@@ -146,7 +150,18 @@ fn scan(template: &str, src: &str) -> BTreeMap<String, Shape> {
             shape.deepest_at = start;
         }
     }
+    if let Some((_, start, end)) = open.first() {
+        let root = nodes.entry(template.to_string()).or_default();
+        root.unclosed = Some((*start, src[*start..*end].to_string()));
+    }
     nodes
+}
+
+/// The outermost block `src` opens and never closes, as (byte offset, the opening mustache
+/// as written): what Handlebars' own message for it ("expected escape, expression, …", at
+/// the end of the file) does not say. Read only to explain a template Handlebars refused.
+pub fn unclosed_block(src: &str) -> Option<(usize, String)> {
+    scan("", src).remove("").and_then(|shape| shape.unclosed)
 }
 
 /// The partial named at the start of `s` (`footer`, `"footer"`, `sections/x`, an
