@@ -318,9 +318,9 @@ fn handlebars_syntax_error() {
     assert_problem(
         &check(dir.path()),
         "templates/welcome.hbs",
-        3,
-        None,
-        "syntax",
+        2,
+        Some(4),
+        "{{#if first_name}} is never closed; close it with {{/if}}",
     );
 }
 
