@@ -250,15 +250,8 @@ impl Project {
         if let Some(at) = super::too_deep(&source) {
             return Err(vec![super::too_deep_diagnostic(path, &source, at)]);
         }
-        let raw: CampaignsToml = toml::from_str(&source).map_err(|e| {
-            let offset = e.span().map_or(0, |s| s.start);
-            vec![Diagnostic::at(
-                path,
-                &source,
-                offset,
-                e.message().trim().replace('\n', " "),
-            )]
-        })?;
+        let raw: CampaignsToml =
+            toml::from_str(&source).map_err(|e| vec![Diagnostic::toml(path, &source, 0, &e)])?;
         let mut problems = Vec::new();
         let at = |offset: usize, msg: String| Diagnostic::at(path, &source, offset, msg);
 

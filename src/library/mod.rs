@@ -408,8 +408,7 @@ impl Library {
         let raw: FrontMatter = match toml::from_str(front) {
             Ok(raw) => raw,
             Err(e) => {
-                let offset = e.span().map_or(0, |s| s.start);
-                problems.push(at(offset, e.message().trim().replace('\n', " ")));
+                problems.push(Diagnostic::toml(path, text, start, &e));
                 return None;
             }
         };

@@ -167,15 +167,8 @@ impl Segment {
         if let Some(at) = crate::config::too_deep(source) {
             return Err(vec![crate::config::too_deep_diagnostic(path, source, at)]);
         }
-        let raw: SegmentToml = toml::from_str(source).map_err(|e| {
-            let offset = e.span().map_or(0, |s| s.start);
-            vec![Diagnostic::at(
-                path,
-                source,
-                offset,
-                e.message().trim().replace('\n', " "),
-            )]
-        })?;
+        let raw: SegmentToml =
+            toml::from_str(source).map_err(|e| vec![Diagnostic::toml(path, source, 0, &e)])?;
         let mut errors = Vec::new();
         let rule = Rule::parse(&raw.rule, form, names, &mut errors);
         if let Some(r) = &rule {
