@@ -244,6 +244,14 @@ impl Settings {
         let soft_bounce_limit = number("RAPPORT_SOFT_BOUNCE_LIMIT", 3, 1)? as i64;
         let webhook_backoff = duration("RAPPORT_WEBHOOK_BACKOFF", 30, 1)?;
         let api_rate = number("RAPPORT_API_RATE", 50, 1)? as u32;
+        let public_url = match non_empty("RAPPORT_PUBLIC_URL") {
+            None => None,
+            Some(v) => Some(parse_public_url(&v).ok_or_else(|| SettingError {
+                var: "RAPPORT_PUBLIC_URL",
+                value: v.clone(),
+                problem: "expected the http:// or https:// address people reach rapport at, like https://news.example.com (every link in every email starts with it)".into(),
+            })?),
+        };
         Ok(Settings {
             api_rate,
             webhook_backoff,
@@ -261,8 +269,7 @@ impl Settings {
             max_attempts,
             schedule_grace,
             database_url,
-            public_url: non_empty("RAPPORT_PUBLIC_URL")
-                .map(|u| u.trim_end_matches('/').to_string()),
+            public_url,
             outbox_dir: non_empty("RAPPORT_OUTBOX_DIR")
                 .map_or_else(|| PathBuf::from("outbox"), PathBuf::from),
             smtp_url: non_empty("RAPPORT_SMTP_URL"),
@@ -283,6 +290,18 @@ impl Settings {
             .clone()
             .unwrap_or_else(|| format!("http://{bind}"))
     }
+}
+
+/// The public URL without its trailing `/`, when it is an http(s) address with a host and
+/// neither query nor fragment (links are made by appending paths to it).
+fn parse_public_url(v: &str) -> Option<String> {
+    let v = v.trim();
+    let url = url::Url::parse(v).ok()?;
+    let fits = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some_and(|h| !h.is_empty())
+        && url.query().is_none()
+        && url.fragment().is_none();
+    fits.then(|| v.trim_end_matches('/').to_string())
 }
 
 /// Messages per second per receiving domain: named domains, and `*` for each other domain
@@ -420,6 +439,24 @@ mod tests {
             "{e}"
         );
         assert!(with(&[("RAPPORT_SUBSCRIBE_LIMIT", "lots")]).is_err());
+        for bad in [
+            "notaurl",
+            "news.example.com",
+            "ftp://news.example.com",
+            "https://news.example.com/?x=1",
+            "https://news.example.com/#top",
+            "mailto:news@example.com",
+        ] {
+            let e = with(&[("RAPPORT_PUBLIC_URL", bad)]).unwrap_err();
+            assert_eq!(e.var, "RAPPORT_PUBLIC_URL", "{bad}");
+        }
+        for (good, kept) in [
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            (" https://example.com/news/ ", "https://example.com/news"),
+        ] {
+            let s = with(&[("RAPPORT_PUBLIC_URL", good)]).unwrap();
+            assert_eq!(s.public_url.as_deref(), Some(kept));
+        }
         for bad in ["localhost", "bounces..example", "b@x.example", "-x.example"] {
             let e = with(&[("RAPPORT_BOUNCE_DOMAIN", bad)]).unwrap_err();
             assert_eq!(e.var, "RAPPORT_BOUNCE_DOMAIN", "{bad}");
