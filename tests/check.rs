@@ -108,41 +108,30 @@ fn wrong_type() {
         Some(9),
         "string",
     );
-    // Numbers are asked for in words, not Rust's type names.
+    // Numbers are asked for in words, not Rust's type names; a library item's front
+    // matter is read the same way.
     edit(dir.path(), "campaigns.toml", "delay = 5", "delay = \"0s\"");
-    edit(
-        dir.path(),
-        "campaigns.toml",
-        "after_days = 180",
-        "after_days = \"soon\"",
-    );
-    let line = line_of(dir.path(), "campaigns.toml", "after_days");
-    assert_problem(
-        &check(dir.path()),
-        "campaigns.toml",
-        line,
-        Some(14),
-        "invalid type: string \"soon\", expected a whole number",
-    );
-    edit(
-        dir.path(),
-        "campaigns.toml",
-        "after_days = \"soon\"",
-        "after_days = 180",
-    );
-    edit(
-        dir.path(),
-        "content/first-course.md",
-        "level = \"beginner\"",
-        "level = 2",
-    );
-    assert_problem(
-        &check(dir.path()),
-        "content/first-course.md",
-        5,
-        Some(9),
-        "invalid type: integer `2`, expected a string",
-    );
+    for (file, from, to, col, text) in [
+        (
+            "campaigns.toml",
+            "after_days = 180",
+            "after_days = \"soon\"",
+            14,
+            "invalid type: string \"soon\", expected a whole number",
+        ),
+        (
+            "content/first-course.md",
+            "level = \"beginner\"",
+            "level = 2",
+            9,
+            "invalid type: integer `2`, expected a string",
+        ),
+    ] {
+        edit(dir.path(), file, from, to);
+        let line = line_of(dir.path(), file, to);
+        assert_problem(&check(dir.path()), file, line, Some(col), text);
+        edit(dir.path(), file, to, from);
+    }
 }
 
 #[test]

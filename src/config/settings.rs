@@ -210,22 +210,18 @@ impl Settings {
                             .into(),
                 })?,
         };
-        let bounce_domain = match non_empty("RAPPORT_BOUNCE_DOMAIN") {
-            None => None,
-            Some(v) => Some(parse_domain(&v).ok_or_else(|| SettingError {
-                var: "RAPPORT_BOUNCE_DOMAIN",
-                value: v.clone(),
-                problem: "expected a domain name whose mail comes to rapport, like bounces.example.com".into(),
-            })?),
-        };
-        let bounce_bind = match non_empty("RAPPORT_BOUNCE_BIND") {
-            None => None,
-            Some(v) => Some(v.trim().parse::<SocketAddr>().map_err(|_| SettingError {
-                var: "RAPPORT_BOUNCE_BIND",
-                value: v.clone(),
-                problem: "expected an address and port to listen on, like 127.0.0.1:2525".into(),
-            })?),
-        };
+        let bounce_domain = optional(
+            "RAPPORT_BOUNCE_DOMAIN",
+            non_empty("RAPPORT_BOUNCE_DOMAIN"),
+            parse_domain,
+            "expected a domain name whose mail comes to rapport, like bounces.example.com",
+        )?;
+        let bounce_bind = optional(
+            "RAPPORT_BOUNCE_BIND",
+            non_empty("RAPPORT_BOUNCE_BIND"),
+            |v| v.trim().parse::<SocketAddr>().ok(),
+            "expected an address and port to listen on, like 127.0.0.1:2525",
+        )?;
         if bounce_bind.is_some() && bounce_domain.is_none() {
             return Err(SettingError {
                 var: "RAPPORT_BOUNCE_DOMAIN",
@@ -244,14 +240,12 @@ impl Settings {
         let soft_bounce_limit = number("RAPPORT_SOFT_BOUNCE_LIMIT", 3, 1)? as i64;
         let webhook_backoff = duration("RAPPORT_WEBHOOK_BACKOFF", 30, 1)?;
         let api_rate = number("RAPPORT_API_RATE", 50, 1)? as u32;
-        let public_url = match non_empty("RAPPORT_PUBLIC_URL") {
-            None => None,
-            Some(v) => Some(parse_public_url(&v).ok_or_else(|| SettingError {
-                var: "RAPPORT_PUBLIC_URL",
-                value: v.clone(),
-                problem: "expected the http:// or https:// address people reach rapport at, like https://news.example.com (every link in every email starts with it)".into(),
-            })?),
-        };
+        let public_url = optional(
+            "RAPPORT_PUBLIC_URL",
+            non_empty("RAPPORT_PUBLIC_URL"),
+            parse_public_url,
+            "expected the http:// or https:// address people reach rapport at, like https://news.example.com (every link in every email starts with it)",
+        )?;
         Ok(Settings {
             api_rate,
             webhook_backoff,
@@ -289,6 +283,27 @@ impl Settings {
         self.public_url
             .clone()
             .unwrap_or_else(|| format!("http://{bind}"))
+    }
+}
+
+/// An optional setting's `value` read by `parse`; one that does not parse is refused with
+/// `problem`, naming `var`.
+fn optional<T>(
+    var: &'static str,
+    value: Option<String>,
+    parse: impl FnOnce(&str) -> Option<T>,
+    problem: &str,
+) -> Result<Option<T>, SettingError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    match parse(&value) {
+        Some(v) => Ok(Some(v)),
+        None => Err(SettingError {
+            var,
+            value,
+            problem: problem.into(),
+        }),
     }
 }
 
@@ -402,6 +417,14 @@ mod tests {
         Settings::from_lookup("sqlite://x.db".into(), |k| m.get(k).cloned())
     }
 
+    /// Each of `values` for `var` is refused, naming `var`.
+    fn refused(var: &str, values: &[&str]) {
+        for bad in values {
+            let e = with(&[(var, bad)]).unwrap_err();
+            assert_eq!(e.var, var, "{bad}");
+        }
+    }
+
     #[test]
     fn defaults_and_overrides() {
         let s = with(&[]).unwrap();
@@ -439,17 +462,17 @@ mod tests {
             "{e}"
         );
         assert!(with(&[("RAPPORT_SUBSCRIBE_LIMIT", "lots")]).is_err());
-        for bad in [
-            "notaurl",
-            "news.example.com",
-            "ftp://news.example.com",
-            "https://news.example.com/?x=1",
-            "https://news.example.com/#top",
-            "mailto:news@example.com",
-        ] {
-            let e = with(&[("RAPPORT_PUBLIC_URL", bad)]).unwrap_err();
-            assert_eq!(e.var, "RAPPORT_PUBLIC_URL", "{bad}");
-        }
+        refused(
+            "RAPPORT_PUBLIC_URL",
+            &[
+                "notaurl",
+                "news.example.com",
+                "ftp://news.example.com",
+                "https://news.example.com/?x=1",
+                "https://news.example.com/#top",
+                "mailto:news@example.com",
+            ],
+        );
         for (good, kept) in [
             ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
             (" https://example.com/news/ ", "https://example.com/news"),
@@ -457,10 +480,10 @@ mod tests {
             let s = with(&[("RAPPORT_PUBLIC_URL", good)]).unwrap();
             assert_eq!(s.public_url.as_deref(), Some(kept));
         }
-        for bad in ["localhost", "bounces..example", "b@x.example", "-x.example"] {
-            let e = with(&[("RAPPORT_BOUNCE_DOMAIN", bad)]).unwrap_err();
-            assert_eq!(e.var, "RAPPORT_BOUNCE_DOMAIN", "{bad}");
-        }
+        refused(
+            "RAPPORT_BOUNCE_DOMAIN",
+            &["localhost", "bounces..example", "b@x.example", "-x.example"],
+        );
         let e = with(&[("RAPPORT_BOUNCE_BIND", "127.0.0.1:2525")]).unwrap_err();
         assert!(
             e.to_string().contains("set RAPPORT_BOUNCE_DOMAIN too"),
@@ -494,17 +517,17 @@ mod tests {
                 .for_domain("x.example"),
             None
         );
-        for bad in [
-            "gmail.com",
-            "gmail.com=0",
-            "gmail.com=ten",
-            "a.com=1,a.com=2",
-            ",",
-            "x=1",
-        ] {
-            let e = with(&[("RAPPORT_DOMAIN_RATES", bad)]).unwrap_err();
-            assert_eq!(e.var, "RAPPORT_DOMAIN_RATES", "{bad}");
-        }
+        refused(
+            "RAPPORT_DOMAIN_RATES",
+            &[
+                "gmail.com",
+                "gmail.com=0",
+                "gmail.com=ten",
+                "a.com=1,a.com=2",
+                ",",
+                "x=1",
+            ],
+        );
         assert!(
             parse_duration("3d").is_ok()
                 && parse_duration("0s").is_ok()
