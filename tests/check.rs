@@ -745,3 +745,23 @@ fn a_broken_campaigns_file_does_not_make_the_segments_look_wrong() {
         o.stdout
     );
 }
+
+/// A programme without a library: no `[topics]`, no `[campaign.library]`, no `content/`.
+/// The sample people were drawn from every question's choices, and `topics` then has none
+/// (the check panicked).
+#[test]
+fn a_project_without_topics_or_a_library_checks_clean() {
+    let dir = example_copy();
+    edit(
+        dir.path(),
+        "campaigns.toml",
+        "[topics]\ntraining = \"Training and how-to guides\"\nsecurity = \"Keeping your data safe\"\ngrowth = \"Growing sales\"\ncommunity = \"Peers and community\"\nexperts = \"Experts' articles\"\n",
+        "",
+    );
+    edit(dir.path(), "campaigns.toml", "[campaign.library]", "");
+    edit(dir.path(), "campaigns.toml", "items = 3\n", "");
+    std::fs::remove_dir_all(dir.path().join("content")).unwrap();
+    let o = check(dir.path());
+    assert_eq!(o.code, 0, "stdout: {}\nstderr: {}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("0 library item(s)"), "{}", o.stderr);
+}

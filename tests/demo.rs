@@ -91,3 +91,48 @@ async fn demo_profiles_are_never_mailed(app: TestApp) {
     assert_eq!(skipped, queued);
     assert!(app.outbox_messages().is_empty(), "nothing was sent");
 }
+
+/// A project whose form leaves out a question and gives it no choices: the demo answers
+/// only what the form asks (it drew from every question's choices and panicked on an
+/// empty list).
+#[test]
+fn a_question_the_form_does_not_ask_gets_no_demo_answers() {
+    let dir = common::example_copy();
+    let path = dir.path().join("campaigns.toml");
+    let toml = std::fs::read_to_string(&path).unwrap();
+    let unasked = toml
+        .replacen(
+            "[\"industry\", \"business_need\", \"products\"]",
+            "[\"business_need\", \"products\"]",
+            1,
+        )
+        .lines()
+        .map(|l| {
+            if l.starts_with("industry = [") {
+                "industry = []"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(unasked, toml);
+    std::fs::write(&path, unasked).unwrap();
+    // The library's item for two industries would name unknown ones now.
+    std::fs::remove_file(dir.path().join("content/retail-season.md")).unwrap();
+    let db = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--database-url", &db, "demo", "--profiles", "30"])
+        .env("RAPPORT_SECRET", common::SECRET)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("demo data: 30 profiles"), "{said}");
+}

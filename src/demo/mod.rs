@@ -63,9 +63,11 @@ pub async fn fill(
     }
     let mut rng = StdRng::seed_from_u64(2009);
     let form = &site.project.form;
-    let pick = |rng: &mut StdRng, q: crate::profile::Question| {
+    // One of the question's choices; none when the project gives it none (a question the
+    // form does not ask may have an empty list).
+    let pick = |rng: &mut StdRng, q: crate::profile::Question, asked: bool| {
         let c = form.choices(q);
-        c[rng.random_range(0..c.len())].value.clone()
+        (asked && !c.is_empty()).then(|| c[rng.random_range(0..c.len())].value.clone())
     };
     let mut rows = Vec::with_capacity(n);
     for i in 0..n {
@@ -76,14 +78,20 @@ pub async fn fill(
         let a = Answers {
             name: Some(format!("{first} {last}")),
             employees: Some(size),
-            role: (answered >= 2).then(|| pick(&mut rng, crate::profile::Question::Role)),
-            engagement: (answered >= 2)
-                .then(|| pick(&mut rng, crate::profile::Question::Engagement)),
-            industry: (answered >= 3).then(|| pick(&mut rng, crate::profile::Question::Industry)),
-            business_need: (answered >= 3)
-                .then(|| pick(&mut rng, crate::profile::Question::BusinessNeed)),
-            products: (answered >= 3)
-                .then(|| vec![pick(&mut rng, crate::profile::Question::Products)]),
+            role: pick(&mut rng, crate::profile::Question::Role, answered >= 2),
+            engagement: pick(
+                &mut rng,
+                crate::profile::Question::Engagement,
+                answered >= 2,
+            ),
+            industry: pick(&mut rng, crate::profile::Question::Industry, answered >= 3),
+            business_need: pick(
+                &mut rng,
+                crate::profile::Question::BusinessNeed,
+                answered >= 3,
+            ),
+            products: pick(&mut rng, crate::profile::Question::Products, answered >= 3)
+                .map(|p| vec![p]),
             pcs: (answered >= 4).then(|| size + rng.random_range(0..10)),
             servers: (answered >= 4).then(|| rng.random_range(0..4)),
             challenge: (answered >= 4)

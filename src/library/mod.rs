@@ -453,7 +453,11 @@ impl Library {
                             format!(
                                 "unknown {what} \"{}\"; known: {}",
                                 g.get_ref(),
-                                known.join(", ")
+                                if known.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    known.join(", ")
+                                }
                             ),
                         ));
                         continue;

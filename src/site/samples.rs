@@ -108,6 +108,10 @@ pub fn sample_profiles(site: &Site) -> (Vec<Sample>, Vec<String>) {
                     continue;
                 }
                 let vs = values(q);
+                if vs.is_empty() {
+                    // A question with no choices (`topics` without `[topics]`): unanswerable.
+                    continue;
+                }
                 let pick = &vs[rng.random_range(0..vs.len())];
                 let v = match (q.kind(), pick) {
                     (Kind::MultiChoice, Scalar::Text(s)) => {
