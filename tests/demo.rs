@@ -95,8 +95,8 @@ async fn demo_profiles_are_never_mailed(app: TestApp) {
 /// A project whose form leaves out a question and gives it no choices: the demo answers
 /// only what the form asks (it drew from every question's choices and panicked on an
 /// empty list).
-#[test]
-fn a_question_the_form_does_not_ask_gets_no_demo_answers() {
+#[tokio::test]
+async fn a_question_the_form_does_not_ask_gets_no_demo_answers() {
     let dir = common::example_copy();
     let path = dir.path().join("campaigns.toml");
     let toml = std::fs::read_to_string(&path).unwrap();
@@ -135,4 +135,13 @@ fn a_question_the_form_does_not_ask_gets_no_demo_answers() {
     );
     assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(said.contains("demo data: 30 profiles"), "{said}");
+    let raw = common::raw_pool(&db).await;
+    let answered: (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(industry), COUNT(business_need) FROM profiles WHERE email LIKE '%demo.example'",
+    )
+    .fetch_one(&raw)
+    .await
+    .unwrap();
+    assert_eq!(answered.0, 0, "industry is not asked");
+    assert!(answered.1 > 0, "business_need is");
 }

@@ -63,11 +63,13 @@ pub async fn fill(
     }
     let mut rng = StdRng::seed_from_u64(2009);
     let form = &site.project.form;
-    // One of the question's choices; none when the project gives it none (a question the
-    // form does not ask may have an empty list).
-    let pick = |rng: &mut StdRng, q: crate::profile::Question, asked: bool| {
+    // One of the question's choices, when the person got as far (`reached`) and the form
+    // asks it: a question it leaves out may have no choices at all.
+    let asked = form.questions();
+    let pick = |rng: &mut StdRng, q: crate::profile::Question, reached: bool| {
         let c = form.choices(q);
-        (asked && !c.is_empty()).then(|| c[rng.random_range(0..c.len())].value.clone())
+        (reached && asked.contains(&q) && !c.is_empty())
+            .then(|| c[rng.random_range(0..c.len())].value.clone())
     };
     let mut rows = Vec::with_capacity(n);
     for i in 0..n {
