@@ -5,7 +5,7 @@ mod common;
 
 use common::TestApp;
 use common::create_profile as create;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A new token with `scopes`, made as an operator makes it.
 fn token(app: &TestApp, name: &str, scopes: &str) -> String {
@@ -378,12 +378,36 @@ async fn campaigns_are_listed_and_runs_started_once_per_key(app: TestApp) {
     .await;
     assert_eq!(s, 422);
     assert!(body["error"]["fields"]["from"].is_string(), "{body}");
+    // A query or a path that cannot be read at all: 400 in the API's shape, not plain text.
+    let (s, body) = get(
+        &app,
+        "/api/v1/reports/response-rates?by=run&by=campaign",
+        &analyst,
+    )
+    .await;
+    assert_eq!(
+        (s, &body["error"]["code"]),
+        (400, &json!("malformed")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate field `by`"),
+        "{body}"
+    );
+    let (s, body) = get(&app, "/api/v1/profiles/%FF%FE", &reader).await;
+    assert_eq!(
+        (s, &body["error"]["code"]),
+        (400, &json!("malformed")),
+        "{body}"
+    );
     let (s, _) = get(&app, "/api/v1/reports/response-rates", &ops).await;
     assert_eq!(s, 403);
 }
 
 async fn profiles_are_created_with_consent_through_the_form_rules(app: TestApp) {
-    use serde_json::json;
     let shop = token(&app, "shop", "profiles:write");
     // Double opt-in (the default): pending, and the confirmation email goes out.
     let (s, body) = create(

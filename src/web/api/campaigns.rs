@@ -2,10 +2,10 @@
 //! other systems (with `Idempotency-Key`, a retry returns the same run).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
-use super::{ApiError, Authorized, CampaignsRun};
+use super::{ApiError, ApiPath, Authorized, CampaignsRun};
 use crate::web::AppState;
 
 /// Runs shown per campaign.
@@ -109,7 +109,7 @@ pub async fn list(
 pub async fn run(
     _: Authorized<CampaignsRun>,
     State(state): State<AppState>,
-    Path(CampaignPath { id }): Path<CampaignPath>,
+    ApiPath(CampaignPath { id }): ApiPath<CampaignPath>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<RunStarted>), ApiError> {
     let key = match headers.get("idempotency-key") {

@@ -6,6 +6,7 @@
 mod body;
 mod campaigns;
 mod events;
+mod parts;
 mod profiles;
 mod reports;
 
@@ -21,6 +22,7 @@ use axum::routing::get;
 
 pub use body::{JsonBody, MAX_JSON};
 pub use events::EventWriter;
+pub use parts::{ApiPath, ApiQuery};
 use serde_json::json;
 
 use super::AppState;

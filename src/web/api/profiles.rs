@@ -2,11 +2,11 @@
 //! unsubscribe them, erase them.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::Value;
 
-use super::{ApiError, Authorized, JsonBody, ProfilesRead, ProfilesWrite, path_email};
+use super::{ApiError, ApiPath, Authorized, JsonBody, ProfilesRead, ProfilesWrite, path_email};
 use crate::profile::Profile;
 use crate::web::AppState;
 
@@ -58,7 +58,7 @@ pub struct EmailPath {
 pub async fn read(
     _: Authorized<ProfilesRead>,
     State(state): State<AppState>,
-    Path(EmailPath { email }): Path<EmailPath>,
+    ApiPath(EmailPath { email }): ApiPath<EmailPath>,
 ) -> Result<Json<PersonView>, ApiError> {
     let p = find(&state, &email).await?;
     Ok(Json(shown(&state, &p).await?))
@@ -72,7 +72,7 @@ pub async fn read(
 pub async fn unsubscribe(
     Authorized(token, _): Authorized<ProfilesWrite>,
     State(state): State<AppState>,
-    Path(EmailPath { email }): Path<EmailPath>,
+    ApiPath(EmailPath { email }): ApiPath<EmailPath>,
 ) -> Result<Json<PersonView>, ApiError> {
     let p = find(&state, &email).await?;
     let meta = crate::store::ConsentMeta {
@@ -95,7 +95,7 @@ pub async fn unsubscribe(
 pub async fn erase(
     _: Authorized<ProfilesWrite>,
     State(state): State<AppState>,
-    Path(EmailPath { email }): Path<EmailPath>,
+    ApiPath(EmailPath { email }): ApiPath<EmailPath>,
 ) -> Result<StatusCode, ApiError> {
     let p = find(&state, &email).await?;
     state.store.erase(&p).await?;
@@ -122,7 +122,7 @@ pub struct Change {
 pub async fn change(
     _: Authorized<ProfilesWrite>,
     State(state): State<AppState>,
-    Path(EmailPath { email }): Path<EmailPath>,
+    ApiPath(EmailPath { email }): ApiPath<EmailPath>,
     JsonBody(change): JsonBody<Change>,
 ) -> Result<Json<PersonView>, ApiError> {
     use crate::profile::{Purpose, Question};

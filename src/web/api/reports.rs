@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 
-use super::{ApiError, Authorized, ReportsRead};
+use super::{ApiError, ApiQuery, Authorized, ReportsRead};
 use crate::report::{GroupByArg, Period, RateRow, ReportError};
 use crate::web::AppState;
 
@@ -36,7 +36,7 @@ pub struct RateRows {
 pub async fn response_rates(
     _: Authorized<ReportsRead>,
     State(state): State<AppState>,
-    Query(q): Query<RatesQuery>,
+    ApiQuery(q): ApiQuery<RatesQuery>,
 ) -> Result<Json<RateRows>, ApiError> {
     let invalid = |field: &str, e: ReportError| {
         ApiError::invalid(
