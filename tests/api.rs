@@ -397,6 +397,20 @@ async fn campaigns_are_listed_and_runs_started_once_per_key(app: TestApp) {
             .contains("duplicate field `by`"),
         "{body}"
     );
+    let (s, body, headers) = call(
+        &app,
+        reqwest::Method::DELETE,
+        "/api/v1/campaigns",
+        Some(&reader),
+    )
+    .await;
+    assert_eq!(s, 405, "{body}");
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    assert_eq!(
+        body["error"]["message"],
+        "/api/v1/campaigns does not take DELETE; see /api/v1/openapi.json"
+    );
+    assert_eq!(headers["allow"], "GET,HEAD");
     let (s, body) = get(&app, "/api/v1/profiles/%FF%FE", &reader).await;
     assert_eq!(
         (s, &body["error"]["code"]),

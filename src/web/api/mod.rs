@@ -94,6 +94,7 @@ pub fn routes() -> Router<AppState> {
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }),
         )
         .fallback(unknown)
+        .method_not_allowed_fallback(wrong_method)
         .layer(axum::extract::DefaultBodyLimit::max(body::MAX_JSON))
 }
 
@@ -283,4 +284,20 @@ fn path_email(raw: &str) -> Result<crate::profile::Email, ApiError> {
 /// Any other path under `/api/v1`.
 async fn unknown() -> ApiError {
     ApiError::not_found("no such endpoint under /api/v1")
+}
+
+/// A known path with a method it does not take: 405 in the API's shape (axum adds the
+/// `Allow` header naming the methods it does take).
+async fn wrong_method(
+    method: axum::http::Method,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} does not take {method}; see /api/v1/openapi.json",
+            uri.path()
+        ),
+    )
 }
