@@ -20,20 +20,21 @@ pub struct ApiQuery<T>(pub T);
 
 impl From<PathRejection> for ApiError {
     fn from(e: PathRejection) -> ApiError {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            format!("the path cannot be read: {}", e.body_text()),
-        )
+        unreadable("path", e.body_text())
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(e: QueryRejection) -> ApiError {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            format!("the query cannot be read: {}", e.body_text()),
-        )
+        unreadable("query", e.body_text())
     }
+}
+
+/// 400: the `part` of the request cannot be read, and why.
+fn unreadable(part: &str, why: String) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "malformed",
+        format!("the {part} cannot be read: {why}"),
+    )
 }
