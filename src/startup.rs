@@ -233,8 +233,18 @@ impl Application {
             while hup.recv().await.is_some() {
                 match Site::load(&dir) {
                     Ok(site) => {
+                        let (campaigns, segments, items) = (
+                            site.campaigns.len(),
+                            site.segments.names().len(),
+                            site.library.items().len(),
+                        );
                         state.replace_site(site);
-                        tracing::info!("reloaded campaigns.toml and templates");
+                        tracing::info!(
+                            campaigns,
+                            segments,
+                            library_items = items,
+                            "reloaded campaigns.toml, segments, templates and the library"
+                        );
                     }
                     Err(problems) => {
                         for p in &problems.0 {

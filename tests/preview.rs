@@ -162,9 +162,10 @@ async fn sighup_reloads_and_keeps_the_running_set_on_errors() {
             "--database-url",
             &format!("sqlite://{}", dir.path().join("r.db").display()),
         ])
+        .args(["--log-format", "json"])
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .env("RAPPORT_OUTBOX_DIR", dir.path().join("outbox"))
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}/");
@@ -178,12 +179,8 @@ async fn sighup_reloads_and_keeps_the_running_set_on_errors() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(body.unwrap().contains("Stay in touch"));
-    let hup = || {
-        Command::new("kill")
-            .args(["-HUP", &child.id().to_string()])
-            .status()
-            .unwrap()
-    };
+    let pid = child.id().to_string();
+    let hup = || Command::new("kill").args(["-HUP", &pid]).status().unwrap();
     let page = dir.path().join("templates/pages/subscribe.hbs");
 
     std::fs::write(&page, "RELOADED {{heading}}").unwrap();
@@ -217,6 +214,38 @@ async fn sighup_reloads_and_keeps_the_running_set_on_errors() {
     assert!(
         child.try_wait().unwrap().is_none(),
         "serve is still running"
+    );
+
+    // The library is reloaded with the rest: an item more, then a broken one refused.
+    std::fs::write(&page, "RELOADED {{heading}}").unwrap();
+    std::fs::remove_file(dir.path().join("templates/partials/loop.hbs")).unwrap();
+    let log = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    let logged = |needle: &'static str| async move {
+        for _ in 0..100 {
+            if log().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    };
+    std::fs::write(
+        dir.path().join("content/new-guide.md"),
+        "+++\ntitle = \"New guide\"\nurl = \"https://learn.contoso.example/new\"\ntopics = [\"training\"]\n+++\nNew.\n",
+    )
+    .unwrap();
+    hup();
+    assert!(logged("\"library_items\":7").await, "{}", log());
+    std::fs::write(
+        dir.path().join("content/new-guide.md"),
+        "+++\ntitle = 3\n+++\n",
+    )
+    .unwrap();
+    hup();
+    assert!(
+        logged("new-guide.md:2:9: invalid type: integer `3`, expected a string").await,
+        "{}",
+        log()
     );
     child.kill().unwrap();
     child.wait().unwrap();
