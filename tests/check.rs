@@ -619,6 +619,11 @@ fn a_shared_library_url_is_a_warning_and_no_content_folder_is_fine() {
         "{}",
         o.stderr
     );
+    assert!(
+        o.stderr.contains("content/copy.md:3:7: url "),
+        "at the url: {}",
+        o.stderr
+    );
     std::fs::remove_dir_all(dir.path().join("content")).unwrap();
     let o = check(dir.path());
     assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);

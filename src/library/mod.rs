@@ -82,6 +82,8 @@ pub struct Item {
     /// templates prepare links at load.
     pub prepared_summary: Option<String>,
     file: PathBuf,
+    /// Line and column of its `url` in the file, for the warning when two items share one.
+    url_at: (usize, usize),
     facts: Facts,
     /// What templates see of the item, made once (see [`Item::template_values`]).
     values: serde_json::Map<String, serde_json::Value>,
@@ -348,14 +350,17 @@ impl Library {
 
     fn add(&mut self, item: Item) {
         if let Some(other) = self.items.iter().find(|i| i.url == item.url) {
-            self.warnings.push(Diagnostic::file(
-                &item.file,
-                format!(
+            let (line, col) = item.url_at;
+            self.warnings.push(Diagnostic {
+                file: item.file.clone(),
+                line,
+                col,
+                message: format!(
                     "url {} is also the url of {}; they count as one item, so whoever was sent one is never sent the other",
                     item.url,
                     other.file.display()
                 ),
-            ));
+            });
         }
         self.items.push(Arc::new(item));
     }
@@ -533,6 +538,7 @@ impl Library {
             expires: day(facts.expires),
             prepared_summary: None,
             file: path.to_path_buf(),
+            url_at: crate::config::line_col(text, start + raw.url.span().start),
             facts,
             values: serde_json::Map::new(),
             spare: Spare::default(),
