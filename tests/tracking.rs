@@ -359,16 +359,13 @@ async fn clicks_and_opens(db: common::Db) {
     // The person's training click started the training follow-up, once. The writer stores
     // a batch's hits before it starts their follow-ups (the run, then its delivery), so
     // those may come a moment after the hits.
-    let mut runs = Vec::new();
-    for _ in 0..400 {
-        runs = app.store.runs_of("training-follow-up").await.unwrap();
-        if let Some(run) = runs.first() {
-            if app.store.run_progress(run.0).await.unwrap().queued > 0 {
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    common::wait_for_count(
+        &raw,
+        "SELECT COUNT(*) FROM deliveries WHERE campaign = 'training-follow-up'",
+        1,
+    )
+    .await;
+    let runs = app.store.runs_of("training-follow-up").await.unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(app.store.run_progress(runs[0].0).await.unwrap().queued, 1);
 

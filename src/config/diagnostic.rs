@@ -3,19 +3,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// The type names serde's messages use for numbers, and what they ask a person to write.
-const RUST_TYPES: [(&str, &str); 9] = [
-    ("expected i64", "expected a whole number"),
-    ("expected i32", "expected a whole number"),
-    ("expected u64", "expected a whole number, 0 or more"),
-    ("expected u32", "expected a whole number, 0 or more"),
-    ("expected u16", "expected a whole number from 0 to 65535"),
-    ("expected u8", "expected a whole number from 0 to 255"),
-    ("expected usize", "expected a whole number, 0 or more"),
-    ("expected f64", "expected a number"),
-    ("expected f32", "expected a number"),
-];
-
 /// One problem at one place in one file. `check` prints every one of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -38,14 +25,13 @@ impl Diagnostic {
     }
 
     /// The TOML parser's refusal of `toml`, which starts at byte `base` of `source`: at its
-    /// place, on one line, in the marketer's words rather than Rust's ("expected i64" says
-    /// "expected a whole number").
+    /// place, on one line, in the marketer's words rather than Rust's. Every number the
+    /// files hold is read as an `i64` and its range checked after, so "expected i64" is the
+    /// one type name a message can carry.
     pub fn toml(file: &Path, source: &str, base: usize, e: &toml::de::Error) -> Diagnostic {
         let offset = base + e.span().map_or(0, |s| s.start);
-        let mut message = e.message().trim().replace('\n', " ");
-        for (rust, words) in RUST_TYPES {
-            message = message.replace(rust, words);
-        }
+        let message = e.message().trim().replace('\n', " ");
+        let message = message.replace("expected i64", "expected a whole number");
         Diagnostic::at(file, source, offset, message)
     }
 

@@ -413,19 +413,14 @@ fn template_name(root: &Path, path: &Path) -> Option<String> {
 /// list of the grammar's rules.
 fn syntax_problem(path: &Path, src: &str, e: &handlebars::TemplateError) -> Diagnostic {
     use handlebars::TemplateErrorReason;
-    if let (TemplateErrorReason::InvalidSyntax(_), Some((at, opener))) =
+    if let (TemplateErrorReason::InvalidSyntax(_), Some(block)) =
         (e.reason(), structure::unclosed_block(src))
     {
-        let helper: String = opener
-            .trim_start_matches(['{', '~', '#', '^', '>', '*'])
-            .trim_start_matches(['>', '*', ' '])
-            .chars()
-            .take_while(|c| !c.is_whitespace() && !matches!(c, '}' | '~'))
-            .collect();
         let message = format!(
-            "template syntax error: {opener} is never closed; close it with {{{{/{helper}}}}}"
+            "template syntax error: {} is never closed; close it with {}",
+            block.opener, block.closer
         );
-        return Diagnostic::at(path, src, at, message);
+        return Diagnostic::at(path, src, block.at, message);
     }
     let (line, col) = e.pos().unwrap_or((1, 1));
     Diagnostic {

@@ -157,11 +157,35 @@ fn scan(template: &str, src: &str) -> BTreeMap<String, Shape> {
     nodes
 }
 
-/// The outermost block `src` opens and never closes, as (byte offset, the opening mustache
-/// as written): what Handlebars' own message for it ("expected escape, expression, …", at
-/// the end of the file) does not say. Read only to explain a template Handlebars refused.
-pub fn unclosed_block(src: &str) -> Option<(usize, String)> {
-    scan("", src).remove("").and_then(|shape| shape.unclosed)
+/// A block a template opens and never closes: what Handlebars' own message for it
+/// ("expected escape, expression, …", at the end of the file) does not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unclosed {
+    /// Byte offset of the opening mustache.
+    pub at: usize,
+    /// The opening mustache as written: `{{#if first_name}}`.
+    pub opener: String,
+    /// The tag that closes it: `{{/if}}` (`{{/layout}}` for `{{#> layout}}`, `{{/inline}}`
+    /// for `{{#*inline "x"}}`).
+    pub closer: String,
+}
+
+/// The outermost block `src` opens and never closes. Read only to explain a template
+/// Handlebars refused.
+pub fn unclosed_block(src: &str) -> Option<Unclosed> {
+    let (at, opener) = scan("", src).remove("")?.unclosed?;
+    let name: String = opener
+        .trim_start_matches(['{', '~'])
+        .trim_start_matches(['#', '^'])
+        .trim_start_matches(['>', '*', ' '])
+        .chars()
+        .take_while(|c| !c.is_whitespace() && !matches!(c, '}' | '~'))
+        .collect();
+    Some(Unclosed {
+        at,
+        opener,
+        closer: format!("{{{{/{name}}}}}"),
+    })
 }
 
 /// The partial named at the start of `s` (`footer`, `"footer"`, `sections/x`, an

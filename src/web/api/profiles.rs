@@ -201,6 +201,9 @@ pub async fn create(
     let mut pairs = vec![("consent".to_string(), "on".to_string())];
     let mut consent = None;
     let mut double_opt_in = true;
+    // Answers beside the other fields, or in an object of their own (as PATCH takes and
+    // GET shows them); both read by one rule below.
+    let mut answers: Vec<(&String, &Value)> = Vec::new();
     for (key, value) in &body {
         match (key.as_str(), value) {
             ("consent", Value::Object(c)) => consent = Some(c.clone()),
@@ -214,17 +217,7 @@ pub async fn create(
             ("double_opt_in", _) => {
                 errors.insert(key.clone(), "expected true or false".into());
             }
-            // The answers in an object of their own, as PATCH takes and GET shows them.
-            ("answers", Value::Object(answers)) => {
-                for (key, v) in answers {
-                    match answer_pairs(key, v) {
-                        Ok(p) => pairs.extend(p),
-                        Err(e) => {
-                            errors.insert(key.clone(), e.into());
-                        }
-                    }
-                }
-            }
+            ("answers", Value::Object(nested)) => answers.extend(nested),
             ("answers", _) => {
                 errors.insert(
                     key.clone(),
@@ -232,12 +225,15 @@ pub async fn create(
                         .into(),
                 );
             }
-            (_, v) => match answer_pairs(key, v) {
-                Ok(p) => pairs.extend(p),
-                Err(e) => {
-                    errors.insert(key.clone(), e.into());
-                }
-            },
+            (_, v) => answers.push((key, v)),
+        }
+    }
+    for (key, v) in answers {
+        match answer_pairs(key, v) {
+            Ok(p) => pairs.extend(p),
+            Err(e) => {
+                errors.insert(key.clone(), e.into());
+            }
         }
     }
     let source = consent
